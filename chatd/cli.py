@@ -1,0 +1,295 @@
+"""``chatd`` admin command line: init, serve, verify, keys, retention, users.
+
+Each sub-command is a small function over :class:`~chatd.config.Settings`; errors become one
+line on stderr and a distinct exit code, never a traceback:
+
+====  =====================================================
+0     success
+1     ``verify`` found a problem / dry-run found work to do
+2     bad usage or invalid configuration
+3     key file problem
+4     database problem (migration, integrity, unavailable)
+====  =====================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from chatd.config import Settings
+from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
+from chatd.crypto.passwords import hash_password
+from chatd.errors import ChatdError, ConfigError, KeyFileError
+from chatd.store.records import NewUser, UserProfile
+from chatd.store.sqlite import SqliteStore
+
+EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE = 1, 2, 3, 4
+MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
+
+
+def open_store(settings: Settings, ring: KeyRing | None = None) -> SqliteStore:
+    return SqliteStore(
+        settings.database_path,
+        ring or load_key_file(settings.key_file_path),
+        visible_window=settings.visible_window,
+        synchronous=settings.sqlite_synchronous,
+        max_batch=settings.max_batch,
+    )
+
+
+def _out(args: argparse.Namespace, human: str, data: object) -> None:
+    print(json.dumps(data) if getattr(args, "json", False) else human)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.key_file_path
+    if path.exists():
+        load_key_file(path)  # refuse a bad file loudly even when not creating one
+        print(f"Key file {path} already exists; kept.")
+    else:
+        write_key_file(path, KeyRing.generate(), replace=False)
+        print(f"Created key file {path} (mode 0600). Back it up: without it nothing opens.")
+    async with open_store(settings):
+        pass
+    print(f"Database {settings.database_path} is ready.")
+    return 0
+
+
+async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store:
+        report = await store.verify()
+    for problem in report.problems:
+        print(f"BROKEN {problem}", file=sys.stderr)
+    _out(
+        args,
+        f"{report.conversations} conversations, {report.events} events checked:"
+        f" {'OK' if report.ok else f'{len(report.problems)} broken'}",
+        {
+            "conversations": report.conversations,
+            "events": report.events,
+            "problems": [
+                {"conv": p.conv_id, "seq": p.seq, "reason": p.reason} for p in report.problems
+            ],
+        },
+    )
+    return 0 if report.ok else EXIT_PROBLEM
+
+
+async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.key_file_path
+    old = load_key_file(path)
+    new = old.with_new_active()
+    # The file first: if we crash after it, the old KEK is still in it and everything opens.
+    write_key_file(path, new, replace=True)
+    async with open_store(settings, new) as store:
+        count = await store.rewrap_data_keys(new)
+    print(f"New active key {new.active_id}; {count} data keys re-wrapped.")
+    print(f"Retire the previous key with: chatd keys retire {old.active_id}")
+    return 0
+
+
+async def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.key_file_path
+    ring = load_key_file(path)
+    async with open_store(settings, ring) as store:
+        in_use = await store.kek_ids_in_use()
+    if args.key_id in in_use:
+        print(
+            f"Key {args.key_id} still wraps data keys; run 'chatd keys rotate' first.",
+            file=sys.stderr,
+        )
+        return EXIT_KEYS
+    write_key_file(path, ring.without(args.key_id), replace=True)
+    print(f"Key {args.key_id} retired.")
+    return 0
+
+
+async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    ring = load_key_file(settings.key_file_path)
+    async with open_store(settings, ring) as store:
+        in_use = await store.kek_ids_in_use()
+    for kid in ring.keys:
+        flags = [
+            f for f, on in (("active", kid == ring.active_id), ("in use", kid in in_use)) if on
+        ]
+        print(f"{kid}  {', '.join(flags)}")
+    return 0
+
+
+async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int:
+    cutoff = int(time.time() * 1000 - settings.retention_years * MS_PER_YEAR)
+    async with open_store(settings) as store:
+        expired = await store.expired_conversations(cutoff)
+        if args.apply:
+            for conv_id in expired:
+                await store.shred_conversation(conv_id)
+    verb = "Shredded" if args.apply else "Would shred"
+    _out(
+        args,
+        f"{verb} {len(expired)} conversations: {expired}",
+        {"applied": bool(args.apply), "conversations": expired},
+    )
+    return 0 if args.apply or not expired else EXIT_PROBLEM
+
+
+async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    password = args.password if args.password is not None else _ask_password()
+    profile = UserProfile(
+        first_name=args.first_name,
+        last_name=args.last_name,
+        profession=args.profession,
+        structure=args.structure,
+        email=args.email,
+        rpps=args.rpps,
+    )
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with open_store(settings) as store:
+        user = await store.create_user(NewUser(args.login, password_hash, profile))
+    _out(args, f"Created user {user.id} ({user.login}).", {"id": user.id, "login": user.login})
+    return 0
+
+
+async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store:
+        users = await store.list_users()
+    for user in users:
+        p = user.profile
+        _out(
+            args,
+            f"{user.id:>5}  {user.login:<20} {p.first_name} {p.last_name}, {p.profession}"
+            f" ({p.structure}){'  [disabled]' if user.disabled else ''}",
+            {
+                "id": user.id,
+                "login": user.login,
+                "first_name": p.first_name,
+                "last_name": p.last_name,
+                "profession": p.profession,
+                "structure": p.structure,
+                "email": p.email,
+                "rpps": p.rpps,
+                "disabled": user.disabled,
+            },
+        )
+    return 0
+
+
+async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store:
+        user = await store.find_user_by_login(args.login)
+        if user is None:
+            print(f"No user {args.login!r}.", file=sys.stderr)
+            return EXIT_PROBLEM
+        await store.set_user_disabled(user.id, not args.enable)
+    print(f"User {user.login} {'enabled' if args.enable else 'disabled'}.")
+    return 0
+
+
+def _ask_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise ConfigError("The passwords differ.")
+    return first
+
+
+# ----------------------------------------------------------------------------- parser
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatd",
+        description="chatd secure messaging server. Settings come from CHATD_* variables"
+        " (see 'chatd settings').",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("init", cmd_init, "Create the key file and the database (safe to repeat).")
+    add(
+        "verify", cmd_verify, "Check every hash chain and seal; exit 1 naming what is broken."
+    ).add_argument("--json", action="store_true")
+    add("settings", cmd_settings, "List every CHATD_* setting with its default.")
+
+    keys = sub.add_parser("keys", help="Master key rotation.").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    keys.add_parser("rotate", help="New master key; re-wrap every data key.").set_defaults(
+        func=cmd_keys_rotate
+    )
+    keys.add_parser("list", help="Key ids, active and in use.").set_defaults(func=cmd_keys_list)
+    retire = keys.add_parser("retire", help="Remove a master key no data key uses any more.")
+    retire.add_argument("key_id")
+    retire.set_defaults(func=cmd_keys_retire)
+
+    retention = sub.add_parser("retention", help="Retention (crypto-shredding).").add_subparsers(
+        dest="retention_command", required=True, metavar="ACTION"
+    )
+    run = retention.add_parser("run", help="Shred conversations past the retention period.")
+    mode = run.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="List what would be shredded.")
+    mode.add_argument("--apply", action="store_true", help="Destroy their data keys.")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=cmd_retention_run)
+
+    user = sub.add_parser("user", help="User accounts.").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    user_add = user.add_parser("add", help="Create a user (password prompted, or read from stdin).")
+    user_add.add_argument("login")
+    user_add.add_argument("--first-name", required=True)
+    user_add.add_argument("--last-name", required=True)
+    user_add.add_argument("--profession", default="", help="Profession or specialty.")
+    user_add.add_argument("--structure", default="", help="Hospital, practice, care home…")
+    user_add.add_argument("--email", default="")
+    user_add.add_argument("--rpps", default=None, help="RPPS number, if any.")
+    user_add.add_argument("--password", default=None, help=argparse.SUPPRESS)
+    user_add.add_argument("--json", action="store_true")
+    user_add.set_defaults(func=cmd_user_add)
+    user_list = user.add_parser("list", help="List users.")
+    user_list.add_argument("--json", action="store_true")
+    user_list.set_defaults(func=cmd_user_list)
+    for name, enable in (("disable", False), ("enable", True)):
+        p = user.add_parser(name, help=f"{name.capitalize()} a user.")
+        p.add_argument("login")
+        p.set_defaults(func=cmd_user_disable, enable=enable)
+    return parser
+
+
+async def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    for variable, default, doc in Settings.describe():
+        print(f"{variable:<28} {default:<14} {doc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(asyncio.run(args.func(settings, args)))
+    except ConfigError as exc:
+        print(f"chatd: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyFileError as exc:
+        print(f"chatd: {exc.message}", file=sys.stderr)
+        return EXIT_KEYS
+    except ChatdError as exc:
+        print(f"chatd: {exc.message}", file=sys.stderr)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        return 130

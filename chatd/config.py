@@ -1,0 +1,145 @@
+"""Typed configuration read from ``CHATD_*`` environment variables.
+
+Every setting has an embedded default so that ``chatd serve`` works on a fresh machine.  A value
+that is present but invalid stops the server at start-up with a message naming the variable and
+what was expected: a health messenger must not run on a silently-ignored setting.  Unknown
+``CHATD_*`` variables are refused too, because a typo (``CHATD_VISIBLE_WINDOWS``) would
+otherwise be ignored without a word.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from chatd.errors import ConfigError
+
+PREFIX = "CHATD_"
+
+SqliteSynchronous = Literal["FULL", "NORMAL", "EXTRA"]
+
+
+def _parse_int(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if not minimum <= value <= maximum:
+            raise ValueError(f"expected a number from {minimum} to {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _parse_path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("expected a path, got an empty value")
+    return Path(raw).expanduser()
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _setting(default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    return dataclasses.field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """All settings; the environment variable is ``CHATD_`` + the upper-cased field name."""
+
+    data_dir: Path = _setting(Path("var"), _parse_path, "Directory of the database and key file.")
+    database: Path | None = _setting(
+        None, _parse_path, "SQLite database file (default: DATA_DIR/chatd.sqlite3)."
+    )
+    master_key_file: Path | None = _setting(
+        None, _parse_path, "Master key file, mode 0600 (default: DATA_DIR/master.keys)."
+    )
+    visible_window: int = _setting(
+        200, _parse_int(1, 100_000), "Number of most recent messages a user can read."
+    )
+    retention_years: int = _setting(
+        10, _parse_int(1, 100), "Years a conversation is kept after its last event."
+    )
+    sqlite_synchronous: str = _setting(
+        "FULL", _parse_choice("FULL", "EXTRA", "NORMAL"), "SQLite synchronous mode (WAL)."
+    )
+    max_batch: int = _setting(
+        512, _parse_int(1, 100_000), "Most writes committed together in one group commit."
+    )
+    host: str = _setting("127.0.0.1", str, "Address the gateway listens on.")
+    port: int = _setting(8470, _parse_int(0, 65535), "TCP port of the gateway.")
+    tls_cert_file: Path | None = _setting(None, _parse_path, "TLS certificate (PEM).")
+    tls_key_file: Path | None = _setting(None, _parse_path, "TLS private key (PEM).")
+    allowed_origins: tuple[str, ...] = _setting(
+        (), _parse_list, "Comma-separated Origin values browsers may connect from."
+    )
+    terms_version: str = _setting("2026-01", str, "Terms of use users must accept.")
+    session_hours: int = _setting(8, _parse_int(1, 24 * 30), "Lifetime of a login token.")
+    debug: bool = _setting(False, _parse_bool, "Verbose logging (never logs content).")
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.data_dir / "chatd.sqlite3"
+
+    @property
+    def key_file_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.keys"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); raise ConfigError if bad."""
+        env = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            field = fields.get(name)
+            if field is None:
+                problems.append(f"{key} is not a chatd setting")
+                continue
+            try:
+                values[name] = field.metadata["parse"](raw)
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
+        if (values.get("tls_cert_file") is None) != (values.get("tls_key_file") is None):
+            problems.append("CHATD_TLS_CERT_FILE and CHATD_TLS_KEY_FILE must be set together")
+        if problems:
+            raise ConfigError("Invalid configuration: " + "; ".join(problems))
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting, for ``--help`` and docs."""
+        return [
+            (PREFIX + f.name.upper(), repr(f.default), f.metadata["doc"])
+            for f in dataclasses.fields(cls)
+        ]

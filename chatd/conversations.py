@@ -1,0 +1,233 @@
+"""Conversation rules: who may do what, and which events an operation produces.
+
+Pure code, no I/O (the websockets/h11 habit): :func:`decide` takes the current state of a
+conversation and an operation, and returns the events to append or raises one clear
+:class:`~chatd.errors.ClientError`.  The store's single writer calls it while it holds the write
+lock, so a decision and its append are atomic: a member who leaves cannot have a message slip
+in after the leave, whatever the interleaving.
+
+Rules (from the practitioners' documentation the product follows):
+
+* anyone may create a conversation with one or several other people; a first message is
+  optional;
+* any current member may add a participant, and everyone is told who added whom; there is no
+  way to remove someone else;
+* only oneself may leave; a leaver keeps the history up to the leave, and may be added again
+  later;
+* any current member may rename the conversation or send a message, tagged ``important``
+  (``!``) or ``question`` (``?``) or not at all.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Set
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatd.errors import (
+    AlreadyMemberError,
+    ConversationNotFound,
+    ConversationShreddedError,
+    NotAMemberError,
+    UserNotFound,
+    ValidationError,
+)
+from chatd.events import EventDraft, EventKind, MessageTag
+
+MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 20_000
+MAX_MEMBERS = 500
+MAX_CLIENT_MSG_ID_CHARS = 64
+MAX_ATTACHMENTS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class MessageBody:
+    text: str
+    tag: MessageTag | None = None
+    attachments: tuple[str, ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "tag": None if self.tag is None else str(self.tag),
+            "attachments": list(self.attachments),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CreateConversation:
+    sender: int
+    members: tuple[int, ...]  # the others; the sender is added implicitly
+    name: str
+    client_msg_id: str
+    first_message: MessageBody | None = None
+    conv_id: int = 0  # not known yet; idempotency keys of creations live under conversation 0
+
+
+@dataclass(frozen=True, slots=True)
+class PostMessage:
+    conv_id: int
+    sender: int
+    body: MessageBody
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    conv_id: int
+    sender: int
+    name: str
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddMember:
+    conv_id: int
+    sender: int
+    user: int
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    conv_id: int
+    sender: int
+    client_msg_id: str
+
+
+Operation = CreateConversation | PostMessage | Rename | AddMember | Leave
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """What the rules need to know about a conversation."""
+
+    conv_id: int
+    members: frozenset[int] = field(default_factory=frozenset)
+    ever_members: frozenset[int] = field(default_factory=frozenset)
+    shredded: bool = False
+
+
+def clean_name(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValidationError("The conversation name must be text.", field="name")
+    name = unicodedata.normalize("NFC", raw).strip()
+    if not name:
+        raise ValidationError("The conversation name cannot be empty.", field="name")
+    if len(name) > MAX_NAME_CHARS:
+        raise ValidationError(
+            f"The conversation name is longer than {MAX_NAME_CHARS} characters.", field="name"
+        )
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ValidationError("The conversation name has control characters.", field="name")
+    return name
+
+
+def check_body(body: MessageBody) -> None:
+    if not isinstance(body.text, str):
+        raise ValidationError("The message text must be text.", field="text")
+    if len(body.text) > MAX_TEXT_CHARS:
+        raise ValidationError(
+            f"The message is longer than {MAX_TEXT_CHARS} characters.", field="text"
+        )
+    if not body.text.strip() and not body.attachments:
+        raise ValidationError("The message is empty.", field="text")
+    if len(body.attachments) > MAX_ATTACHMENTS:
+        raise ValidationError(
+            f"A message carries at most {MAX_ATTACHMENTS} attachments.", field="attachments"
+        )
+
+
+def check_client_msg_id(client_msg_id: object) -> None:
+    if (
+        not isinstance(client_msg_id, str)
+        or not 1 <= len(client_msg_id) <= MAX_CLIENT_MSG_ID_CHARS
+        or not client_msg_id.isprintable()
+    ):
+        raise ValidationError(
+            f"client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_CHARS} printable characters.",
+            field="client_msg_id",
+        )
+
+
+def referenced_users(op: Operation) -> tuple[int, ...]:
+    """Users other than the sender that must exist and be enabled for ``op`` to apply."""
+    if isinstance(op, CreateConversation):
+        return op.members
+    if isinstance(op, AddMember):
+        return (op.user,)
+    return ()
+
+
+def decide(
+    state: ConversationState | None, op: Operation, active_users: Set[int]
+) -> list[EventDraft]:
+    """The events ``op`` appends to a conversation in ``state``, or a ClientError.
+
+    ``state`` is None for a conversation that does not exist (and must be None for a
+    creation). ``active_users`` contains at least every enabled user among
+    :func:`referenced_users` ``(op)``.
+    """
+    check_client_msg_id(op.client_msg_id)
+    if isinstance(op, CreateConversation):
+        return _decide_create(op, active_users)
+    if state is None or op.sender not in state.ever_members:
+        raise ConversationNotFound()
+    if state.shredded:
+        raise ConversationShreddedError()
+    if op.sender not in state.members:
+        raise NotAMemberError()
+    if isinstance(op, PostMessage):
+        check_body(op.body)
+        return [EventDraft(EventKind.MESSAGE, op.sender, op.body.payload())]
+    if isinstance(op, Rename):
+        return [EventDraft(EventKind.RENAMED, op.sender, {"name": clean_name(op.name)})]
+    if isinstance(op, AddMember):
+        if op.user not in active_users:
+            raise UserNotFound(user=op.user)
+        if op.user in state.members:
+            raise AlreadyMemberError(user=op.user)
+        return [EventDraft(EventKind.JOINED, op.sender, {"user": op.user})]
+    if isinstance(op, Leave):
+        return [EventDraft(EventKind.LEFT, op.sender, {"user": op.sender})]
+    raise ValidationError("Unknown operation.")  # pragma: no cover - exhaustive above
+
+
+def _decide_create(op: CreateConversation, active_users: Set[int]) -> list[EventDraft]:
+    name = clean_name(op.name)
+    others = list(dict.fromkeys(u for u in op.members if u != op.sender))
+    if not others:
+        raise ValidationError("A conversation needs at least one other participant.")
+    if len(others) + 1 > MAX_MEMBERS:
+        raise ValidationError(f"A conversation has at most {MAX_MEMBERS} participants.")
+    for user in others:
+        if user not in active_users:
+            raise UserNotFound(user=user)
+    drafts = [
+        EventDraft(EventKind.CREATED, op.sender, {"name": name, "members": [op.sender, *others]})
+    ]
+    if op.first_message is not None:
+        check_body(op.first_message)
+        drafts.append(EventDraft(EventKind.MESSAGE, op.sender, op.first_message.payload()))
+    return drafts
+
+
+def apply_membership(
+    state: ConversationState, kind: str, payload: dict[str, Any]
+) -> ConversationState:
+    """The state after an appended event (membership is the only state the rules need)."""
+    if kind == EventKind.CREATED:
+        members = frozenset(payload["members"])
+        return ConversationState(state.conv_id, members, state.ever_members | members)
+    if kind == EventKind.JOINED:
+        user = payload["user"]
+        return ConversationState(
+            state.conv_id, state.members | {user}, state.ever_members | {user}, state.shredded
+        )
+    if kind == EventKind.LEFT:
+        return ConversationState(
+            state.conv_id, state.members - {payload["user"]}, state.ever_members, state.shredded
+        )
+    return state

@@ -1,0 +1,138 @@
+"""Data keys and the sealing of stored payloads (design §6).
+
+Two layers:
+
+* A **data key** (DEK, 32 random bytes) per conversation (later also per attachment and for
+  the user directory) encrypts payloads.  It is stored only *wrapped*: AES-256-GCM under the
+  active KEK, with the AAD naming the key's scope, scope id and version and the KEK id, so a
+  wrapped key copied onto another conversation's row fails to unwrap.
+
+* A **sealed payload** is::
+
+      0x01 | key_version (u32 BE) | nonce (12 random bytes) | AES-256-GCM(ciphertext ‖ tag)
+
+  with AAD = ``domain ‖ scope_id ‖ seq ‖ kind ‖ header``.  For conversation events the scope id
+  is the conversation id and seq the event's seq, so a ciphertext copied to another row, another
+  conversation or relabelled with another kind fails to open.  Random 96-bit nonces are safe
+  here: a DEK seals one conversation's events, far below the 2**32 messages-per-key bound.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from chatd.crypto.keyring import KEY_BYTES, KeyRing
+from chatd.errors import IntegrityError, UnknownKeyError
+
+SEAL_FORMAT = 1
+_HEADER = struct.Struct(">BI")
+NONCE_BYTES = 12
+SEAL_OVERHEAD = _HEADER.size + NONCE_BYTES + 16
+_AAD_IDS = struct.Struct(">qq")
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """What a data key protects: e.g. ``KeyScope("conv", 42, 1)``."""
+
+    kind: str
+    scope_id: int
+    version: int
+
+    def aad(self, kek_id: str) -> bytes:
+        return b"chatd/dek/1|%s|%d|%d|%s" % (
+            self.kind.encode(),
+            self.scope_id,
+            self.version,
+            kek_id.encode(),
+        )
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    kek_id: str
+    blob: bytes
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+
+
+def wrap_data_key(ring: KeyRing, dek: bytes, scope: KeyScope) -> WrappedKey:
+    nonce = os.urandom(NONCE_BYTES)
+    blob = nonce + AESGCM(ring.active_key).encrypt(nonce, dek, scope.aad(ring.active_id))
+    return WrappedKey(ring.active_id, blob)
+
+
+def unwrap_data_key(ring: KeyRing, wrapped: WrappedKey, scope: KeyScope) -> bytes:
+    kek = ring.key(wrapped.kek_id)
+    if kek is None:
+        raise UnknownKeyError(
+            f"The data key of {scope.kind} {scope.scope_id} is wrapped by key"
+            f" {wrapped.kek_id}, which is not in the key file."
+        )
+    nonce, body = wrapped.blob[:NONCE_BYTES], wrapped.blob[NONCE_BYTES:]
+    try:
+        dek = AESGCM(kek).decrypt(nonce, body, scope.aad(wrapped.kek_id))
+    except InvalidTag:
+        raise IntegrityError(
+            f"The data key of {scope.kind} {scope.scope_id} does not unwrap"
+            " (tampered, or moved from another row)."
+        ) from None
+    if len(dek) != KEY_BYTES:
+        raise IntegrityError(f"The data key of {scope.kind} {scope.scope_id} has a bad length.")
+    return dek
+
+
+class Sealer:
+    """Seals and opens payloads under one data key, for one domain and scope id.
+
+    ``domain`` separates uses of the same key (``b"ev"`` conversation events, ``b"cs"``
+    materialised conversation state, ``b"up"`` user profiles).
+    """
+
+    __slots__ = ("_aad_prefix", "_aead", "_header", "domain", "key_version", "scope_id")
+
+    def __init__(self, dek: bytes, key_version: int, domain: bytes, scope_id: int) -> None:
+        self._aead = AESGCM(dek)
+        self.key_version = key_version
+        self.domain = domain
+        self.scope_id = scope_id
+        self._header = _HEADER.pack(SEAL_FORMAT, key_version)
+        self._aad_prefix = domain + b"|" + self._header
+
+    def _aad(self, seq: int, kind: str) -> bytes:
+        return self._aad_prefix + _AAD_IDS.pack(self.scope_id, seq) + kind.encode()
+
+    def seal(self, seq: int, kind: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return self._header + nonce + self._aead.encrypt(nonce, plaintext, self._aad(seq, kind))
+
+    def open(self, seq: int, kind: str, sealed: bytes) -> bytes:
+        where = f"{self.domain.decode()} {self.scope_id}/{seq}"
+        if len(sealed) < SEAL_OVERHEAD:
+            raise IntegrityError(f"Sealed payload {where} is truncated.")
+        fmt, key_version = _HEADER.unpack_from(sealed)
+        if fmt != SEAL_FORMAT or key_version != self.key_version:
+            raise IntegrityError(f"Sealed payload {where} has an unexpected header.")
+        nonce = sealed[_HEADER.size : _HEADER.size + NONCE_BYTES]
+        try:
+            return self._aead.decrypt(
+                nonce, sealed[_HEADER.size + NONCE_BYTES :], self._aad(seq, kind)
+            )
+        except InvalidTag:
+            raise IntegrityError(
+                f"Sealed payload {where} does not open (tampered, or moved from another row)."
+            ) from None
+
+
+def sealed_key_version(sealed: bytes) -> int:
+    """The data-key version named in a sealed payload's header."""
+    if len(sealed) < _HEADER.size:
+        raise IntegrityError("Sealed payload is truncated.")
+    return int(_HEADER.unpack_from(sealed)[1])

@@ -1,0 +1,154 @@
+"""The one exception hierarchy of chatd.
+
+Every error that can reach a client is a subclass of :class:`ClientError` and carries a stable
+wire ``code`` (never renamed once published; ``docs/protocol.md`` lists them) and a human
+sentence.  The sentence is written for the person using the client: it never contains message
+content, key material, tokens or a stack trace.
+
+Errors that never reach a client (bad configuration, a broken key file, a tampered database)
+derive from :class:`ChatdError` directly; the gateway turns any of them that escapes into the
+generic ``internal_error`` so that nothing about the server's internals leaks.
+
+Foreign exceptions (``cryptography.exceptions.InvalidTag``, ``sqlite3.IntegrityError`` …) are
+translated into these at the boundary of the module that calls the foreign library.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ChatdError(Exception):
+    """Base of every chatd error."""
+
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        # ``details`` are structured, non-secret facts (ids, limits) for clients and logs.
+        self.details = details
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+# --------------------------------------------------------------------------- server-side only
+
+
+class ConfigError(ChatdError):
+    """A ``CHATD_*`` setting is missing or invalid; raised at start-up, never later."""
+
+    code = "config_error"
+    default_message = "The server configuration is invalid."
+
+
+class KeyFileError(ChatdError):
+    """The master key file is missing, unreadable, too permissive or malformed."""
+
+    code = "key_file_error"
+    default_message = "The master key file cannot be used."
+
+
+class IntegrityError(ChatdError):
+    """Stored data failed an integrity check: a seal did not open or a hash link is broken.
+
+    This is never the client's fault; it means the database was altered or corrupted.
+    """
+
+    code = "integrity_error"
+    default_message = "Stored data failed its integrity check."
+
+
+class UnknownKeyError(IntegrityError):
+    """A wrapped key names a key-encryption key that is not loaded."""
+
+    code = "unknown_key"
+    default_message = "A key needed to open stored data is not loaded."
+
+
+class MigrationError(ChatdError):
+    """The database schema is newer than this code, or a migration failed."""
+
+    code = "migration_error"
+    default_message = "The database schema cannot be brought up to date."
+
+
+class StoreClosedError(ChatdError):
+    code = "unavailable"
+    default_message = "The store is shutting down; retry shortly."
+
+
+# --------------------------------------------------------------------------- client-facing
+
+
+class ClientError(ChatdError):
+    """An error whose code and sentence are sent to the client as they are."""
+
+    code = "bad_request"
+    default_message = "The request is not valid."
+
+
+class ValidationError(ClientError):
+    code = "invalid_request"
+    default_message = "The request is malformed or has an invalid field."
+
+
+class NotFoundError(ClientError):
+    code = "not_found"
+    default_message = "No such item."
+
+
+class ConversationNotFound(NotFoundError):
+    """Also raised for conversations the user cannot see, so that ids cannot be probed."""
+
+    code = "conversation_not_found"
+    default_message = "This conversation does not exist or you are not a participant."
+
+
+class UserNotFound(NotFoundError):
+    code = "user_not_found"
+    default_message = "No such user."
+
+
+class ForbiddenError(ClientError):
+    code = "forbidden"
+    default_message = "You are not allowed to do this."
+
+
+class NotAMemberError(ForbiddenError):
+    code = "not_a_member"
+    default_message = "You are no longer a participant of this conversation."
+
+
+class AlreadyMemberError(ClientError):
+    code = "already_member"
+    default_message = "This person is already a participant of the conversation."
+
+
+class UserDisabledError(ForbiddenError):
+    code = "user_disabled"
+    default_message = "This account is disabled."
+
+
+class ConflictError(ClientError):
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class LoginTakenError(ConflictError):
+    code = "login_taken"
+    default_message = "This login is already in use."
+
+
+class ConversationShreddedError(ClientError):
+    """The conversation's data key was destroyed at the end of its retention period."""
+
+    code = "conversation_expired"
+    default_message = "This conversation has reached the end of its retention period."
+
+
+class UnavailableError(ClientError):
+    code = "unavailable"
+    default_message = "The service is temporarily unavailable; retry shortly."

@@ -1,0 +1,169 @@
+"""The store contract: the only code that touches the database implements this.
+
+Like mautrix-python's ``crypto/store/abstract.py``: one abstract class whose docstrings state
+the guarantees, one contract test-suite (``tests/store/test_contract_*.py``) parametrised over
+every backend.  A PostgreSQL backend joins by implementing this class and adding one fixture
+parameter in ``tests/store/conftest.py``.
+
+Guarantees every backend gives:
+
+* **Ack means durable.** A mutating coroutine returns only after its transaction has committed
+  to stable storage.  Concurrent mutations may be committed together (group commit).
+* **Dense seqs.** A conversation's events are numbered 1, 2, 3 … with no gap and no duplicate,
+  whatever the concurrency.
+* **Rules are atomic.** Conversation operations are decided by :func:`chatd.conversations.decide`
+  against the committed state, under the write lock, so no interleaving can break them.
+* **Idempotency.** A conversation operation carrying a ``(sender, client_msg_id)`` already seen
+  for that conversation (for a creation: for that sender) appends nothing and returns the
+  original seqs with ``duplicate=True``.  Failed operations record nothing.
+* **Visibility in the query.** Every read for a user is filtered by that user's membership
+  intervals in the backend's query, and by the visible window; reaching past the window yields
+  ``archived=True``, never a silent truncation.
+* **Nothing in clear.** Payloads, conversation names and user profiles are sealed before they
+  reach the database.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from chatd.conversations import Operation
+from chatd.crypto.keyring import KeyRing
+from chatd.store.records import (
+    AppendResult,
+    ConversationHead,
+    EventPage,
+    Interval,
+    NewUser,
+    User,
+    VerifyReport,
+)
+
+
+class Store(abc.ABC):
+    """Abstract store.  Use as ``async with store:`` or call :meth:`open` / :meth:`close`."""
+
+    window_size: int  # CHATD_VISIBLE_WINDOW: messages in a user's visible window
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, bring the schema up to date, start the writer."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending writes, then release connections.  Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- users
+
+    @abc.abstractmethod
+    async def create_user(self, new: NewUser) -> User:
+        """Create a user; :class:`~chatd.errors.LoginTakenError` if the login exists
+        (logins compare case-insensitively)."""
+
+    @abc.abstractmethod
+    async def get_user(self, user_id: int) -> User:
+        """The user, or :class:`~chatd.errors.UserNotFound`."""
+
+    @abc.abstractmethod
+    async def find_user_by_login(self, login: str) -> User | None:
+        """The user with this login (case-insensitive), or None."""
+
+    @abc.abstractmethod
+    async def list_users(self) -> list[User]:
+        """Every user, by id."""
+
+    @abc.abstractmethod
+    async def set_user_disabled(self, user_id: int, disabled: bool) -> User:
+        """Disable or re-enable an account (never deleted: the log names its users)."""
+
+    @abc.abstractmethod
+    async def set_terms_accepted(self, user_id: int, terms_version: str) -> User:
+        """Record that the user accepted this version of the terms of use."""
+
+    # ----------------------------------------------------------------- conversations
+
+    @abc.abstractmethod
+    async def apply(self, op: Operation) -> AppendResult:
+        """Decide ``op`` with the conversation rules and append its events durably.
+
+        Raises the rules' :class:`~chatd.errors.ClientError` (nothing is then recorded).
+        """
+
+    @abc.abstractmethod
+    async def current_members(self, conv_id: int) -> frozenset[int]:
+        """Users who are members now (for fan-out)."""
+
+    @abc.abstractmethod
+    async def intervals(self, user_id: int, conv_id: int) -> tuple[Interval, ...]:
+        """The user's membership intervals in the conversation, oldest first."""
+
+    @abc.abstractmethod
+    async def visible_window(self, user_id: int, conv_id: int) -> EventPage:
+        """The user's window: their ``visible_window`` most recent visible messages and the
+        system events from the oldest of them on.  ``archived`` is True when older visible
+        events exist.  :class:`~chatd.errors.ConversationNotFound` if the user never was a
+        member."""
+
+    @abc.abstractmethod
+    async def events_after(
+        self, user_id: int, conv_id: int, after_seq: int, limit: int
+    ) -> EventPage:
+        """Visible events with seq > ``after_seq``, oldest first, at most ``limit``.
+
+        If visible events between ``after_seq`` and the window are archived, the page is
+        ``archived=True`` and starts at the window instead (the resume rule)."""
+
+    @abc.abstractmethod
+    async def events_before(
+        self, user_id: int, conv_id: int, before_seq: int, limit: int
+    ) -> EventPage:
+        """Visible events in the window with seq < ``before_seq``, in seq order, the
+        ``limit`` closest to ``before_seq``.  ``archived`` is True when the page reaches
+        the window's start and older visible events exist."""
+
+    @abc.abstractmethod
+    async def conversation_heads(self, user_id: int) -> list[ConversationHead]:
+        """For every conversation the user is or was in: the last event they may see."""
+
+    # ----------------------------------------------------------------- keys and retention
+
+    @abc.abstractmethod
+    async def rewrap_data_keys(self, ring: KeyRing) -> int:
+        """Re-wrap every live data key under ``ring``'s active KEK (no event re-encrypted);
+        the store uses ``ring`` from then on.  Returns the number of keys re-wrapped."""
+
+    @abc.abstractmethod
+    async def kek_ids_in_use(self) -> set[str]:
+        """The KEK ids that wrap at least one live data key."""
+
+    @abc.abstractmethod
+    async def expired_conversations(self, last_event_before_ms: int) -> list[int]:
+        """Conversations not yet shredded whose last event is older than the cutoff."""
+
+    @abc.abstractmethod
+    async def shred_conversation(self, conv_id: int) -> None:
+        """Destroy the conversation's data keys: every event of it becomes unopenable, its
+        log and hash chain stay.  Later operations on it raise
+        :class:`~chatd.errors.ConversationShreddedError`."""
+
+    @abc.abstractmethod
+    async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
+        """Walk every hash chain and open every seal (of live keys); report, per broken
+        conversation, the first broken seq."""

@@ -1,0 +1,123 @@
+"""SQLite plumbing: connections, pragmas, named transactions, migrations.
+
+Every transaction has a name (``async with transaction(conn, "append_batch")``) so that a slow
+or failed one can be told apart in logs; helpers that must run inside one end in ``_txn``.
+Connections use ``isolation_level=None``: the code issues BEGIN/COMMIT itself and never
+relies on the sqlite3 module's implicit transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from chatd.errors import MigrationError
+from chatd.store.migrations import LATEST_VERSION, MIGRATIONS
+
+log = logging.getLogger("chatd.store")
+
+
+async def connect(path: Path, *, synchronous: str, readonly: bool = False) -> aiosqlite.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not readonly and not path.exists():
+        # Create the file 0600 ourselves: SQLite gives the -wal and -shm files the database's
+        # permissions, and even sealed health data is nobody else's business.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if readonly:
+        conn = await aiosqlite.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+    # Deliberately no fetch-time conversion: blobs come back as bytes, ints as ints.
+    await conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        await conn.execute("PRAGMA journal_mode = WAL")
+    await conn.execute(f"PRAGMA synchronous = {synchronous}")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@asynccontextmanager
+async def transaction(
+    conn: aiosqlite.Connection, name: str, *, write: bool = True
+) -> AsyncIterator[aiosqlite.Connection]:
+    """A named transaction.  Writes take the lock up front (BEGIN IMMEDIATE) so that a
+    transaction never fails half-way with SQLITE_BUSY; reads get one consistent snapshot."""
+    started = time.perf_counter()
+    await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        try:
+            await conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the connection may already have rolled back
+            log.warning("txn %s: rollback failed", name)
+        raise
+    else:
+        await conn.execute("COMMIT")
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if elapsed_ms > 200:
+            log.warning("txn %s took %.0f ms", name, elapsed_ms)
+
+
+async def schema_version_txn(conn: aiosqlite.Connection) -> int:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    rows = list(await conn.execute_fetchall("SELECT MAX(version) FROM schema_migrations"))
+    return int(rows[0][0] or 0)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Apply the pending migrations, each in its own transaction; return the version."""
+    async with transaction(conn, "read_schema_version"):
+        current = await schema_version_txn(conn)
+    if current > LATEST_VERSION:
+        raise MigrationError(
+            f"The database is at schema version {current}, newer than this chatd"
+            f" ({LATEST_VERSION}); upgrade chatd."
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        try:
+            async with transaction(conn, f"migration_{migration.version}"):
+                # executescript would COMMIT implicitly; run statements one by one instead.
+                for statement in _statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at)"
+                    " VALUES (?, ?, ?)",
+                    (migration.version, migration.description, int(time.time())),
+                )
+        except sqlite3.Error as exc:
+            raise MigrationError(f"Migration {migration.version} failed: {exc}") from exc
+        log.info("applied migration %d: %s", migration.version, migration.description)
+        current = migration.version
+    return current
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        code = line.split("--", 1)[0]
+        buffer += code
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
