@@ -259,7 +259,7 @@ class SqliteStore(Store):
             rows = list(
                 await conn.execute_fetchall(
                     f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?",
-                    (user_id,),  # noqa: S608
+                    (user_id,),
                 )
             )
         if not rows:
@@ -270,7 +270,7 @@ class SqliteStore(Store):
         async with self._read("read_user_by_login") as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    f"SELECT {_USER_COLUMNS} FROM users WHERE login = ?",  # noqa: S608
+                    f"SELECT {_USER_COLUMNS} FROM users WHERE login = ?",
                     (login.strip().lower(),),
                 )
             )
@@ -278,9 +278,7 @@ class SqliteStore(Store):
 
     async def list_users(self) -> list[User]:
         async with self._read("read_users") as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_USER_COLUMNS} FROM users ORDER BY id"  # noqa: S608
-            )
+            rows = await conn.execute_fetchall(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
         return [self._user(r) for r in rows]
 
     async def _update_user(
@@ -354,7 +352,7 @@ class SqliteStore(Store):
             raise ConversationNotFound(conv=conv_id)
         rows = list(
             await conn.execute_fetchall(
-                "SELECT e.seq FROM events e WHERE e.conv_id = :conv AND e.kind = 'message'"  # noqa: S608
+                "SELECT e.seq FROM events e WHERE e.conv_id = :conv AND e.kind = 'message'"
                 f" AND e.seq >= :low AND e.seq < :high AND {VISIBLE}"
                 " ORDER BY e.seq DESC LIMIT 1 OFFSET :skip",
                 {**params, "low": low, "high": high},
@@ -377,7 +375,7 @@ class SqliteStore(Store):
         order = "DESC" if newest_first else "ASC"
         rows = list(
             await conn.execute_fetchall(
-                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.conv_id = :conv AND {where}"  # noqa: S608
+                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.conv_id = :conv AND {where}"
                 f" AND {VISIBLE} ORDER BY e.seq {order} LIMIT :limit",
                 {**params, "user": user_id, "conv": conv_id, "limit": limit + 1},
             )
@@ -412,7 +410,7 @@ class SqliteStore(Store):
             if after_seq < start - 1:
                 skipped = list(
                     await conn.execute_fetchall(
-                        f"SELECT 1 FROM events e WHERE e.conv_id = :conv AND e.seq > :after"  # noqa: S608
+                        f"SELECT 1 FROM events e WHERE e.conv_id = :conv AND e.seq > :after"
                         f" AND e.seq < :start AND {VISIBLE} LIMIT 1",
                         {"conv": conv_id, "user": user_id, "after": after_seq, "start": start},
                     )
@@ -451,7 +449,7 @@ class SqliteStore(Store):
             rows = await conn.execute_fetchall(
                 "WITH latest AS ("
                 "  SELECT m.conv_id, m.left_seq IS NULL AS is_member,"
-                "         CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq - 1 END AS top"
+                "    CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE m.left_seq - 1 END AS top"
                 "  FROM memberships m JOIN conversations c ON c.id = m.conv_id"
                 "  WHERE m.user_id = :user AND m.joined_seq = (SELECT MAX(m2.joined_seq)"
                 "    FROM memberships m2 WHERE m2.conv_id = m.conv_id AND m2.user_id = :user))"

@@ -26,7 +26,7 @@ log = logging.getLogger("chatd.store")
 
 async def connect(path: Path, *, synchronous: str, readonly: bool = False) -> aiosqlite.Connection:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not readonly and not path.exists():
+    if not readonly and not path.exists():  # noqa: ASYNC240 - once, at start-up
         # Create the file 0600 ourselves: SQLite gives the -wal and -shm files the database's
         # permissions, and even sealed health data is nobody else's business.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))

@@ -34,7 +34,7 @@ async def verify_chains_txn(
     rows = await conn.execute_fetchall(
         "SELECT id, last_seq, last_hash, name, shredded_at FROM conversations ORDER BY id"
     )
-    convs = {int(r[0]): r for r in rows}
+    convs = {int(r[0]): (int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows}
     problems: list[VerifyProblem] = []
     logged = {int(r[0]) for r in await conn.execute_fetchall("SELECT DISTINCT conv_id FROM events")}
     for orphan in sorted(logged - convs.keys()):
@@ -50,10 +50,9 @@ async def verify_chains_txn(
 
 
 async def _verify_one_txn(
-    conn: aiosqlite.Connection, keys: DataKeys, conv: tuple[object, ...]
+    conn: aiosqlite.Connection, keys: DataKeys, conv: tuple[int, int, bytes, bytes, int | None]
 ) -> tuple[int, VerifyProblem | None]:
     conv_id, last_seq, last_hash, sealed_name, shredded_at = conv
-    assert isinstance(conv_id, int) and isinstance(last_seq, int)
     live: set[int] = set()
     if shredded_at is None:
         for version, kek_id, blob in await conn.execute_fetchall(
@@ -69,11 +68,11 @@ async def _verify_one_txn(
         if not live:
             return 0, VerifyProblem(conv_id, 0, "no live data key for a conversation in use")
         try:
-            version = sealed_key_version(bytes(sealed_name))  # type: ignore[arg-type]
+            version = sealed_key_version(sealed_name)
             keys.sealer(CONV_SCOPE, conv_id, version, CONV_STATE_DOMAIN, conv_id).open(
                 0,
                 "name",
-                bytes(sealed_name),  # type: ignore[arg-type]
+                sealed_name,
             )
         except (IntegrityError, KeyError):
             return 0, VerifyProblem(conv_id, 0, "the sealed conversation name does not open")

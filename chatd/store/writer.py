@@ -234,7 +234,7 @@ class GroupCommitWriter:
         if wanted:
             marks = ",".join("?" * len(wanted))
             rows = await conn.execute_fetchall(
-                f"SELECT id FROM users WHERE disabled = 0 AND id IN ({marks})",  # noqa: S608
+                f"SELECT id FROM users WHERE disabled = 0 AND id IN ({marks})",
                 tuple(wanted),
             )
             active = {int(r[0]) for r in rows}
@@ -338,7 +338,7 @@ class GroupCommitWriter:
             # A join from the literal keys, not ``IN (VALUES …)``, which SQLite plans as a
             # scan of the whole table (quadratic over the life of the database).
             rows = await self._conn.execute_fetchall(
-                f"WITH k(c, s, m) AS (VALUES {values})"  # noqa: S608 - placeholders only
+                f"WITH k(c, s, m) AS (VALUES {values})"
                 " SELECT i.scope_conv, i.sender, i.client_msg_id, i.conv_id, i.first_seq,"
                 " i.last_seq FROM k JOIN idempotency_keys i"
                 " ON i.scope_conv = k.c AND i.sender = k.s AND i.client_msg_id = k.m",
@@ -354,7 +354,7 @@ class GroupCommitWriter:
             return
         marks = ",".join("?" * len(conv_ids))
         rows = await self._conn.execute_fetchall(
-            f"SELECT id, last_seq, last_hash, last_message_seq, shredded_at FROM conversations"  # noqa: S608
+            f"SELECT id, last_seq, last_hash, last_message_seq, shredded_at FROM conversations"
             f" WHERE id IN ({marks})",
             tuple(conv_ids),
         )
@@ -372,7 +372,7 @@ class GroupCommitWriter:
         members: dict[int, set[int]] = {c: set() for c in stale}
         ever: dict[int, set[int]] = {c: set() for c in stale}
         for conv_id, user_id, left_seq in await self._conn.execute_fetchall(
-            f"SELECT conv_id, user_id, left_seq FROM memberships WHERE conv_id IN ({marks})",  # noqa: S608
+            f"SELECT conv_id, user_id, left_seq FROM memberships WHERE conv_id IN ({marks})",
             tuple(stale),
         ):
             ever[conv_id].add(user_id)
@@ -381,7 +381,7 @@ class GroupCommitWriter:
         wrapped = {
             int(r[0]): (int(r[1]), str(r[2]), bytes(r[3]))
             for r in await self._conn.execute_fetchall(
-                f"SELECT scope_id, version, kek_id, wrapped FROM data_keys"  # noqa: S608
+                f"SELECT scope_id, version, kek_id, wrapped FROM data_keys"
                 f" WHERE scope = '{CONV_SCOPE}' AND destroyed_at IS NULL AND scope_id IN ({marks})"
                 " ORDER BY version",
                 tuple(stale),
