@@ -22,6 +22,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
+import uvloop
+
 from chatd.config import Settings
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.crypto.passwords import hash_password
@@ -65,10 +67,14 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    # Replaced by the gateway (issue: WebSocket gateway); the store is ready meanwhile.
-    async with open_store(settings):
-        pass
-    print("The store is ready; the WebSocket gateway is not there yet.")
+    from chatd.gateway.server import serve  # the web stack is only imported to serve
+
+    path = settings.key_file_path
+    if not path.exists():
+        write_key_file(path, KeyRing.generate(), replace=False)
+        print(f"Created key file {path} (mode 0600). Back it up: without it nothing opens.")
+    async with open_store(settings) as store:
+        await serve(settings, store)
     return 0
 
 
@@ -150,7 +156,7 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    password = args.password if args.password is not None else _ask_password()
+    password = _ask_password()
     profile = UserProfile(
         first_name=args.first_name,
         last_name=args.last_name,
@@ -197,17 +203,25 @@ async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
             print(f"No user {args.login!r}.", file=sys.stderr)
             return EXIT_PROBLEM
         await store.set_user_disabled(user.id, not args.enable)
+        if not args.enable:  # a disabled account's sessions end (its sockets at next request)
+            await store.revoke_user_tokens(user.id, int(time.time() * 1000))
     print(f"User {user.login} {'enabled' if args.enable else 'disabled'}.")
     return 0
 
 
+MIN_PASSWORD_CHARS = 12  # ANSSI's floor for a password alone protecting sensitive data
+
+
 def _ask_password() -> str:
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Again: "):
-        raise ConfigError("The passwords differ.")
-    return first
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            raise ConfigError("The passwords differ.")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ConfigError(f"A password has at least {MIN_PASSWORD_CHARS} characters.")
+    return password
 
 
 # ----------------------------------------------------------------------------- parser
@@ -229,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "Create the key file and the database (safe to repeat).")
+    serve = add("serve", cmd_serve, "Run the server (HTTP + WebSocket) until SIGINT/SIGTERM.")
+    serve.set_defaults(uvloop=True)
     add(
         "verify", cmd_verify, "Check every hash chain and seal; exit 1 naming what is broken."
     ).add_argument("--json", action="store_true")
@@ -266,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--structure", default="", help="Hospital, practice, care home…")
     user_add.add_argument("--email", default="")
     user_add.add_argument("--rpps", default=None, help="RPPS number, if any.")
-    user_add.add_argument("--password", default=None, help=argparse.SUPPRESS)
     user_add.add_argument("--json", action="store_true")
     user_add.set_defaults(func=cmd_user_add)
     user_list = user.add_parser("list", help="List users.")
@@ -289,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        return int(asyncio.run(args.func(settings, args)))
+        run = uvloop.run if getattr(args, "uvloop", False) else asyncio.run
+        return int(run(args.func(settings, args)))
     except ConfigError as exc:
         print(f"chatd: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

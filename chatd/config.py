@@ -91,6 +91,14 @@ class Settings:
     max_batch: int = _setting(
         512, _parse_int(1, 100_000), "Most writes committed together in one group commit."
     )
+    max_attachment_bytes: int = _setting(
+        10 * 1024 * 1024, _parse_int(1024, 1024**3), "Largest attachment upload, in bytes."
+    )
+    max_image_pixels: int = _setting(
+        50_000_000,
+        _parse_int(1_000_000, 89_000_000),
+        "Most pixels an uploaded image may have (larger ones are refused, not decoded).",
+    )
     host: str = _setting("127.0.0.1", str, "Address the gateway listens on.")
     port: int = _setting(8470, _parse_int(0, 65535), "TCP port of the gateway.")
     tls_cert_file: Path | None = _setting(None, _parse_path, "TLS certificate (PEM).")
@@ -100,6 +108,23 @@ class Settings:
     )
     terms_version: str = _setting("2026-01", str, "Terms of use users must accept.")
     session_hours: int = _setting(8, _parse_int(1, 24 * 30), "Lifetime of a login token.")
+    max_frame_bytes: int = _setting(
+        65536, _parse_int(1024, 16 * 1024 * 1024), "Largest frame a client may send (1009)."
+    )
+    ws_rate: int = _setting(20, _parse_int(1, 1_000_000), "Requests/second per connection.")
+    ws_burst: int = _setting(100, _parse_int(1, 1_000_000), "Request burst per connection.")
+    ws_queue: int = _setting(
+        1000, _parse_int(4, 1_000_000), "Frames queued per connection before close 4005."
+    )
+    ws_idle_seconds: int = _setting(
+        300, _parse_int(1, 86_400), "Seconds without a request before close 4006."
+    )
+    ws_ping_seconds: int = _setting(
+        20, _parse_int(0, 3600), "WebSocket keepalive ping interval (0: none)."
+    )
+    auth_timeout_seconds: int = _setting(
+        5, _parse_int(1, 60), "Seconds a new connection has to authenticate (4000)."
+    )
     debug: bool = _setting(False, _parse_bool, "Verbose logging (never logs content).")
 
     @property

@@ -30,6 +30,7 @@ from chatd.errors import (
     ConversationNotFound,
     ConversationShreddedError,
     NotAMemberError,
+    UserDisabledError,
     UserNotFound,
     ValidationError,
 )
@@ -153,9 +154,14 @@ def check_client_msg_id(client_msg_id: object) -> None:
 
 
 def referenced_users(op: Operation) -> tuple[int, ...]:
-    """Users other than the sender that must exist and be enabled for ``op`` to apply."""
+    """Users that must exist and be enabled for ``op`` to apply.
+
+    For a creation that includes the creator: nothing else checks that the sender exists
+    before their membership row is written (a member's later operations are covered by
+    membership itself).
+    """
     if isinstance(op, CreateConversation):
-        return op.members
+        return (op.sender, *op.members)
     if isinstance(op, AddMember):
         return (op.user,)
     return ()
@@ -196,6 +202,8 @@ def decide(
 
 
 def _decide_create(op: CreateConversation, active_users: Set[int]) -> list[EventDraft]:
+    if op.sender not in active_users:
+        raise UserDisabledError(user=op.sender)
     name = clean_name(op.name)
     others = list(dict.fromkeys(u for u in op.members if u != op.sender))
     if not others:

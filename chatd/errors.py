@@ -152,3 +152,124 @@ class ConversationShreddedError(ClientError):
 class UnavailableError(ClientError):
     code = "unavailable"
     default_message = "The service is temporarily unavailable; retry shortly."
+
+
+# ------------------------------------------------------------------- gateway (auth, protocol)
+
+
+class MalformedFrameError(ClientError):
+    """A WebSocket frame that is not one msgpack map, or an HTTP body that is not JSON."""
+
+    code = "malformed_frame"
+    default_message = "The frame is not a single msgpack map."
+
+
+class UnknownOpError(ClientError):
+    code = "unknown_op"
+    default_message = "This operation does not exist."
+
+
+class InvalidStateError(ClientError):
+    """An operation not allowed in the session's current state (e.g. a second ``auth``)."""
+
+    code = "invalid_state"
+    default_message = "This operation is not allowed now."
+
+
+class FrameTooLargeError(ClientError):
+    code = "frame_too_large"
+    default_message = "The request is larger than the server accepts."
+
+
+class RateLimitedError(ClientError):
+    code = "rate_limited"
+    default_message = "Too many requests; slow down and retry shortly."
+
+
+class AuthError(ClientError):
+    """Base of the authentication failures (HTTP 401 / WebSocket close 4001–4004)."""
+
+    code = "unauthenticated"
+    default_message = "Authentication is required."
+
+
+class InvalidCredentialsError(AuthError):
+    """Wrong login or password; deliberately does not say which."""
+
+    code = "invalid_credentials"
+    default_message = "The login or the password is wrong."
+
+
+class UnauthenticatedError(AuthError):
+    """No token, an unknown token, or a token revoked by a logout."""
+
+    code = "unauthenticated"
+    default_message = "This session is not valid; log in again."
+
+
+class TokenExpiredError(AuthError):
+    code = "token_expired"
+    default_message = "This session has expired; log in again."
+
+
+class TokenRevokedError(AuthError):
+    code = "logged_out"
+    default_message = "This session was closed by a logout; log in again."
+
+
+class TermsNotAcceptedError(ForbiddenError):
+    code = "terms_not_accepted"
+    default_message = "Accept the current terms of use before using the service."
+
+
+class TermsVersionError(ConflictError):
+    code = "terms_version_mismatch"
+    default_message = "These are not the current terms of use; reload them and accept again."
+
+
+# ---- attachments
+
+
+class AttachmentError(ClientError):
+    """An uploaded file was refused; ``details`` may carry a machine-readable ``reason``."""
+
+    code = "invalid_attachment"
+    default_message = "This file cannot be attached."
+
+
+class UnsupportedFileType(AttachmentError):
+    """The content is not one of the accepted types (decided from the bytes, never the name)."""
+
+    code = "unsupported_file_type"
+    default_message = (
+        "This type of file cannot be sent. Accepted: PDF, Word, Excel, and JPEG, PNG, GIF,"
+        " WebP or HEIC images."
+    )
+
+
+class CorruptFile(AttachmentError):
+    """The content starts like an accepted type but is damaged or incomplete."""
+
+    code = "corrupt_file"
+    default_message = "This file is damaged or incomplete and cannot be sent."
+
+
+class AttachmentTooLarge(AttachmentError):
+    """The upload is larger than ``CHATD_MAX_ATTACHMENT_BYTES`` (HTTP 413)."""
+
+    code = "attachment_too_large"
+    default_message = "This file is larger than the size allowed for attachments."
+
+
+class ImageTooLarge(AttachmentError):
+    """The image has more pixels (or animation frames) than the server decodes."""
+
+    code = "image_too_large"
+    default_message = "This image has too many pixels to be processed; send a smaller one."
+
+
+class AttachmentFileMissing(IntegrityError):
+    """Server side: the encrypted file of an attachment is not on disk."""
+
+    code = "attachment_missing"
+    default_message = "The file of an attachment is missing from the server."

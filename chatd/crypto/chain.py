@@ -18,8 +18,6 @@ _IDS = struct.Struct(">qqH")
 
 def link_hash(prev_hash: bytes, conv_id: int, seq: int, kind: str, ciphertext: bytes) -> bytes:
     kind_bytes = kind.encode()
-    digest = hashlib.sha256(prev_hash)
-    digest.update(_IDS.pack(conv_id, seq, len(kind_bytes)))
-    digest.update(kind_bytes)
-    digest.update(ciphertext)
-    return digest.digest()
+    return hashlib.sha256(
+        b"".join((prev_hash, _IDS.pack(conv_id, seq, len(kind_bytes)), kind_bytes, ciphertext))
+    ).digest()

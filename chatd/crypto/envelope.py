@@ -11,16 +11,19 @@ Two layers:
 
       0x01 | key_version (u32 BE) | nonce (12 random bytes) | AES-256-GCM(ciphertext ‖ tag)
 
-  with AAD = ``domain ‖ scope_id ‖ seq ‖ kind ‖ header``.  For conversation events the scope id
-  is the conversation id and seq the event's seq, so a ciphertext copied to another row, another
-  conversation or relabelled with another kind fails to open.  Random 96-bit nonces are safe
-  here: a DEK seals one conversation's events, far below the 2**32 messages-per-key bound.
+  with AAD = ``domain ‖ header ‖ scope_id ‖ seq ‖ binding ‖ kind``.  For conversation events
+  the scope id is the conversation id, seq the event's seq and the binding the sender and
+  time (:func:`event_binding`), so a ciphertext copied to another row or conversation,
+  relabelled with another kind, or given another sender or time fails to open.  Random
+  96-bit nonces are safe here: a DEK seals one conversation's events, far below the 2**32
+  messages-per-key bound.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -57,6 +60,36 @@ class KeyScope:
 class WrappedKey:
     kek_id: str
     blob: bytes
+
+
+class _NoncePool:
+    """Random nonces drawn from the OS in blocks: one ``getrandom`` per 1,024 seals instead
+    of one each (a measurable share of the append path).  Every nonce is still 96 fresh random
+    bits; the pool is emptied in a forked child so that parent and child never share one."""
+
+    BLOCK = NONCE_BYTES * 1024
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+        # Sealing may run in worker threads (attachments): never hand out a nonce twice.
+        self._lock = threading.Lock()
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._offset >= len(self._buffer):
+                self._buffer, self._offset = os.urandom(self.BLOCK), 0
+            start = self._offset
+            self._offset = start + NONCE_BYTES
+            return self._buffer[start : self._offset]
+
+    def clear(self) -> None:
+        self._buffer, self._offset = b"", 0
+        self._lock = threading.Lock()
+
+
+_nonces = _NoncePool()
+os.register_at_fork(after_in_child=_nonces.clear)
 
 
 def new_data_key() -> bytes:
@@ -106,14 +139,19 @@ class Sealer:
         self._header = _HEADER.pack(SEAL_FORMAT, key_version)
         self._aad_prefix = domain + b"|" + self._header
 
-    def _aad(self, seq: int, kind: str) -> bytes:
-        return self._aad_prefix + _AAD_IDS.pack(self.scope_id, seq) + kind.encode()
+    def _aad(self, seq: int, kind: str, binding: bytes) -> bytes:
+        return b"".join(
+            (self._aad_prefix, _AAD_IDS.pack(self.scope_id, seq), binding, kind.encode())
+        )
 
-    def seal(self, seq: int, kind: str, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return self._header + nonce + self._aead.encrypt(nonce, plaintext, self._aad(seq, kind))
+    def seal(self, seq: int, kind: str, plaintext: bytes, binding: bytes = b"") -> bytes:
+        """Seal ``plaintext`` for row ``seq`` of kind ``kind``; ``binding`` is further clear
+        metadata of the row (fixed width) that must not be changed without detection."""
+        nonce = _nonces.take()
+        aad = self._aad(seq, kind, binding)
+        return self._header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
-    def open(self, seq: int, kind: str, sealed: bytes) -> bytes:
+    def open(self, seq: int, kind: str, sealed: bytes, binding: bytes = b"") -> bytes:
         where = f"{self.domain.decode()} {self.scope_id}/{seq}"
         if len(sealed) < SEAL_OVERHEAD:
             raise IntegrityError(f"Sealed payload {where} is truncated.")
@@ -123,12 +161,20 @@ class Sealer:
         nonce = sealed[_HEADER.size : _HEADER.size + NONCE_BYTES]
         try:
             return self._aead.decrypt(
-                nonce, sealed[_HEADER.size + NONCE_BYTES :], self._aad(seq, kind)
+                nonce, sealed[_HEADER.size + NONCE_BYTES :], self._aad(seq, kind, binding)
             )
         except InvalidTag:
             raise IntegrityError(
                 f"Sealed payload {where} does not open (tampered, or moved from another row)."
             ) from None
+
+
+_BINDING = struct.Struct(">qq")
+
+
+def event_binding(sender: int, ts: int) -> bytes:
+    """The clear metadata of an event row bound into its seal: who sent it, and when."""
+    return _BINDING.pack(sender, ts)
 
 
 def sealed_key_version(sealed: bytes) -> int:

@@ -36,8 +36,11 @@ from chatd.store.records import (
     AppendResult,
     ConversationHead,
     EventPage,
+    InboxRow,
     Interval,
     NewUser,
+    ReadState,
+    SessionToken,
     User,
     VerifyReport,
 )
@@ -116,10 +119,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def visible_window(self, user_id: int, conv_id: int) -> EventPage:
-        """The user's window: their ``visible_window`` most recent visible messages and the
-        system events from the oldest of them on.  ``archived`` is True when older visible
-        events exist.  :class:`~chatd.errors.ConversationNotFound` if the user never was a
-        member."""
+        """The user's window: their ``window_size`` (W) most recent visible messages and
+        every visible event after the (W+1)-th most recent visible message, which is then
+        archived (``archived=True``).  With W or fewer visible messages the window starts at
+        the user's first visible event and nothing is archived.
+        :class:`~chatd.errors.ConversationNotFound` if the user never was a member."""
 
     @abc.abstractmethod
     async def events_after(
@@ -167,3 +171,47 @@ class Store(abc.ABC):
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
         """Walk every hash chain and open every seal (of live keys); report, per broken
         conversation, the first broken seq."""
+
+    # ---- sessions, read markers (gateway)
+
+    @abc.abstractmethod
+    async def create_session_token(self, token: SessionToken) -> None:
+        """Record a login token.  Only its SHA-256 digest is given, and only that is kept."""
+
+    @abc.abstractmethod
+    async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
+        """The token with this digest (revoked and expired ones included), or None."""
+
+    @abc.abstractmethod
+    async def revoke_session_token(self, token_hash: bytes, revoked_at: int) -> bool:
+        """Revoke a token; True if it was live (not revoked yet).  Idempotent."""
+
+    @abc.abstractmethod
+    async def revoke_user_tokens(self, user_id: int, revoked_at: int) -> int:
+        """Revoke every live token of the user (account disabled); how many were revoked."""
+
+    @abc.abstractmethod
+    async def purge_session_tokens(self, expired_before: int) -> int:
+        """Delete tokens whose expiry is older than the cutoff; how many were deleted."""
+
+    @abc.abstractmethod
+    async def audience(
+        self, conv_id: int, first_seq: int, last_seq: int
+    ) -> dict[int, frozenset[int]]:
+        """For every seq in ``[first_seq, last_seq]``: the users who may read it (whose
+        membership intervals contain it).  That is who a live push goes to: a ``joined``
+        event reaches the added user, a ``left`` event the leaver, nothing after it."""
+
+    @abc.abstractmethod
+    async def mark_read(self, user_id: int, conv_id: int, seq: int) -> ReadState:
+        """Move the user's read marker to ``seq``, clamped to the last seq they may see; a
+        marker never moves back (an older ``seq`` leaves it where it is).  Returns the
+        marker and the unread count after it.  :class:`~chatd.errors.ConversationNotFound`
+        if the user never was a member."""
+
+    @abc.abstractmethod
+    async def inbox(self, user_id: int) -> list[InboxRow]:
+        """Every conversation the user is or was in, most recent activity first, as they may
+        see it: name, members and last event as of their last visible seq (their leave, for
+        a former member), read marker and unread count (visible messages after the marker
+        not sent by the user, capped at ``window_size``)."""

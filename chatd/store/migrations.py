@@ -109,6 +109,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 
+        -- The writer caches conversation state; this makes the database itself refuse an
+        -- append to a conversation that another process shredded meanwhile.
+        CREATE TRIGGER events_refuse_shredded BEFORE INSERT ON events
+        WHEN (SELECT shredded_at FROM conversations WHERE id = NEW.conv_id) IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'conversation shredded'); END;
+
         CREATE TRIGGER data_keys_no_delete BEFORE DELETE ON data_keys
         BEGIN SELECT RAISE(ABORT, 'data keys are destroyed, never deleted'); END;
         CREATE TRIGGER data_keys_no_resurrection BEFORE UPDATE ON data_keys
@@ -124,6 +130,42 @@ MIGRATIONS: tuple[Migration, ...] = (
 
         CREATE TRIGGER idempotency_keys_no_update BEFORE UPDATE ON idempotency_keys
         BEGIN SELECT RAISE(ABORT, 'idempotency keys are append-only'); END;
+        """,
+    ),
+    Migration(
+        2,
+        "login tokens (hashed), per-user read markers, index of naming events",
+        """
+        CREATE TABLE auth_tokens (
+            token_hash  BLOB PRIMARY KEY,        -- SHA-256 of the token; the token is never stored
+            user_id     INTEGER NOT NULL REFERENCES users(id),
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER NOT NULL,
+            revoked_at  INTEGER,
+            CHECK (length(token_hash) = 32),
+            CHECK (expires_at > created_at)
+        ) WITHOUT ROWID;
+        CREATE INDEX auth_tokens_by_user ON auth_tokens (user_id) WHERE revoked_at IS NULL;
+        CREATE INDEX auth_tokens_by_expiry ON auth_tokens (expires_at);
+
+        CREATE TABLE read_markers (
+            user_id     INTEGER NOT NULL REFERENCES users(id),
+            conv_id     INTEGER NOT NULL REFERENCES conversations(id),
+            read_seq    INTEGER NOT NULL CHECK (read_seq >= 0),
+            updated_at  INTEGER NOT NULL,
+            PRIMARY KEY (user_id, conv_id)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER read_markers_forward_only BEFORE UPDATE ON read_markers
+        WHEN NEW.read_seq < OLD.read_seq
+        BEGIN SELECT RAISE(ABORT, 'a read marker never moves back'); END;
+
+        -- The name a user sees is the last created/renamed event up to their last visible seq.
+        CREATE INDEX events_names ON events (conv_id, seq) WHERE kind IN ('created', 'renamed');
+
+        CREATE TRIGGER auth_tokens_revoke_once BEFORE UPDATE ON auth_tokens
+        WHEN OLD.revoked_at IS NOT NULL OR NEW.token_hash IS NOT OLD.token_hash
+             OR NEW.user_id IS NOT OLD.user_id OR NEW.expires_at IS NOT OLD.expires_at
+        BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END;
         """,
     ),
 )

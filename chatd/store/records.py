@@ -94,11 +94,16 @@ class ConversationHead:
 
 @dataclass(frozen=True, slots=True)
 class VerifyProblem:
+    """The first broken place of a conversation (``user_id`` None), or a broken user row."""
+
     conv_id: int
     seq: int
     reason: str
+    user_id: int | None = None
 
     def __str__(self) -> str:
+        if self.user_id is not None:
+            return f"user {self.user_id}: {self.reason}"
         return f"conversation {self.conv_id}, seq {self.seq}: {self.reason}"
 
 
@@ -111,3 +116,45 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+# ---- sessions, read markers (gateway)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionToken:
+    """A login token as stored: only the SHA-256 digest of the token is ever kept."""
+
+    token_hash: bytes
+    user_id: int
+    created_at: int  # ms since the epoch
+    expires_at: int  # ms since the epoch
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A user's read marker in one conversation and what is still unread after it."""
+
+    conv_id: int
+    read_seq: int
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """One conversation of a user's list, exactly as that user may see it.
+
+    For a member everything is current.  For a former member (``is_member`` False) it is
+    frozen at their leave: the name, the members and the last event as of their ``left``
+    event.  ``name`` and ``last_event`` are None once the conversation was crypto-shredded.
+    """
+
+    conv_id: int
+    is_member: bool
+    name: str | None
+    members: tuple[int, ...]  # members right after ``last_seq``, sorted
+    last_event: Event | None
+    last_seq: int  # the last seq this user may see
+    read_seq: int
+    unread: int  # visible messages after read_seq not sent by the user, capped at the window

@@ -21,7 +21,7 @@ import aiosqlite
 import msgpack
 
 from chatd.conversations import Operation
-from chatd.crypto.envelope import KeyScope, WrappedKey, sealed_key_version
+from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
 from chatd.crypto.keyring import KeyRing
 from chatd.errors import (
     ConversationNotFound,
@@ -32,7 +32,7 @@ from chatd.errors import (
     ValidationError,
 )
 from chatd.events import Event
-from chatd.store import sqlite_verify
+from chatd.store import sqlite_sessions, sqlite_verify
 from chatd.store.abstract import Store
 from chatd.store.data_keys import (
     CONV_SCOPE,
@@ -45,8 +45,11 @@ from chatd.store.records import (
     AppendResult,
     ConversationHead,
     EventPage,
+    InboxRow,
     Interval,
     NewUser,
+    ReadState,
+    SessionToken,
     User,
     UserProfile,
     VerifyReport,
@@ -85,6 +88,7 @@ class SqliteStore(Store):
         self._keys = DataKeys(ring)
         self._writer_conn: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
+        self._plan_conn: aiosqlite.Connection | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
         self._directory_version = 0
@@ -104,8 +108,15 @@ class SqliteStore(Store):
             reader = await connect(self.path, synchronous=self._synchronous)
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
+        # The writer's own read connection: planning reads must not queue behind the
+        # in-flight batch on the write connection, nor wait for a pooled reader.
+        self._plan_conn = await connect(self.path, synchronous=self._synchronous)
         self._writer = GroupCommitWriter(
-            self._writer_conn, self._keys, max_batch=self._max_batch, clock_ms=self._clock_ms
+            self._writer_conn,
+            self._plan_conn,
+            self._keys,
+            max_batch=self._max_batch,
+            clock_ms=self._clock_ms,
         )
         self._writer.start()
         self._directory_version = await self._writer.run_exclusive(
@@ -119,6 +130,9 @@ class SqliteStore(Store):
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
+        if self._plan_conn is not None:
+            await self._plan_conn.close()
+            self._plan_conn = None
         if self._writer_conn is not None:
             await self._writer_conn.close()
             self._writer_conn = None
@@ -176,13 +190,33 @@ class SqliteStore(Store):
     async def _open_events_txn(
         self, conn: aiosqlite.Connection, rows: Iterable[Any]
     ) -> list[Event]:
+        rows = list(rows)
+        # Shredding is checked in this read's snapshot, never inferred from the key cache: a
+        # read whose snapshot predates a shred may have re-cached the data key after the shred
+        # forgot it, and ``chatd retention run`` shreds from another process.
+        conv_ids = sorted({int(r[0]) for r in rows})
+        if conv_ids:
+            marks = ",".join("?" * len(conv_ids))
+            shredded = [
+                int(r[0])
+                for r in await conn.execute_fetchall(
+                    f"SELECT id FROM conversations WHERE id IN ({marks})"
+                    " AND shredded_at IS NOT NULL",
+                    conv_ids,
+                )
+            ]
+            if shredded:
+                for conv_id in shredded:
+                    self._keys.forget(CONV_SCOPE, conv_id)
+                raise ConversationShreddedError(conv=shredded[0])
         events = []
         for conv_id, seq, kind, sender, ts, ciphertext in rows:
             version = sealed_key_version(ciphertext)
             if not self._keys.knows(CONV_SCOPE, conv_id, version):
                 await self._load_conv_key_txn(conn, conv_id, version)
             sealer = self._keys.sealer(CONV_SCOPE, conv_id, version, EVENTS_DOMAIN, conv_id)
-            payload = msgpack.unpackb(sealer.open(seq, kind, ciphertext))
+            opened = sealer.open(seq, kind, ciphertext, event_binding(sender, ts))
+            payload = msgpack.unpackb(opened)
             events.append(Event(conv_id, seq, kind, sender, ts, payload))
         return events
 
@@ -506,6 +540,66 @@ class SqliteStore(Store):
         async with self._read("verify_chains") as conn:
             return await sqlite_verify.verify_chains_txn(conn, self._keys, conv_ids)
 
+
+    # ---- sessions, read markers (gateway)
+
+    async def create_session_token(self, token: SessionToken) -> None:
+        await self.writer.run_exclusive(
+            "create_session_token", lambda conn: sqlite_sessions.insert_token_txn(conn, token)
+        )
+
+    async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
+        async with self._read("read_session_token") as conn:
+            return await sqlite_sessions.find_token_txn(conn, token_hash)
+
+    async def revoke_session_token(self, token_hash: bytes, revoked_at: int) -> bool:
+        return await self.writer.run_exclusive(
+            "revoke_session_token",
+            lambda conn: sqlite_sessions.revoke_token_txn(conn, token_hash, revoked_at),
+        )
+
+    async def revoke_user_tokens(self, user_id: int, revoked_at: int) -> int:
+        return await self.writer.run_exclusive(
+            "revoke_user_tokens",
+            lambda conn: sqlite_sessions.revoke_user_tokens_txn(conn, user_id, revoked_at),
+        )
+
+    async def purge_session_tokens(self, expired_before: int) -> int:
+        return await self.writer.run_exclusive(
+            "purge_session_tokens",
+            lambda conn: sqlite_sessions.purge_tokens_txn(conn, expired_before),
+        )
+
+    async def audience(
+        self, conv_id: int, first_seq: int, last_seq: int
+    ) -> dict[int, frozenset[int]]:
+        async with self._read("read_audience") as conn:
+            return await sqlite_sessions.audience_txn(conn, conv_id, first_seq, last_seq)
+
+    async def mark_read(self, user_id: int, conv_id: int, seq: int) -> ReadState:
+        return await self.writer.run_exclusive(
+            "mark_read",
+            lambda conn: sqlite_sessions.mark_read_txn(
+                conn,
+                user_id,
+                conv_id,
+                seq,
+                now=self._clock_ms(),
+                cap=self.window_size,
+                visible=VISIBLE,
+            ),
+        )
+
+    async def inbox(self, user_id: int) -> list[InboxRow]:
+        async with self._read("read_inbox") as conn:
+            return await sqlite_sessions.inbox_txn(
+                conn,
+                user_id,
+                cap=self.window_size,
+                visible=VISIBLE,
+                event_columns=EVENT_COLUMNS,
+                open_events=self._open_events_txn,
+            )
 
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= 1000:

@@ -8,6 +8,8 @@ relies on the sqlite3 module's implicit transactions.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -52,7 +54,15 @@ async def transaction(
     """A named transaction.  Writes take the lock up front (BEGIN IMMEDIATE) so that a
     transaction never fails half-way with SQLITE_BUSY; reads get one consistent snapshot."""
     started = time.perf_counter()
-    await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except asyncio.CancelledError:
+        # aiosqlite runs the statement in its thread even when the caller is cancelled (a
+        # gateway connection whose client vanished): end whatever began, or the connection
+        # would go back to its pool inside a transaction that nobody ends.
+        with contextlib.suppress(sqlite3.Error):  # BEGIN had not run: nothing to end
+            await conn.execute("ROLLBACK")
+        raise
     try:
         yield conn
     except BaseException:

@@ -5,7 +5,9 @@ A tampered database is found however it was tampered with:
 * a byte changed in a ciphertext → the seal does not open and the recomputed hash differs;
 * a row removed → a gap in the seqs, or the log ends before ``conversations.last_seq``;
 * two rows swapped → their recomputed hashes and AADs no longer fit their place;
-* a whole row rewritten with a consistent hash → the next row's ``prev_hash`` breaks.
+* a whole row rewritten with a consistent hash → the next row's ``prev_hash`` breaks;
+* a membership row added, removed or moved (who may read what) → the intervals replayed from
+  the log's ``created``/``joined``/``left`` events differ from the ``memberships`` rows.
 
 The first broken seq of each conversation is reported (what follows a break cannot be trusted
 and would only repeat it).  Shredded conversations keep their chain, which is still checked;
@@ -20,9 +22,17 @@ import aiosqlite
 import msgpack
 
 from chatd.crypto.chain import GENESIS, link_hash
-from chatd.crypto.envelope import KeyScope, WrappedKey, sealed_key_version
+from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
 from chatd.errors import IntegrityError
-from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
+from chatd.events import EventKind
+from chatd.store.data_keys import (
+    CONV_SCOPE,
+    CONV_STATE_DOMAIN,
+    DIRECTORY_SCOPE,
+    EVENTS_DOMAIN,
+    PROFILE_DOMAIN,
+    DataKeys,
+)
 from chatd.store.records import VerifyProblem, VerifyReport
 
 CHUNK = 2000
@@ -40,6 +50,8 @@ async def verify_chains_txn(
     for orphan in sorted(logged - convs.keys()):
         problems.append(VerifyProblem(orphan, 1, "events of a conversation that does not exist"))
     selected = sorted(convs) if conv_ids is None else [c for c in conv_ids if c in convs]
+    if conv_ids is None:
+        problems.extend(await _verify_profiles_txn(conn, keys))
     total = 0
     for conv_id in selected:
         count, problem = await _verify_one_txn(conn, keys, convs[conv_id])
@@ -47,6 +59,31 @@ async def verify_chains_txn(
         if problem is not None:
             problems.append(problem)
     return VerifyReport(len(selected), total, tuple(problems))
+
+
+async def _verify_profiles_txn(conn: aiosqlite.Connection, keys: DataKeys) -> list[VerifyProblem]:
+    """Every user's sealed profile must open (a broken one would break every user listing)."""
+    versions = {
+        int(r[0])
+        for r in await conn.execute_fetchall(
+            "SELECT version FROM data_keys WHERE scope = ? AND scope_id = 0"
+            " AND destroyed_at IS NULL",
+            (DIRECTORY_SCOPE,),
+        )
+    }
+    problems = []
+    for user_id, profile in await conn.execute_fetchall(
+        "SELECT id, profile FROM users ORDER BY id"
+    ):
+        try:
+            version = sealed_key_version(profile)
+            if version not in versions:
+                raise IntegrityError("sealed under an unknown key version")
+            sealer = keys.sealer(DIRECTORY_SCOPE, 0, version, PROFILE_DOMAIN, user_id)
+            msgpack.unpackb(sealer.open(0, "profile", profile))
+        except (IntegrityError, ValueError, KeyError) as exc:
+            problems.append(VerifyProblem(0, 0, f"profile does not open: {exc}", user_id))
+    return problems
 
 
 async def _verify_one_txn(
@@ -78,15 +115,18 @@ async def _verify_one_txn(
             return 0, VerifyProblem(conv_id, 0, "the sealed conversation name does not open")
 
     expected, prev, count = 1, GENESIS, 0
+    # Membership intervals replayed from the log: (user, joined_seq, left_seq).
+    open_at: dict[int, int] = {}
+    intervals: set[tuple[int, int, int | None]] = set()
     while True:
         rows = list(
             await conn.execute_fetchall(
-                "SELECT seq, kind, ciphertext, prev_hash, hash FROM events"
+                "SELECT seq, kind, sender, ts, ciphertext, prev_hash, hash FROM events"
                 " WHERE conv_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
                 (conv_id, expected, CHUNK),
             )
         )
-        for seq, kind, ciphertext, prev_hash, stored_hash in rows:
+        for seq, kind, sender, ts, ciphertext, prev_hash, stored_hash in rows:
             count += 1
             if seq != expected:
                 return count, VerifyProblem(conv_id, expected, "event missing (gap in seqs)")
@@ -103,9 +143,17 @@ async def _verify_one_txn(
                     if version not in live:
                         raise IntegrityError("sealed under an unknown key version")
                     sealer = keys.sealer(CONV_SCOPE, conv_id, version, EVENTS_DOMAIN, conv_id)
-                    msgpack.unpackb(sealer.open(seq, kind, ciphertext))
+                    binding = event_binding(sender, ts)
+                    payload = msgpack.unpackb(sealer.open(seq, kind, ciphertext, binding))
                 except (IntegrityError, ValueError) as exc:
                     return count, VerifyProblem(conv_id, seq, f"seal does not open: {exc}")
+                if kind == EventKind.CREATED:
+                    open_at.update((int(user), seq) for user in payload["members"])
+                elif kind == EventKind.JOINED:
+                    open_at[int(payload["user"])] = seq
+                elif kind == EventKind.LEFT:
+                    user = int(payload["user"])
+                    intervals.add((user, open_at.pop(user, 0), seq + 1))
             prev, expected = digest, seq + 1
         if len(rows) < CHUNK:
             break
@@ -120,4 +168,18 @@ async def _verify_one_txn(
         return count, VerifyProblem(
             conv_id, last_seq, "the last hash differs from the conversation's"
         )
+    if live:  # a shredded log cannot be replayed: its payloads no longer open
+        intervals.update((user, joined, None) for user, joined in open_at.items())
+        stored = {
+            (int(user), int(joined), None if left is None else int(left))
+            for user, joined, left in await conn.execute_fetchall(
+                "SELECT user_id, joined_seq, left_seq FROM memberships WHERE conv_id = ?",
+                (conv_id,),
+            )
+        }
+        if stored != intervals:
+            first = min(joined for _, joined, _ in stored ^ intervals)
+            return count, VerifyProblem(
+                conv_id, first, "the membership rows differ from the log (who may read what)"
+            )
     return count, None

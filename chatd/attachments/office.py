@@ -1,0 +1,166 @@
+"""Office Open XML (.docx, .xlsx): a real ZIP with the expected parts, within limits.
+
+Decided from the ZIP's central directory and one small part, never by decompressing the whole
+archive:
+
+* the file starts with a local file header at offset 0 and ``zipfile`` opens it (nothing
+  prepended, which would make it a polyglot);
+* at most 1000 entries, no duplicate names, no absolute, ``..``, backslash or drive paths,
+  no encrypted entries, only stored or deflated entries;
+* declared sizes: each entry over 64 KiB expands at most 100 times, all together to at most
+  100 MiB, and no entry has more compressed bytes than its declared size could need (an entry
+  lying about its size to slip past the ratio check);
+* ``[Content_Types].xml`` and ``_rels/.rels`` are present; ``word/document.xml`` (Word) or
+  ``xl/workbook.xml`` (Excel), not both, with its main content type declared in
+  ``[Content_Types].xml`` (which is read, at most 1 MiB of it, and must not hold a DTD);
+* no VBA project: macro-enabled documents (.docm, .xlsm) are refused.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from chatd.attachments.kinds import FileKind
+from chatd.errors import CorruptFile, UnsupportedFileType
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_entries: int = 1000
+    max_total_uncompressed: int = 100 * 1024 * 1024
+    max_ratio: int = 100
+    max_content_types_bytes: int = 1024 * 1024
+
+
+CONTENT_TYPES = "[Content_Types].xml"
+ROOT_RELS = "_rels/.rels"
+_MAIN_PARTS = {
+    FileKind.DOCX: (
+        "word/document.xml",
+        b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+    ),
+    FileKind.XLSX: (
+        "xl/workbook.xml",
+        b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+    ),
+}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+# Deflate never needs much more than the data itself (5 bytes per 64 KiB stored block).
+_DEFLATE_SLACK = 64
+# Entries smaller than this cannot be a bomb whatever their ratio (the total limit still counts
+# them); tiny parts such as an empty-ish XML file legitimately compress more than 100 times.
+_RATIO_FLOOR = 64 * 1024
+
+
+def _human(size: int) -> str:
+    return f"{size // (1024 * 1024)} MiB" if size >= 1024 * 1024 else f"{size} bytes"
+
+
+def _bomb(message: str) -> UnsupportedFileType:
+    return UnsupportedFileType(f"This document cannot be sent: {message}.", reason="zip_limits")
+
+
+def _check_name(name: str) -> None:
+    parts = name.split("/")
+    if (
+        not name
+        or name.startswith("/")
+        or "\\" in name
+        or _DRIVE.match(name)
+        or ".." in parts
+        or any(ord(ch) < 0x20 for ch in name)
+    ):
+        raise CorruptFile("This document contains an entry with an unsafe path.", reason="zip_path")
+
+
+def _check_entries(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    if len(infos) > limits.max_entries:
+        raise _bomb(f"it has more than {limits.max_entries} parts")
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        _check_name(info.filename)
+        if info.filename in seen:
+            raise CorruptFile("This document has two parts of the same name.", reason="zip_dup")
+        seen.add(info.filename)
+        if info.flag_bits & 0x1:
+            raise UnsupportedFileType(
+                "Password-protected documents cannot be checked and are not accepted.",
+                reason="encrypted",
+            )
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CorruptFile("This document uses an unusual compression.", reason="zip_method")
+        declared, packed = info.file_size, info.compress_size
+        if info.compress_type == zipfile.ZIP_STORED and declared != packed:
+            raise CorruptFile("This document has an inconsistent part.", reason="zip_sizes")
+        if packed > declared + declared // 1000 + _DEFLATE_SLACK:
+            raise _bomb("a part declares a size smaller than its data")
+        if declared > _RATIO_FLOOR and declared > limits.max_ratio * max(packed, 1):
+            raise _bomb("a part expands more than a document normally does")
+        total += declared
+        if total > limits.max_total_uncompressed:
+            raise _bomb(f"it expands to more than {_human(limits.max_total_uncompressed)}")
+        if info.filename.lower().endswith("vbaproject.bin"):
+            raise UnsupportedFileType(
+                "Documents with macros are not accepted; save it without macros.",
+                reason="macros",
+            )
+
+
+def check_ooxml(fp: BinaryIO, limits: ZipLimits | None = None) -> FileKind:
+    """DOCX or XLSX if ``fp`` is one as described above; raise a ClientError otherwise."""
+    limits = limits or ZipLimits()
+    fp.seek(0)
+    if fp.read(4) != ZIP_MAGIC:
+        raise UnsupportedFileType(reason="unrecognised")
+    fp.seek(0)
+    try:
+        archive = zipfile.ZipFile(fp)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        raise CorruptFile("This document is not a valid archive.", reason="zip") from None
+    with archive:
+        infos = archive.infolist()
+        if not infos or min(info.header_offset for info in infos) != 0:
+            # zipfile shifts offsets when data precedes the archive; ours must start at 0.
+            raise UnsupportedFileType(
+                "This file contains something else before its document data.", reason="polyglot"
+            )
+        _check_entries(infos, limits)
+        names = {info.filename for info in infos}
+        found = [kind for kind, (part, _ct) in _MAIN_PARTS.items() if part in names]
+        if CONTENT_TYPES not in names or ROOT_RELS not in names or not found:
+            raise UnsupportedFileType(
+                "This archive is not a Word or Excel document.", reason="not_office"
+            )
+        if len(found) > 1:
+            raise CorruptFile("This document is both a Word and an Excel file.", reason="ambiguous")
+        kind = found[0]
+        content_types = _read_small(archive, CONTENT_TYPES, limits.max_content_types_bytes)
+    if b"<!DOCTYPE" in content_types or b"<!ENTITY" in content_types:
+        raise CorruptFile("This document has a forbidden declaration.", reason="xml_dtd")
+    if _MAIN_PARTS[kind][1] not in content_types:
+        raise UnsupportedFileType(
+            "This document's type is not accepted (for example, it contains macros).",
+            reason="content_type",
+        )
+    return kind
+
+
+def _read_small(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise _bomb(f"{name} is too large")
+    try:
+        with archive.open(info) as part:
+            data = part.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, RuntimeError):
+        raise CorruptFile("This document is damaged.", reason="zip") from None
+    if len(data) > limit:
+        raise _bomb(f"{name} is too large")
+    return data

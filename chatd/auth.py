@@ -1,0 +1,210 @@
+"""Login sessions: password check, opaque tokens kept only hashed, expiry, logout, terms gate.
+
+A login verifies the password with Argon2id in a worker thread and returns an opaque random
+token (256 bits, URL-safe base64).  The store keeps only the token's SHA-256 digest, so a copy
+of the database does not let anyone log in.  A token is valid ``CHATD_SESSION_HOURS`` (8 h) and
+until a logout revokes it.  Until the user accepted the current terms of use
+(``CHATD_TERMS_VERSION``) every operation but the acceptance answers ``terms_not_accepted``.
+
+The pure parts — token generation and digest, :func:`check_session`, :class:`LoginThrottle` —
+are separate from :class:`AuthService`, which only adds the store and the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
+from chatd.errors import (
+    InvalidCredentialsError,
+    RateLimitedError,
+    TermsVersionError,
+    TokenExpiredError,
+    TokenRevokedError,
+    UnauthenticatedError,
+    UserDisabledError,
+    ValidationError,
+)
+from chatd.store.abstract import Store
+from chatd.store.records import SessionToken, User, UserProfile
+
+TOKEN_BYTES = 32
+MAX_TOKEN_CHARS = 128
+MAX_LOGIN_CHARS = 64
+MS_PER_HOUR = 3_600_000
+HASHING_CONCURRENCY = 2  # Argon2id costs ~19 MiB and tens of ms of CPU each
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_token() -> str:
+    """An opaque random token (43 URL-safe characters)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_digest(token: str) -> bytes:
+    """What the store keeps of a token: its SHA-256."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated session: who, with which token, until when."""
+
+    user_id: int
+    login: str
+    profile: UserProfile
+    token_hash: bytes
+    expires_at: int  # ms since the epoch
+    terms_accepted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    token: str  # given to the client once, never stored
+    principal: Principal
+    terms_version: str
+
+
+def check_session(token: SessionToken | None, user: User | None, now_ms: int) -> None:
+    """Raise the :class:`~chatd.errors.AuthError` that applies, if any (pure)."""
+    if token is None or user is None or token.user_id != user.id:
+        raise UnauthenticatedError()
+    if token.revoked_at is not None:
+        raise TokenRevokedError()
+    if user.disabled:
+        raise UserDisabledError()
+    if now_ms >= token.expires_at:
+        raise TokenExpiredError()
+
+
+def check_credentials_shape(login: object, password: object) -> tuple[str, str]:
+    if not isinstance(login, str) or not 1 <= len(login) <= MAX_LOGIN_CHARS:
+        raise ValidationError("login must be text of 1 to 64 characters.", field="login")
+    if not isinstance(password, str) or not 1 <= len(password.encode()) <= MAX_PASSWORD_BYTES:
+        raise ValidationError(
+            f"password must be text of 1 to {MAX_PASSWORD_BYTES} bytes.", field="password"
+        )
+    return login, password
+
+
+class LoginThrottle:
+    """At most ``max_failures`` failed logins per login name per ``window_ms`` (pure; the
+    caller passes the time).  Memory is bounded: the oldest names are forgotten first."""
+
+    def __init__(
+        self, max_failures: int = 5, window_ms: int = 60_000, max_tracked: int = 10_000
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_ms = window_ms
+        self.max_tracked = max_tracked
+        self._failures: OrderedDict[str, list[int]] = OrderedDict()
+
+    def check(self, key: str, now_ms: int) -> None:
+        recent = [t for t in self._failures.get(key, ()) if now_ms - t < self.window_ms]
+        if len(recent) >= self.max_failures:
+            raise RateLimitedError("Too many failed logins; wait a minute and retry.")
+
+    def failed(self, key: str, now_ms: int) -> None:
+        recent = [t for t in self._failures.pop(key, []) if now_ms - t < self.window_ms]
+        self._failures[key] = [*recent, now_ms][-self.max_failures :]
+        while len(self._failures) > self.max_tracked:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+class AuthService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        session_hours: int,
+        terms_version: str,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        on_revoke: Callable[[bytes], object] | None = None,
+    ) -> None:
+        self._store = store
+        self._session_ms = session_hours * MS_PER_HOUR
+        self.terms_version = terms_version
+        self._clock_ms = clock_ms
+        self._on_revoke = on_revoke
+        self._throttle = LoginThrottle()
+        self._hashing = asyncio.Semaphore(HASHING_CONCURRENCY)
+        self._dummy_hash: str | None = None
+
+    def principal(self, user: User, token_hash: bytes, expires_at: int) -> Principal:
+        return Principal(
+            user.id,
+            user.login,
+            user.profile,
+            token_hash,
+            expires_at,
+            user.terms_version == self.terms_version,
+        )
+
+    async def login(self, login: object, password: object) -> LoginResult:
+        login_name, secret = check_credentials_shape(login, password)
+        key = login_name.strip().lower()
+        self._throttle.check(key, self._clock_ms())
+        user = await self._store.find_user_by_login(login_name)
+        async with self._hashing:
+            if user is None:
+                # Same work as for a real account, so that logins cannot be probed by timing.
+                if self._dummy_hash is None:
+                    self._dummy_hash = await asyncio.to_thread(hash_password, new_token())
+                await asyncio.to_thread(verify_password, secret, self._dummy_hash)
+                ok = False
+            else:
+                ok = await asyncio.to_thread(verify_password, secret, user.password_hash)
+        if user is None or not ok:
+            self._throttle.failed(key, self._clock_ms())
+            raise InvalidCredentialsError()
+        self._throttle.succeeded(key)
+        if user.disabled:
+            raise UserDisabledError()
+        token = new_token()
+        now = self._clock_ms()
+        record = SessionToken(token_digest(token), user.id, now, now + self._session_ms)
+        await self._store.create_session_token(record)
+        return LoginResult(
+            token, self.principal(user, record.token_hash, record.expires_at), self.terms_version
+        )
+
+    async def authenticate(self, token: object) -> Principal:
+        """The session of a token, or the AuthError that explains why there is none."""
+        if not isinstance(token, str) or not 1 <= len(token) <= MAX_TOKEN_CHARS:
+            raise UnauthenticatedError()
+        return await self.revalidate(token_digest(token))
+
+    async def revalidate(self, token_hash: bytes) -> Principal:
+        record = await self._store.find_session_token(token_hash)
+        user = None
+        if record is not None:
+            user = await self._store.get_user(record.user_id)
+        check_session(record, user, self._clock_ms())
+        assert record is not None and user is not None
+        return self.principal(user, token_hash, record.expires_at)
+
+    async def logout(self, token: object) -> bool:
+        """Revoke the token and close its live connections; False if it was not live."""
+        principal = await self.authenticate(token)
+        revoked = await self._store.revoke_session_token(principal.token_hash, self._clock_ms())
+        if self._on_revoke is not None:
+            self._on_revoke(principal.token_hash)
+        return revoked
+
+    async def accept_terms(self, principal: Principal, version: object) -> Principal:
+        if not isinstance(version, str) or version != self.terms_version:
+            raise TermsVersionError(current=self.terms_version)
+        user = await self._store.set_terms_accepted(principal.user_id, version)
+        return self.principal(user, principal.token_hash, principal.expires_at)

@@ -1,0 +1,200 @@
+"""The Starlette application: a few HTTP routes and the WebSocket route.
+
+=========================  ======  ============================================================
+route                      method  what
+=========================  ======  ============================================================
+``/healthz``               GET     ``{"status": "ok"}`` while the server can serve
+``/v1/auth/login``         POST    ``{"login", "password"}`` → token (valid 8 h), user, terms
+``/v1/auth/logout``        POST    ``Authorization: Bearer`` → revoke; its sockets close (4003)
+``/v1/auth/terms``         GET     the current terms version
+``/v1/auth/terms``         POST    ``Authorization: Bearer`` + ``{"version"}`` → accepted
+``/v1/ws``                 WS      the live protocol (:mod:`chatd.gateway.protocol`)
+=========================  ======  ============================================================
+
+Endpoints only move bytes: parse, call a service, encode.  HTTP errors are JSON
+``{"code", "message"}`` with the same stable codes as the WebSocket protocol.  Browsers are held
+to ``CHATD_ALLOWED_ORIGINS`` on both sides: the WebSocket handshake checks ``Origin``, and CORS
+on the HTTP routes allows only those origins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from chatd.auth import LoginResult
+from chatd.errors import (
+    AuthError,
+    ChatdError,
+    ClientError,
+    ConflictError,
+    ForbiddenError,
+    FrameTooLargeError,
+    MalformedFrameError,
+    NotFoundError,
+    RateLimitedError,
+    StoreClosedError,
+    UnauthenticatedError,
+    UnavailableError,
+    ValidationError,
+)
+from chatd.gateway.connection import Connection, log_internal
+from chatd.gateway.handlers import now_ms, user_map
+from chatd.gateway.services import Gateway
+
+log = logging.getLogger("chatd.gateway")
+MAX_BODY_BYTES = 4096
+POLICY_VIOLATION = 1008  # closing before accept makes the server answer HTTP 403
+
+_STATUS: tuple[tuple[type[ChatdError], int], ...] = (
+    (FrameTooLargeError, 413),
+    (MalformedFrameError, 400),
+    (ValidationError, 400),
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (RateLimitedError, 429),
+    (UnavailableError, 503),
+    (StoreClosedError, 503),
+    (ClientError, 400),
+)
+
+
+def error_response(exc: ChatdError) -> JSONResponse:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return JSONResponse({"code": exc.code, "message": exc.message}, status)
+    generic = ChatdError()
+    return JSONResponse({"code": generic.code, "message": generic.message}, 500)
+
+
+def _endpoint(
+    handler: Callable[[Request, Gateway], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        try:
+            return await handler(request, gateway)
+        except ChatdError as exc:
+            if not isinstance(exc, (ClientError, StoreClosedError)):
+                log_internal(request.url.path, exc)
+            return error_response(exc)
+        except Exception as exc:
+            log_internal(request.url.path, exc)
+            return error_response(ChatdError())
+
+    return endpoint
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise FrameTooLargeError(f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise MalformedFrameError("The body must be one JSON object.")
+    return obj
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise UnauthenticatedError("Send the token as 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+def login_body(result: LoginResult) -> dict[str, Any]:
+    return {
+        "token": result.token,
+        "expires_at": result.principal.expires_at,
+        "user": user_map(result.principal),
+        "terms_version": result.terms_version,
+        "terms_accepted": result.principal.terms_accepted,
+    }
+
+
+async def healthz(request: Request, gateway: Gateway) -> Response:
+    return JSONResponse({"status": "ok", "server_time": now_ms()})
+
+
+async def login(request: Request, gateway: Gateway) -> Response:
+    body = await read_json(request)
+    unknown = set(body) - {"login", "password"}
+    if unknown:
+        raise ValidationError("Only login and password are expected.", field="body")
+    result = await gateway.auth.login(body.get("login"), body.get("password"))
+    return JSONResponse(login_body(result))
+
+
+async def logout(request: Request, gateway: Gateway) -> Response:
+    revoked = await gateway.auth.logout(bearer_token(request))
+    return JSONResponse({"revoked": revoked})
+
+
+async def terms(request: Request, gateway: Gateway) -> Response:
+    if request.method == "GET":
+        return JSONResponse({"terms_version": gateway.auth.terms_version})
+    principal = await gateway.auth.authenticate(bearer_token(request))
+    body = await read_json(request)
+    principal = await gateway.auth.accept_terms(principal, body.get("version"))
+    return JSONResponse(
+        {"terms_version": gateway.auth.terms_version, "terms_accepted": principal.terms_accepted}
+    )
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    gateway: Gateway = websocket.app.state.gateway
+    origin = websocket.headers.get("origin")
+    if origin is not None and origin not in gateway.settings.allowed_origins:
+        await websocket.close(POLICY_VIOLATION)
+        return
+    await Connection(websocket, gateway).run()
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    # Browsers on an allowed origin may call the HTTP routes too (no cookies: tokens only).
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=list(gateway.settings.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    app = Starlette(
+        middleware=[cors],
+        routes=[
+            Route("/healthz", _endpoint(healthz), methods=["GET"]),
+            Route("/v1/auth/login", _endpoint(login), methods=["POST"]),
+            Route("/v1/auth/logout", _endpoint(logout), methods=["POST"]),
+            Route("/v1/auth/terms", _endpoint(terms), methods=["GET", "POST"]),
+            WebSocketRoute("/v1/ws", websocket_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app

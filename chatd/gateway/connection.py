@@ -1,0 +1,327 @@
+"""One WebSocket connection: the thin async layer around the pure protocol and session.
+
+Three tasks per connection, supervised together:
+
+* the **reader** receives frames (idle timeout, rate limit), decodes them
+  (:mod:`chatd.gateway.protocol`), checks them against the session
+  (:mod:`chatd.gateway.session`) and the token, calls the handlers, and queues the reply;
+* the **sender** drains the connection's hub queue in order — replies, live events (through
+  the session's cursors: in order, once, gaps filled from the store), per-user state, and
+  ``sync`` jobs — and writes to the socket;
+* the **close signal** of the hub subscription: slow consumer, logout, token expiry, idle,
+  rate abuse all end the connection through :meth:`Subscription.fail` with their close code.
+
+Nothing here knows a business rule.  Unexpected exceptions become ``internal_error`` frames
+(or close 1011), logged by type and stack only: never a message text, a name or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+
+from starlette.websockets import WebSocket
+
+from chatd.auth import Principal
+from chatd.errors import (
+    AuthError,
+    ChatdError,
+    ClientError,
+    ConversationNotFound,
+    ConversationShreddedError,
+    RateLimitedError,
+    StoreClosedError,
+    TokenExpiredError,
+    TokenRevokedError,
+    UserDisabledError,
+)
+from chatd.gateway import protocol as p
+from chatd.gateway.fanout import EventPush, StatePush
+from chatd.gateway.handlers import SyncJob, now_ms, user_map
+from chatd.gateway.hub import Subscription
+from chatd.gateway.services import Gateway
+from chatd.gateway.session import Delivery, Session, TokenBucket
+
+log = logging.getLogger("chatd.gateway")
+CloseCode = p.CloseCode
+
+CATCH_UP_PAGE = 100
+TOKEN_CHECK_SECONDS = 1.0  # the token and account are re-read at most this often
+CLOSE_TIMEOUT = 5.0
+
+
+def close_code_for(exc: BaseException) -> CloseCode:
+    if isinstance(exc, TokenExpiredError):
+        return CloseCode.TOKEN_EXPIRED
+    if isinstance(exc, TokenRevokedError):
+        return CloseCode.LOGGED_OUT
+    if isinstance(exc, UserDisabledError):
+        return CloseCode.USER_DISABLED
+    return CloseCode.UNAUTHENTICATED
+
+
+def log_internal(where: str, exc: BaseException) -> None:
+    """Log an unexpected exception by type and stack only (its message may hold content)."""
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("internal error in %s: %s\n%s", where, type(exc).__name__, stack)
+
+
+class _Gone(Exception):
+    """The client went away while we were writing."""
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, gateway: Gateway) -> None:
+        self._ws = websocket
+        self._gw = gateway
+        self._settings = gateway.settings
+        self._session = Session()
+        self._bucket = TokenBucket(self._settings.ws_rate, self._settings.ws_burst)
+        self._sub: Subscription | None = None
+        self._gone = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except _Gone:
+            pass
+        except Exception as exc:  # never let uvicorn log a message that may hold content
+            log_internal("connection", exc)
+            if not self._gone:
+                await self._close(CloseCode.INTERNAL_ERROR)
+
+    async def _run(self) -> None:
+        try:
+            await self._ws.accept()
+        except Exception as exc:  # the client left during the handshake
+            raise _Gone() from exc
+        auth = await self._authenticate()
+        if auth is None:
+            return
+        principal, auth_rid = auth
+        async with self._gw.hub.subscribe(principal.user_id, principal.token_hash) as sub:
+            self._sub = sub
+            await self._send(self._hello(principal, auth_rid))
+            remaining = max(0.0, (principal.expires_at - now_ms()) / 1000)
+            expiry = asyncio.get_running_loop().call_later(
+                remaining, sub.fail, CloseCode.TOKEN_EXPIRED
+            )
+            tasks = [
+                asyncio.create_task(self._read_loop(sub), name="chatd-ws-reader"),
+                asyncio.create_task(self._send_loop(sub), name="chatd-ws-sender"),
+                asyncio.create_task(sub.closed.wait(), name="chatd-ws-closed"),
+            ]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                expiry.cancel()
+                for task in tasks:
+                    task.cancel()
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                self._session.close()
+            code = sub.close_code
+            for result in results[:2]:
+                if isinstance(result, BaseException) and not isinstance(
+                    result, (asyncio.CancelledError, _Gone)
+                ):
+                    log_internal("connection", result)
+                    code = code or CloseCode.INTERNAL_ERROR
+            if code is not None and not self._gone:
+                await self._close(code)
+
+    async def _close(self, code: CloseCode) -> None:
+        try:
+            await asyncio.wait_for(self._ws.close(int(code), code.reason), CLOSE_TIMEOUT)
+        except Exception as exc:  # already closed, or the peer does not read
+            log.debug("close %d not sent: %s", code, type(exc).__name__)
+        log.debug("closed connection with %d %s", code, code.reason)
+
+    async def _authenticate(self) -> tuple[Principal, int] | None:
+        """The first frame must be ``auth``; answer failures with a close code."""
+        try:
+            async with asyncio.timeout(self._settings.auth_timeout_seconds):
+                message = await self._ws.receive()
+        except TimeoutError:
+            await self._close(CloseCode.AUTH_TIMEOUT)
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("bytes")
+        if data is None:
+            await self._close(CloseCode.UNSUPPORTED_DATA)
+            return None
+        try:
+            request = p.decode_request(data)
+            if not isinstance(request, p.Auth):
+                raise AuthError()
+            principal = await self._gw.auth.authenticate(request.token)
+        except (p.BadRequest, AuthError, UserDisabledError) as exc:
+            await self._close(close_code_for(exc))
+            return None
+        except StoreClosedError:  # the server is stopping
+            await self._close(CloseCode.GOING_AWAY)
+            return None
+        self._session.authenticated(principal, time.monotonic())
+        return principal, request.rid
+
+    def _hello(self, principal: Principal, rid: int) -> bytes:
+        return p.pack(
+            {
+                "op": "hello",
+                "rid": rid,
+                "protocol": p.PROTOCOL_VERSION,
+                "server_time": now_ms(),
+                "user": user_map(principal),
+                "session_expires_at": principal.expires_at,
+                "terms_version": self._gw.auth.terms_version,
+                "terms_accepted": principal.terms_accepted,
+                "limits": self._gw.limits(),
+            }
+        )
+
+    # ------------------------------------------------------------------ reader
+
+    async def _read_loop(self, sub: Subscription) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._settings.ws_idle_seconds):
+                    message = await self._ws.receive()
+            except TimeoutError:
+                sub.fail(CloseCode.IDLE_TIMEOUT)
+                return
+            if message["type"] == "websocket.disconnect":
+                self._gone = True
+                return
+            data = message.get("bytes")
+            if data is None:
+                sub.fail(CloseCode.UNSUPPORTED_DATA)
+                return
+            if not self._bucket.allow(time.monotonic()):
+                if self._bucket.strikes > self._settings.ws_burst:
+                    sub.fail(CloseCode.RATE_LIMITED)
+                    return
+                sub.offer(p.encode_error(_peek_rid(data), RateLimitedError()))
+                continue
+            reply = await self._handle(sub, data)
+            if reply is not None:
+                sub.offer(reply)
+
+    async def _handle(self, sub: Subscription, data: bytes) -> bytes | SyncJob | None:
+        try:
+            request = p.decode_request(data)
+        except p.BadRequest as bad:
+            return p.encode_error(bad.rid, bad.error)
+        try:
+            self._session.admit(request)
+            await self._check_token()
+        except AuthError as exc:
+            sub.fail(close_code_for(exc))
+            return None
+        except UserDisabledError:
+            sub.fail(CloseCode.USER_DISABLED)
+            return None
+        except ClientError as exc:
+            return p.encode_error(request.rid, exc)
+        try:
+            return await self._gw.handlers.handle(self._session, sub, request)
+        except (ClientError, StoreClosedError) as exc:
+            return p.encode_error(request.rid, exc)
+        except Exception as exc:
+            log_internal(f"op {type(request).__name__}", exc)
+            return p.encode_error(request.rid, ChatdError())
+
+    async def _check_token(self) -> None:
+        """Authorisation on every operation: expiry always, revocation and account state
+        from the store at most every :data:`TOKEN_CHECK_SECONDS`."""
+        principal = self._session.principal
+        assert principal is not None
+        if now_ms() >= principal.expires_at:
+            raise TokenExpiredError()
+        now = time.monotonic()
+        if self._session.needs_check(now, TOKEN_CHECK_SECONDS):
+            self._session.refreshed(await self._gw.auth.revalidate(principal.token_hash), now)
+
+    # ------------------------------------------------------------------ sender
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self._ws.send_bytes(data)
+        except Exception as exc:  # WebSocketDisconnect, OSError, RuntimeError after close
+            self._gone = True
+            raise _Gone() from exc
+
+    async def _send_loop(self, sub: Subscription) -> None:
+        while True:
+            item = await sub.queue.get()
+            if isinstance(item, bytes):
+                await self._send(item)
+            elif isinstance(item, EventPush):
+                await self._push(item)
+            elif isinstance(item, StatePush):
+                if self._session.synced:
+                    await self._send(item.data)
+            elif isinstance(item, SyncJob):
+                await self._sync(item)
+
+    async def _push(self, push: EventPush) -> None:
+        action = self._session.on_event(push.conv, push.seq)
+        if action is Delivery.SEND:
+            self._session.delivered(push.conv, push.seq)
+            await self._send(push.data)
+        elif action is Delivery.CATCH_UP:
+            with contextlib.suppress(ConversationNotFound, ConversationShreddedError):
+                await self._catch_up(push.conv)
+
+    async def _catch_up(self, conv: int) -> None:
+        """Send what the user may see in ``conv`` after the session's cursor, in order."""
+        user = self._session.user_id
+        after = self._session.cursor(conv)
+        while True:
+            page = await self._gw.store.events_after(user, conv, after, CATCH_UP_PAGE)
+            if page.archived:
+                await self._send(p.encode_archived(conv, page.window_start))
+            for event in page.events:
+                if self._session.delivered(conv, event.seq):
+                    await self._send(p.encode_event(event))
+            if not page.has_more or not page.events:
+                return
+            after = page.events[-1].seq
+
+    async def _sync(self, job: SyncJob) -> None:
+        user = self._session.user_id
+        try:
+            heads = await self._gw.store.conversation_heads(user)
+        except (ClientError, StoreClosedError) as exc:
+            await self._send(p.encode_error(job.rid, exc))
+            return
+        known = {head.conv_id: head.last_visible_seq for head in heads}
+        expired: list[int] = []
+        for conv, last_seq in known.items():
+            have = min(job.positions.get(conv, 0), last_seq)
+            self._session.resume_from(conv, have)
+            if last_seq > have:
+                try:
+                    await self._catch_up(conv)
+                except ConversationShreddedError:
+                    expired.append(conv)
+        self._session.sync_done()
+        await self._send(
+            p.encode_ok(
+                job.rid,
+                convs=[[conv, self._session.cursor(conv)] for conv in known],
+                unknown=[conv for conv in job.positions if conv not in known],
+                expired=expired,
+            )
+        )
+
+
+def _peek_rid(data: bytes) -> int | None:
+    try:
+        return p.decode_request(data).rid
+    except p.BadRequest as bad:
+        return bad.rid

@@ -1,0 +1,112 @@
+"""The in-process hub: one bounded outbound queue per connected session (design §5).
+
+Like encode/broadcaster's ``_base.py``: :meth:`Hub.subscribe` is an async context manager
+that registers a :class:`Subscription` and always unregisters it, however the connection
+ends.  Everything a connection sends after its hello goes through its subscription's queue —
+live events, replies, per-user state — and one sender task drains it, so one connection's
+frames leave in one order.
+
+Memory stays bounded whatever a client does: :meth:`Subscription.offer` never waits; when the
+queue is full the subscription is *failed* with the ``slow_consumer`` close code, its queue is
+emptied at once, and the connection closes; the client reconnects and resumes with ``sync``.
+Logout and token expiry use the same path (:meth:`Hub.close_token`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from chatd.gateway.protocol import CloseCode
+
+K = TypeVar("K")
+
+
+class Subscription:
+    """One connected session's outbound queue and close signal."""
+
+    def __init__(self, user_id: int, token_hash: bytes, maxsize: int) -> None:
+        self.user_id = user_id
+        self.token_hash = token_hash
+        self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
+        self.closed = asyncio.Event()
+        self.close_code: CloseCode | None = None
+
+    def offer(self, item: object) -> bool:
+        """Queue ``item`` without waiting; on overflow fail with ``slow_consumer``."""
+        if self.close_code is not None:
+            return False
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.fail(CloseCode.SLOW_CONSUMER)
+            return False
+        return True
+
+    def fail(self, code: CloseCode) -> None:
+        """Close this session with ``code`` (the first reason wins) and free its queue."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.closed.set()
+
+
+class Hub:
+    def __init__(self, queue_size: int) -> None:
+        self.queue_size = queue_size
+        self._by_user: dict[int, set[Subscription]] = {}
+        self._by_token: dict[bytes, set[Subscription]] = {}
+
+    @asynccontextmanager
+    async def subscribe(self, user_id: int, token_hash: bytes) -> AsyncIterator[Subscription]:
+        sub = Subscription(user_id, token_hash, self.queue_size)
+        self._by_user.setdefault(user_id, set()).add(sub)
+        self._by_token.setdefault(token_hash, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            _discard(self._by_user, user_id, sub)
+            _discard(self._by_token, token_hash, sub)
+
+    def deliver(self, user_id: int, item: object, exclude: Subscription | None = None) -> int:
+        """Offer ``item`` to every session of the user; how many accepted it."""
+        accepted = 0
+        for sub in tuple(self._by_user.get(user_id, ())):
+            if sub is not exclude and sub.offer(item):
+                accepted += 1
+        return accepted
+
+    def close_token(self, token_hash: bytes, code: CloseCode) -> int:
+        subs = tuple(self._by_token.get(token_hash, ()))
+        for sub in subs:
+            sub.fail(code)
+        return len(subs)
+
+    def close_user(self, user_id: int, code: CloseCode) -> int:
+        subs = tuple(self._by_user.get(user_id, ()))
+        for sub in subs:
+            sub.fail(code)
+        return len(subs)
+
+    def close_all(self, code: CloseCode) -> int:
+        subs = [sub for subs in self._by_user.values() for sub in subs]
+        for sub in subs:
+            sub.fail(code)
+        return len(subs)
+
+    def sessions(self, user_id: int | None = None) -> int:
+        if user_id is not None:
+            return len(self._by_user.get(user_id, ()))
+        return sum(len(subs) for subs in self._by_user.values())
+
+
+def _discard(index: dict[K, set[Subscription]], key: K, sub: Subscription) -> None:
+    subs = index.get(key)
+    if subs is not None:
+        subs.discard(sub)
+        if not subs:
+            del index[key]

@@ -1,0 +1,446 @@
+"""The wire protocol of ``/v1/ws`` as plain code: frames in, typed requests out, and back.
+
+No I/O here (the ``websockets`` habit: ``protocol.py`` vs ``asyncio/connection.py``).
+:func:`decode_request` turns one binary frame into one frozen request dataclass, validating
+the type and size of every field, or raises :class:`BadRequest` carrying the request id (when
+one could be read) and a :class:`~chatd.errors.ClientError` with a stable code.  The
+``encode_*`` functions build the server's frames.  ``docs/protocol.md`` is the reference for
+everything here.
+
+Frames are msgpack maps.  Requests: ``{"op": str, "rid": int, ...}``; unknown fields are
+refused (a typo must not be silently ignored).  Integers are 0 … 2**53-1, so that any
+client language can hold them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from chatd.conversations import (
+    MAX_CLIENT_MSG_ID_CHARS,
+    MAX_MEMBERS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+)
+from chatd.errors import (
+    ChatdError,
+    ClientError,
+    MalformedFrameError,
+    UnknownOpError,
+    ValidationError,
+)
+from chatd.events import Event, MessageTag
+
+PROTOCOL_VERSION = 1
+MAX_INT = 2**53 - 1
+MAX_TOKEN_CHARS = 128
+MAX_TERMS_CHARS = 64
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 100
+MAX_SYNC_CONVS = 5000
+MAX_USER_LOOKUP = 200
+MAX_REPLY_BYTES = 1024 * 1024  # history replies are cut (has_more) to stay under this
+# Raw sizes accepted before the rules normalise and check the exact limits.
+_MAX_NAME_INPUT = MAX_NAME_CHARS * 4
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses; the close reason is the lower-case name."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the server is shutting down: reconnect with backoff
+    UNSUPPORTED_DATA = 1003  # a text frame: this protocol is binary msgpack only
+    FRAME_TOO_LARGE = 1009  # sent by the WebSocket layer itself
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # sent by the HTTP server on restart
+    AUTH_TIMEOUT = 4000
+    UNAUTHENTICATED = 4001
+    TOKEN_EXPIRED = 4002
+    LOGGED_OUT = 4003
+    USER_DISABLED = 4004
+    SLOW_CONSUMER = 4005
+    IDLE_TIMEOUT = 4006
+    RATE_LIMITED = 4007
+
+    @property
+    def reason(self) -> str:
+        return self.name.lower()
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    rid: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    rid: int
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptTerms:
+    rid: int
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Create:
+    rid: int
+    client_msg_id: str
+    members: tuple[int, ...]
+    name: str
+    text: str | None
+    tag: MessageTag | None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    rid: int
+    client_msg_id: str
+    conv: int
+    text: str
+    tag: MessageTag | None
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    rid: int
+    client_msg_id: str
+    conv: int
+    user: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    rid: int
+    client_msg_id: str
+    conv: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    rid: int
+    client_msg_id: str
+    conv: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListConversations:
+    rid: int
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    rid: int
+    conv: int
+    before: int | None
+    after: int | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    rid: int
+    conv: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    rid: int
+    convs: tuple[tuple[int, int], ...]  # (conv, last seq the client holds)
+
+
+@dataclass(frozen=True, slots=True)
+class Users:
+    rid: int
+    ids: tuple[int, ...]
+
+
+Request = (
+    Auth
+    | Ping
+    | AcceptTerms
+    | Create
+    | Send
+    | Add
+    | Leave
+    | Rename
+    | ListConversations
+    | History
+    | MarkRead
+    | Sync
+    | Users
+)
+MUTATIONS = (Create, Send, Add, Leave, Rename)
+
+
+class BadRequest(Exception):
+    """A frame that could not become a request: answer ``error`` with this rid."""
+
+    def __init__(self, rid: int | None, error: ClientError) -> None:
+        super().__init__(error.code)
+        self.rid = rid
+        self.error = error
+
+
+# ----------------------------------------------------------------------------- decoding
+
+_MISSING: Any = object()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Fields:
+    """Typed access to a request map; remembers which keys were read."""
+
+    def __init__(self, obj: Mapping[Any, Any]) -> None:
+        self._obj = obj
+        self._seen = {"op", "rid"}
+
+    def _get(self, name: str, default: Any) -> Any:
+        self._seen.add(name)
+        value = self._obj.get(name, _MISSING)
+        if value is _MISSING or (value is None and default is None):
+            if default is _MISSING:
+                raise ValidationError(f"The field {name!r} is required.", field=name)
+            return default
+        return value
+
+    def integer(
+        self, name: str, *, minimum: int = 0, default: Any = _MISSING, maximum: int = MAX_INT
+    ) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not _is_int(value) or not minimum <= value <= maximum:
+            raise ValidationError(
+                f"{name} must be a whole number from {minimum} to {maximum}.", field=name
+            )
+        return value
+
+    def text(self, name: str, *, max_chars: int, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
+            raise ValidationError(
+                f"{name} must be text of 1 to {max_chars} characters.", field=name
+            )
+        return value
+
+    def tag(self, name: str) -> MessageTag | None:
+        value = self._get(name, None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or value not in MessageTag.__members__.values():
+            raise ValidationError(f"{name} must be 'important', 'question' or nil.", field=name)
+        return MessageTag(value)
+
+    def ints(self, name: str, *, min_items: int, max_items: int) -> tuple[int, ...]:
+        value = self._get(name, _MISSING)
+        if (
+            not isinstance(value, list)
+            or not min_items <= len(value) <= max_items
+            or not all(_is_int(v) and 1 <= v <= MAX_INT for v in value)
+        ):
+            raise ValidationError(
+                f"{name} must be a list of {min_items} to {max_items} ids.", field=name
+            )
+        return tuple(value)
+
+    def pairs(self, name: str, *, max_items: int) -> tuple[tuple[int, int], ...]:
+        value = self._get(name, [])
+        ok = isinstance(value, list) and len(value) <= max_items
+        pairs: list[tuple[int, int]] = []
+        for item in value if ok else ():
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or not _is_int(item[0])
+                or not _is_int(item[1])
+                or not 1 <= item[0] <= MAX_INT
+                or not 0 <= item[1] <= MAX_INT
+            ):
+                ok = False
+                break
+            pairs.append((item[0], item[1]))
+        if not ok or len({conv for conv, _ in pairs}) != len(pairs):
+            raise ValidationError(
+                f"{name} must be a list of at most {max_items} [conv, seq] pairs,"
+                " one per conversation.",
+                field=name,
+            )
+        return tuple(pairs)
+
+    def done(self) -> None:
+        for key in self._obj:
+            if key not in self._seen:
+                shown = key[:32] if isinstance(key, str) else "?"
+                raise ValidationError(f"Unknown field {shown!r}.", field=shown)
+
+
+def _client_msg_id(f: _Fields) -> str:
+    value: str = f.text("client_msg_id", max_chars=MAX_CLIENT_MSG_ID_CHARS)
+    if not value.isprintable():
+        raise ValidationError("client_msg_id must be printable characters.", field="client_msg_id")
+    return value
+
+
+def _create(rid: int, f: _Fields) -> Create:
+    return Create(
+        rid,
+        _client_msg_id(f),
+        f.ints("members", min_items=1, max_items=MAX_MEMBERS),
+        f.text("name", max_chars=_MAX_NAME_INPUT),
+        f.text("text", max_chars=MAX_TEXT_CHARS, default=None),
+        f.tag("tag"),
+    )
+
+
+def _history(rid: int, f: _Fields) -> History:
+    conv = f.integer("conv", minimum=1)
+    before = f.integer("before", minimum=1, default=None)
+    after = f.integer("after", default=None)
+    if before is not None and after is not None:
+        raise ValidationError("Give before or after, not both.", field="before")
+    limit = f.integer("limit", minimum=1, maximum=HISTORY_MAX, default=HISTORY_DEFAULT)
+    return History(rid, conv, before, after, limit)
+
+
+_PARSERS: dict[str, Any] = {
+    "auth": lambda rid, f: Auth(rid, f.text("token", max_chars=MAX_TOKEN_CHARS)),
+    "ping": lambda rid, f: Ping(rid),
+    "accept_terms": lambda rid, f: AcceptTerms(rid, f.text("version", max_chars=MAX_TERMS_CHARS)),
+    "create": _create,
+    "send": lambda rid, f: Send(
+        rid,
+        _client_msg_id(f),
+        f.integer("conv", minimum=1),
+        f.text("text", max_chars=MAX_TEXT_CHARS),
+        f.tag("tag"),
+    ),
+    "add": lambda rid, f: Add(
+        rid, _client_msg_id(f), f.integer("conv", minimum=1), f.integer("user", minimum=1)
+    ),
+    "leave": lambda rid, f: Leave(rid, _client_msg_id(f), f.integer("conv", minimum=1)),
+    "rename": lambda rid, f: Rename(
+        rid,
+        _client_msg_id(f),
+        f.integer("conv", minimum=1),
+        f.text("name", max_chars=_MAX_NAME_INPUT),
+    ),
+    "list": lambda rid, f: ListConversations(rid),
+    "history": _history,
+    "read": lambda rid, f: MarkRead(rid, f.integer("conv", minimum=1), f.integer("seq")),
+    "sync": lambda rid, f: Sync(rid, f.pairs("convs", max_items=MAX_SYNC_CONVS)),
+    "users": lambda rid, f: Users(rid, f.ints("ids", min_items=1, max_items=MAX_USER_LOOKUP)),
+}
+OPS = frozenset(_PARSERS)
+
+
+def decode_request(data: bytes) -> Request:
+    """One binary frame → one request, or :class:`BadRequest`."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises ValueError subclasses, UnicodeDecodeError, …
+        raise BadRequest(None, MalformedFrameError()) from None
+    if not isinstance(obj, dict):
+        raise BadRequest(None, MalformedFrameError())
+    rid: Any = obj.get("rid")
+    if not _is_int(rid) or not 0 <= rid <= MAX_INT:
+        raise BadRequest(
+            None, ValidationError(f"rid must be a whole number from 0 to {MAX_INT}.", field="rid")
+        )
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise BadRequest(rid, ValidationError("op must be text.", field="op"))
+    parser = _PARSERS.get(op)
+    if parser is None:
+        raise BadRequest(rid, UnknownOpError())
+    fields = _Fields(obj)
+    try:
+        request: Request = parser(rid, fields)
+        fields.done()
+    except ClientError as exc:
+        raise BadRequest(rid, exc) from None
+    return request
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def pack(obj: Mapping[str, Any]) -> bytes:
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def event_map(event: Event) -> dict[str, Any]:
+    """An event as the wire shows it: metadata, then the payload's fields."""
+    return {
+        **event.payload,
+        "conv": event.conv_id,
+        "seq": event.seq,
+        "kind": event.kind,
+        "sender": event.sender,
+        "ts": event.ts,
+    }
+
+
+def encode_event(event: Event) -> bytes:
+    return pack({"op": "event", **event_map(event)})
+
+
+def encode_ok(rid: int, **fields: Any) -> bytes:
+    return pack({"op": "ok", "rid": rid, **fields})
+
+
+_DETAIL_TYPES = (int, str, bool, type(None))
+
+
+def encode_error(rid: int | None, error: ChatdError) -> bytes:
+    """An error reply.  Pass only client errors, StoreClosedError, or a bare ChatdError
+    (``internal_error``): their sentences are written for clients."""
+    frame: dict[str, Any] = {
+        "op": "error",
+        "rid": rid,
+        "code": error.code,
+        "message": error.message,
+    }
+    details = {k: v for k, v in error.details.items() if isinstance(v, _DETAIL_TYPES)}
+    if details:
+        frame["details"] = details
+    return pack(frame)
+
+
+def encode_archived(conv: int, window_start: int) -> bytes:
+    return pack({"op": "archived", "conv": conv, "window_start": window_start})
+
+
+def encode_state(conv: int, read_seq: int, unread: int) -> bytes:
+    return pack({"op": "state", "conv": conv, "read_seq": read_seq, "unread": unread})
+
+
+def fit_events(events: Iterable[Event], budget: int = MAX_REPLY_BYTES) -> list[dict[str, Any]]:
+    """As many events (in the given order) as fit in ``budget`` bytes of msgpack."""
+    out: list[dict[str, Any]] = []
+    used = 0
+    for event in events:
+        item = event_map(event)
+        used += len(pack(item))
+        if used > budget and out:
+            break
+        out.append(item)
+    return out

@@ -1,0 +1,94 @@
+"""Run the gateway on uvicorn (uvloop, the websockets Sans-I/O protocol): ``chatd serve``.
+
+The caller owns the store (opened before, closed after) and the event loop (``chatd serve``
+runs on uvloop).  We bind the listening socket ourselves so that ``CHATD_PORT=0`` picks a free
+port, and print one line ``chatd listening on <url>`` once it is bound (tests read it).
+
+WebSocket settings: frames larger than ``CHATD_MAX_FRAME_BYTES`` are refused by the protocol
+layer with close 1009; keepalive pings every ``CHATD_WS_PING_SECONDS`` (a peer that does not
+answer within as long is dropped); per-message compression is off (mixing secrets and
+attacker-chosen text in one compression context is a known side channel, and the frames are
+small msgpack).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+import uvicorn
+
+from chatd.config import Settings
+from chatd.gateway.app import create_app
+from chatd.gateway.services import Gateway
+from chatd.store.abstract import Store
+
+log = logging.getLogger("chatd.gateway")
+TOKEN_PURGE_AFTER_MS = 24 * 3_600_000  # expired tokens are kept a day, then deleted
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(settings: Settings, gateway: Gateway) -> uvicorn.Config:
+    ping = float(settings.ws_ping_seconds) or None
+    return uvicorn.Config(
+        create_app(gateway),
+        loop="none",  # the caller runs us on uvloop already
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=ping,
+        ws_ping_timeout=ping,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level="debug" if settings.debug else "info",
+        access_log=settings.debug,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=None if settings.tls_cert_file is None else str(settings.tls_cert_file),
+        ssl_keyfile=None if settings.tls_key_file is None else str(settings.tls_key_file),
+    )
+
+
+async def serve(
+    settings: Settings, store: Store, *, announce: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (sockets get close 1012)."""
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    purged = await store.purge_session_tokens(time.time_ns() // 1_000_000 - TOKEN_PURGE_AFTER_MS)
+    if purged:
+        log.info("purged %d expired login tokens", purged)
+    gateway = Gateway.build(settings, store)
+    server = uvicorn.Server(uvicorn_config(settings, gateway))
+    sock = bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if settings.tls_cert_file else "http"
+    shown = f"[{host}]" if ":" in host else host
+    (announce or _print)(f"chatd listening on {scheme}://{shown}:{port}")
+    # uvicorn re-raises the signal it caught once it is done; make SIGTERM's a no-op then, so
+    # that the caller still closes the store cleanly (SIGINT becomes KeyboardInterrupt).
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,73 @@
+"""The gateway's services, wired once per server: store, hub, fan-out, auth, inbox, handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chatd.auth import AuthService
+from chatd.config import Settings
+from chatd.conversations import (
+    MAX_CLIENT_MSG_ID_CHARS,
+    MAX_MEMBERS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+)
+from chatd.gateway import protocol as p
+from chatd.gateway.fanout import Fanout
+from chatd.gateway.handlers import Handlers
+from chatd.gateway.hub import Hub
+from chatd.inbox import Inbox
+from chatd.store.abstract import Store
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    store: Store
+    hub: Hub
+    fanout: Fanout
+    auth: AuthService
+    inbox: Inbox
+    handlers: Handlers
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store) -> Gateway:
+        hub = Hub(settings.ws_queue)
+        fanout = Fanout(store, hub)
+        auth = AuthService(
+            store,
+            session_hours=settings.session_hours,
+            terms_version=settings.terms_version,
+            on_revoke=lambda token_hash: hub.close_token(token_hash, p.CloseCode.LOGGED_OUT),
+        )
+        inbox = Inbox(store)
+        return cls(settings, store, hub, fanout, auth, inbox, Handlers(store, auth, inbox, fanout))
+
+    async def start(self) -> None:
+        self.fanout.start()
+
+    async def stop(self) -> None:
+        self.hub.close_all(p.CloseCode.GOING_AWAY)
+        await self.handlers.drain()
+        await self.fanout.stop()
+
+    def limits(self) -> dict[str, Any]:
+        """What the hello frame announces."""
+        s = self.settings
+        return {
+            "max_frame_bytes": s.max_frame_bytes,
+            "max_reply_bytes": p.MAX_REPLY_BYTES,
+            "rate_per_second": s.ws_rate,
+            "burst": s.ws_burst,
+            "queue": s.ws_queue,
+            "idle_seconds": s.ws_idle_seconds,
+            "window": self.store.window_size,
+            "history_max": p.HISTORY_MAX,
+            "max_text_chars": MAX_TEXT_CHARS,
+            "max_name_chars": MAX_NAME_CHARS,
+            "max_members": MAX_MEMBERS,
+            "max_client_msg_id_chars": MAX_CLIENT_MSG_ID_CHARS,
+            "max_sync_convs": p.MAX_SYNC_CONVS,
+            "max_attachment_bytes": s.max_attachment_bytes,
+        }

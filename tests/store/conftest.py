@@ -1,0 +1,91 @@
+"""The ``store`` fixture, parametrised over every backend.
+
+A backend joins the contract suite (and the property tests) by adding its name to
+``BACKENDS`` and a branch to :func:`make_store`.  Contract tests only ever see the abstract
+:class:`Store`: they use ``store`` (opened on a fresh database) and, when they must close and
+reopen the same database or choose options (window size, clock, key ring), ``store_factory``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatd.crypto.keyring import KeyRing
+from chatd.store.abstract import Store
+from chatd.store.sqlite import SqliteStore
+
+BACKENDS = ["sqlite"]
+
+
+def make_store(
+    backend: str,
+    directory: Path,
+    ring: KeyRing,
+    *,
+    visible_window: int = 200,
+    clock_ms: Callable[[], int] | None = None,
+    durable: bool = True,
+) -> Store:
+    """An unopened store of ``backend`` whose data lives under ``directory`` (the same data
+    on every call with the same directory).  ``durable=False`` may trade crash safety for
+    speed (property tests, which never crash)."""
+    if backend == "sqlite":
+        options: dict[str, Any] = {"synchronous": "FULL" if durable else "NORMAL"}
+        if clock_ms is not None:
+            options["clock_ms"] = clock_ms
+        return SqliteStore(
+            directory / "chatd.sqlite3", ring, visible_window=visible_window, **options
+        )
+    raise AssertionError(f"unknown backend {backend}")  # a new backend adds its branch
+
+
+class StoreFactory:
+    """Opens stores of one backend on one database; closes whatever is still open at teardown."""
+
+    def __init__(self, backend: str, tmp_path: Path, ring: KeyRing) -> None:
+        self.backend = backend
+        self.tmp_path = tmp_path
+        self.ring = ring
+        self._opened: list[Store] = []
+
+    async def open(
+        self,
+        *,
+        ring: KeyRing | None = None,
+        visible_window: int = 200,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> Store:
+        """A store on this test's database (the same one on every call), opened."""
+        store = make_store(
+            self.backend,
+            self.tmp_path,
+            ring or self.ring,
+            visible_window=visible_window,
+            clock_ms=clock_ms,
+        )
+        await store.open()
+        self._opened.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in self._opened:
+            await store.close()  # idempotent by contract
+        self._opened.clear()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path, ring: KeyRing
+) -> AsyncIterator[StoreFactory]:
+    factory = StoreFactory(request.param, tmp_path, ring)
+    yield factory
+    await factory.close_all()
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> Store:
+    return await store_factory.open()
