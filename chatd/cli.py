@@ -9,6 +9,7 @@ line on stderr and a distinct exit code, never a traceback:
 2     bad usage or invalid configuration
 3     key file problem
 4     database problem (migration, integrity, unavailable)
+5     a running server holds the database (``keys rotate``/``retire``, a second ``serve``)
 ====  =====================================================
 """
 
@@ -21,6 +22,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import uvloop
 
@@ -29,9 +31,10 @@ from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.crypto.passwords import hash_password
 from chatd.errors import ChatdError, ConfigError, KeyFileError
 from chatd.store.records import NewUser, UserProfile
+from chatd.store.server_lock import ServerLock, ServerRunningError
 from chatd.store.sqlite import SqliteStore
 
-EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE = 1, 2, 3, 4
+EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY = 1, 2, 3, 4, 5
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
 
 
@@ -73,8 +76,9 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
         print(f"Created key file {path} (mode 0600). Back it up: without it nothing opens.")
-    async with open_store(settings) as store:
-        await serve(settings, store)
+    with ServerLock(settings.database_path, "start another server"):
+        async with open_store(settings) as store:
+            await serve(settings, store)
     return 0
 
 
@@ -100,12 +104,13 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.key_file_path
-    old = load_key_file(path)
-    new = old.with_new_active()
-    # The file first: if we crash after it, the old KEK is still in it and everything opens.
-    write_key_file(path, new, replace=True)
-    async with open_store(settings, new) as store:
-        count = await store.rewrap_data_keys(new)
+    with ServerLock(settings.database_path, "rotate the master key"):
+        old = load_key_file(path)
+        new = old.with_new_active()
+        # The file first: if we crash after it, the old KEK is still in it and all opens.
+        write_key_file(path, new, replace=True)
+        async with open_store(settings, new) as store:
+            count = await store.rewrap_data_keys(new)
     print(f"New active key {new.active_id}; {count} data keys re-wrapped.")
     print(f"Retire the previous key with: chatd keys retire {old.active_id}")
     return 0
@@ -113,6 +118,11 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.key_file_path
+    with ServerLock(settings.database_path, "retire a master key"):
+        return await _retire_locked(settings, args, path)
+
+
+async def _retire_locked(settings: Settings, args: argparse.Namespace, path: Path) -> int:
     ring = load_key_file(path)
     async with open_store(settings, ring) as store:
         in_use = await store.kek_ids_in_use()
@@ -312,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyFileError as exc:
         print(f"chatd: {exc.message}", file=sys.stderr)
         return EXIT_KEYS
+    except ServerRunningError as exc:
+        print(f"chatd: {exc.message}", file=sys.stderr)
+        return EXIT_BUSY
     except ChatdError as exc:
         print(f"chatd: {exc.message}", file=sys.stderr)
         return EXIT_DATABASE

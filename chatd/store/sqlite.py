@@ -286,7 +286,8 @@ class SqliteStore(Store):
             )
             return user_id
 
-        return await self.get_user(await self.writer.run_exclusive("create_user", run))
+        user_id = await self.writer.run_exclusive("create_user", run, keeps_conversation_cache=True)
+        return await self.get_user(user_id)
 
     async def get_user(self, user_id: int) -> User:
         async with self._read("read_user") as conn:
@@ -323,7 +324,7 @@ class SqliteStore(Store):
             if cursor.rowcount != 1:
                 raise UserNotFound(user=user_id)
 
-        await self.writer.run_exclusive(name, run)
+        await self.writer.run_exclusive(name, run, keeps_conversation_cache=True)
         return await self.get_user(user_id)
 
     async def set_user_disabled(self, user_id: int, disabled: bool) -> User:
@@ -545,7 +546,9 @@ class SqliteStore(Store):
 
     async def create_session_token(self, token: SessionToken) -> None:
         await self.writer.run_exclusive(
-            "create_session_token", lambda conn: sqlite_sessions.insert_token_txn(conn, token)
+            "create_session_token",
+            lambda conn: sqlite_sessions.insert_token_txn(conn, token),
+            keeps_conversation_cache=True,
         )
 
     async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
@@ -556,18 +559,21 @@ class SqliteStore(Store):
         return await self.writer.run_exclusive(
             "revoke_session_token",
             lambda conn: sqlite_sessions.revoke_token_txn(conn, token_hash, revoked_at),
+            keeps_conversation_cache=True,
         )
 
     async def revoke_user_tokens(self, user_id: int, revoked_at: int) -> int:
         return await self.writer.run_exclusive(
             "revoke_user_tokens",
             lambda conn: sqlite_sessions.revoke_user_tokens_txn(conn, user_id, revoked_at),
+            keeps_conversation_cache=True,
         )
 
     async def purge_session_tokens(self, expired_before: int) -> int:
         return await self.writer.run_exclusive(
             "purge_session_tokens",
             lambda conn: sqlite_sessions.purge_tokens_txn(conn, expired_before),
+            keeps_conversation_cache=True,
         )
 
     async def audience(
@@ -588,6 +594,7 @@ class SqliteStore(Store):
                 cap=self.window_size,
                 visible=VISIBLE,
             ),
+            keeps_conversation_cache=True,
         )
 
     async def inbox(self, user_id: int) -> list[InboxRow]:

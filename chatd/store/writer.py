@@ -69,6 +69,7 @@ class _Job:
     name: str
     run: Callable[[aiosqlite.Connection], Awaitable[Any]]
     future: asyncio.Future[Any]
+    keeps_conversation_cache: bool
 
 
 @dataclass(slots=True)
@@ -122,13 +123,21 @@ class GroupCommitWriter:
         return await future
 
     async def run_exclusive(
-        self, name: str, run: Callable[[aiosqlite.Connection], Awaitable[T]]
+        self,
+        name: str,
+        run: Callable[[aiosqlite.Connection], Awaitable[T]],
+        *,
+        keeps_conversation_cache: bool = False,
     ) -> T:
-        """Run ``run(conn)`` inside its own write transaction ``name``, in queue order."""
+        """Run ``run(conn)`` inside its own write transaction ``name``, in queue order.
+
+        Afterwards the conversation cache is dropped, unless the caller vouches that ``run``
+        changes nothing the cache holds (conversations, memberships, their data keys): a job
+        that only touches tokens, read markers or users keeps the cache warm."""
         if self._closing or self._task is None:
             raise StoreClosedError()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(name, run, future))
+        self._queue.put_nowait(_Job(name, run, future, keeps_conversation_cache))
         return await future
 
     # ------------------------------------------------------------------ loop
@@ -187,7 +196,8 @@ class GroupCommitWriter:
             if not job.future.done():
                 job.future.set_result(result)
         finally:
-            self._planner.reset()  # jobs may shred or re-key: reload state lazily
+            if not job.keeps_conversation_cache:
+                self._planner.reset()  # the job may have shredded or re-keyed: reload lazily
 
     async def _plan_and_launch(self, ops: list[_OpRequest]) -> None:
         if not ops:
