@@ -36,6 +36,7 @@ SEAL_FORMAT = 1
 _HEADER = struct.Struct(">BI")
 NONCE_BYTES = 12
 SEAL_OVERHEAD = _HEADER.size + NONCE_BYTES + 16
+_BODY_AT = _HEADER.size + NONCE_BYTES
 _AAD_IDS = struct.Struct(">qq")
 
 
@@ -152,21 +153,22 @@ class Sealer:
         return self._header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, seq: int, kind: str, sealed: bytes, binding: bytes = b"") -> bytes:
-        where = f"{self.domain.decode()} {self.scope_id}/{seq}"
         if len(sealed) < SEAL_OVERHEAD:
-            raise IntegrityError(f"Sealed payload {where} is truncated.")
-        fmt, key_version = _HEADER.unpack_from(sealed)
-        if fmt != SEAL_FORMAT or key_version != self.key_version:
-            raise IntegrityError(f"Sealed payload {where} has an unexpected header.")
-        nonce = sealed[_HEADER.size : _HEADER.size + NONCE_BYTES]
+            raise IntegrityError(f"Sealed payload {self._where(seq)} is truncated.")
+        if sealed[: _HEADER.size] != self._header:
+            raise IntegrityError(f"Sealed payload {self._where(seq)} has an unexpected header.")
         try:
             return self._aead.decrypt(
-                nonce, sealed[_HEADER.size + NONCE_BYTES :], self._aad(seq, kind, binding)
+                sealed[_HEADER.size : _BODY_AT], sealed[_BODY_AT:], self._aad(seq, kind, binding)
             )
         except InvalidTag:
             raise IntegrityError(
-                f"Sealed payload {where} does not open (tampered, or moved from another row)."
+                f"Sealed payload {self._where(seq)} does not open"
+                " (tampered, or moved from another row)."
             ) from None
+
+    def _where(self, seq: int) -> str:
+        return f"{self.domain.decode()} {self.scope_id}/{seq}"
 
 
 _BINDING = struct.Struct(">qq")

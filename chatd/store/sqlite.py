@@ -21,7 +21,13 @@ import aiosqlite
 import msgpack
 
 from chatd.conversations import Operation
-from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
+from chatd.crypto.envelope import (
+    KeyScope,
+    Sealer,
+    WrappedKey,
+    event_binding,
+    sealed_key_version,
+)
 from chatd.crypto.keyring import KeyRing
 from chatd.errors import (
     ConversationNotFound,
@@ -210,14 +216,17 @@ class SqliteStore(Store):
                     self._keys.forget(CONV_SCOPE, conv_id)
                 raise ConversationShreddedError(conv=shredded[0])
         events = []
+        sealers: dict[tuple[int, int], Sealer] = {}  # a page has one or two keys at most
         for conv_id, seq, kind, sender, ts, ciphertext in rows:
             version = sealed_key_version(ciphertext)
-            if not self._keys.knows(CONV_SCOPE, conv_id, version):
-                await self._load_conv_key_txn(conn, conv_id, version)
-            sealer = self._keys.sealer(CONV_SCOPE, conv_id, version, EVENTS_DOMAIN, conv_id)
+            sealer = sealers.get((conv_id, version))
+            if sealer is None:
+                if not self._keys.knows(CONV_SCOPE, conv_id, version):
+                    await self._load_conv_key_txn(conn, conv_id, version)
+                sealer = self._keys.sealer(CONV_SCOPE, conv_id, version, EVENTS_DOMAIN, conv_id)
+                sealers[(conv_id, version)] = sealer
             opened = sealer.open(seq, kind, ciphertext, event_binding(sender, ts))
-            payload = msgpack.unpackb(opened)
-            events.append(Event(conv_id, seq, kind, sender, ts, payload))
+            events.append(Event(conv_id, seq, kind, sender, ts, msgpack.unpackb(opened)))
         return events
 
     async def rewrap_data_keys(self, ring: KeyRing) -> int:
