@@ -87,16 +87,22 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         report = await store.verify()
     for problem in report.problems:
         print(f"BROKEN {problem}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"WARNING {warning}", file=sys.stderr)
     _out(
         args,
-        f"{report.conversations} conversations, {report.events} events checked:"
+        f"{report.conversations} conversations, {report.events} events,"
+        f" {report.attachments} attachments checked:"
         f" {'OK' if report.ok else f'{len(report.problems)} broken'}",
         {
             "conversations": report.conversations,
             "events": report.events,
+            "attachments": report.attachments,
             "problems": [
-                {"conv": p.conv_id, "seq": p.seq, "reason": p.reason} for p in report.problems
+                {"conv": p.conv_id, "seq": p.seq, "user": p.user_id, "reason": p.reason}
+                for p in report.problems
             ],
+            "warnings": list(report.warnings),
         },
     )
     return 0 if report.ok else EXIT_PROBLEM

@@ -99,6 +99,14 @@ class Settings:
         _parse_int(1_000_000, 89_000_000),
         "Most pixels an uploaded image may have (larger ones are refused, not decoded).",
     )
+    attachment_ttl_seconds: int = _setting(
+        86_400,
+        _parse_int(60, 30 * 86_400),
+        "Seconds an upload waits for a message to send it before it is discarded.",
+    )
+    attachment_sweep_seconds: int = _setting(
+        600, _parse_int(0, 86_400), "Seconds between sweeps of expired uploads (0: never)."
+    )
     host: str = _setting("127.0.0.1", str, "Address the gateway listens on.")
     port: int = _setting(8470, _parse_int(0, 65535), "TCP port of the gateway.")
     tls_cert_file: Path | None = _setting(None, _parse_path, "TLS certificate (PEM).")

@@ -47,7 +47,9 @@ MAX_ATTACHMENTS = 10
 class MessageBody:
     text: str
     tag: MessageTag | None = None
-    attachments: tuple[str, ...] = ()
+    # Ids of uploaded attachments (see chatd.attachments).  The store's writer replaces them in
+    # the stored payload by what readers need to show each one (AttachmentInfo.message_ref).
+    attachments: tuple[int, ...] = ()
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -139,6 +141,10 @@ def check_body(body: MessageBody) -> None:
         raise ValidationError(
             f"A message carries at most {MAX_ATTACHMENTS} attachments.", field="attachments"
         )
+    if len(set(body.attachments)) != len(body.attachments) or not all(
+        isinstance(a, int) and not isinstance(a, bool) and 0 < a < 2**63 for a in body.attachments
+    ):
+        raise ValidationError("attachments must be distinct attachment ids.", field="attachments")
 
 
 def check_client_msg_id(client_msg_id: object) -> None:
@@ -164,6 +170,15 @@ def referenced_users(op: Operation) -> tuple[int, ...]:
         return (op.sender, *op.members)
     if isinstance(op, AddMember):
         return (op.user,)
+    return ()
+
+
+def referenced_attachments(op: Operation) -> tuple[int, ...]:
+    """Attachment ids the message of ``op`` carries (claimed atomically with its append)."""
+    if isinstance(op, PostMessage):
+        return op.body.attachments
+    if isinstance(op, CreateConversation) and op.first_message is not None:
+        return op.first_message.attachments
     return ()
 
 

@@ -273,3 +273,39 @@ class AttachmentFileMissing(IntegrityError):
 
     code = "attachment_missing"
     default_message = "The file of an attachment is missing from the server."
+
+
+class AttachmentNotFound(NotFoundError):
+    """No such attachment for this user: unknown, discarded, or not visible to them.
+
+    One answer for all of these, so that attachment ids cannot be probed.
+    """
+
+    code = "attachment_not_found"
+    default_message = "This attachment does not exist or you may not see it."
+
+
+class AttachmentAlreadySent(ConflictError):
+    """A message referred to an attachment that another message already carries."""
+
+    code = "attachment_already_sent"
+    default_message = "This attachment was already sent in a message; upload it again."
+
+
+class AttachmentExpired(ClientError):
+    """An upload was referred to after it had waited too long for a message."""
+
+    code = "attachment_expired"
+    default_message = "This upload waited too long to be sent and was discarded; upload it again."
+
+
+class AttachmentArchived(ClientError):
+    """The attachment's message is older than the user's visible window (HTTP 410)."""
+
+    code = "attachment_archived"
+    default_message = "This attachment belongs to an archived message and is no longer served."
+
+
+class ThumbnailNotFound(NotFoundError):
+    code = "thumbnail_not_found"
+    default_message = "This attachment has no thumbnail."

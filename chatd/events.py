@@ -14,8 +14,12 @@ joined     ``{"user": id}``                                who added them
 left       ``{"user": id}``                                the leaver (only oneself may leave)
 renamed    ``{"name": str}``                               who renamed
 message    ``{"text": str, "tag": None|"important"|       the author
-           "question", "attachments": [...]}``
+           "question", "attachments": [ref, ...]}``
 =========  ==============================================  =================================
+
+A message's ``attachments`` are given as ids (``MessageBody.attachments``); the store's writer
+stores, for each, ``{"id": 16 hex digits, "name", "mime", "size", "width", "height",
+"thumbnail": bool}`` (``AttachmentInfo.message_ref``).
 """
 
 from __future__ import annotations

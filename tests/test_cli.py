@@ -136,7 +136,7 @@ async def test_verify_ok(data_dir: Path) -> None:
         conv = (await create_conv(store, a, [b], first="hello")).conv_id
         await post(store, conv, b, "hi")
     out = ok(data_dir, "verify")
-    assert "1 conversations, 3 events checked: OK" in out
+    assert "1 conversations, 3 events, 0 attachments checked: OK" in out
     assert json.loads(ok(data_dir, "verify", "--json"))["events"] == 3
 
 

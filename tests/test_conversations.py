@@ -89,12 +89,15 @@ def test_member_operations() -> None:
 
 
 def test_attachments_only_message_is_allowed() -> None:
-    body = MessageBody("", attachments=("att-1",))
+    body = MessageBody("", attachments=(2**62 + 1,))
     (msg,) = decide(STATE, PostMessage(5, 1, body, "c"), ACTIVE)
-    assert msg.payload["attachments"] == ["att-1"]
-    many = MessageBody("x", attachments=tuple(f"a{i}" for i in range(MAX_ATTACHMENTS + 1)))
+    assert msg.payload["attachments"] == [2**62 + 1]
+    many = MessageBody("x", attachments=tuple(range(1, MAX_ATTACHMENTS + 2)))
     with pytest.raises(ValidationError):
         decide(STATE, PostMessage(5, 1, many, "c"), ACTIVE)
+    for bad in ((7, 7), (0,), (2**63,)):
+        with pytest.raises(ValidationError):
+            decide(STATE, PostMessage(5, 1, MessageBody("x", attachments=bad), "c"), ACTIVE)
 
 
 @pytest.mark.parametrize(

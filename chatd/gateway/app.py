@@ -8,6 +8,7 @@ route                      method  what
 ``/v1/auth/logout``        POST    ``Authorization: Bearer`` → revoke; its sockets close (4003)
 ``/v1/auth/terms``         GET     the current terms version
 ``/v1/auth/terms``         POST    ``Authorization: Bearer`` + ``{"version"}`` → accepted
+``/v1/attachments…``       both    upload, download, thumbnail (:mod:`chatd.gateway.attachments`)
 ``/v1/ws``                 WS      the live protocol (:mod:`chatd.gateway.protocol`)
 =========================  ======  ============================================================
 
@@ -169,6 +170,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 def create_app(gateway: Gateway) -> Starlette:
+    from chatd.gateway.attachments import attachment_routes  # it imports this module
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -182,7 +185,8 @@ def create_app(gateway: Gateway) -> Starlette:
         CORSMiddleware,
         allow_origins=list(gateway.settings.allowed_origins),
         allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type"],
+        allow_headers=["Authorization", "Content-Type", "X-File-Name", "Range", "If-Range"],
+        expose_headers=["Content-Disposition", "Content-Range", "Content-Length", "ETag"],
         max_age=600,
     )
     app = Starlette(
@@ -192,6 +196,7 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/v1/auth/login", _endpoint(login), methods=["POST"]),
             Route("/v1/auth/logout", _endpoint(logout), methods=["POST"]),
             Route("/v1/auth/terms", _endpoint(terms), methods=["GET", "POST"]),
+            *attachment_routes(),
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],
         lifespan=lifespan,

@@ -129,7 +129,9 @@ class Handlers:
                 session.refreshed(principal, time.monotonic())
                 return p.encode_ok(rid, terms_version=version)
             case p.Create():
-                first = None if request.text is None else MessageBody(request.text, request.tag)
+                first = None
+                if request.text is not None or request.attachments:
+                    first = MessageBody(request.text or "", request.tag, request.attachments)
                 return await self._mutate(
                     rid,
                     CreateConversation(
@@ -137,7 +139,7 @@ class Handlers:
                     ),
                 )
             case p.Send():
-                body = MessageBody(request.text, request.tag)
+                body = MessageBody(request.text, request.tag, request.attachments)
                 return await self._mutate(
                     rid, PostMessage(request.conv, user, body, request.client_msg_id)
                 )
@@ -167,7 +169,7 @@ class Handlers:
             case p.Sync():
                 return SyncJob(rid, dict(request.convs))
             case p.Users():
-                return await self._users(rid, request.ids)
+                return await self._users(rid, request.ids, request.logins)
             case p.Auth():  # refused by Session.admit before it gets here
                 raise AssertionError("auth is handled by the connection")
         raise AssertionError(f"unhandled request {type(request).__name__}")  # pragma: no cover
@@ -207,15 +209,24 @@ class Handlers:
         page = await self._store.events_before(user, request.conv, before, request.limit)
         return p.encode_ok(request.rid, **page_fields(page, newest_first_cut=True))
 
-    async def _users(self, rid: int, ids: tuple[int, ...]) -> bytes:
+    async def _users(self, rid: int, ids: tuple[int, ...], logins: tuple[str, ...]) -> bytes:
         found: list[dict[str, Any]] = []
         unknown: list[int] = []
+        unknown_logins: list[str] = []
         for user_id in dict.fromkeys(ids):
             try:
                 found.append(public_profile(await self._store.get_user(user_id)))
             except UserNotFound:
                 unknown.append(user_id)
-        return p.encode_ok(rid, users=found, unknown=unknown)
+        # A login is shown only to someone who already typed it: looking up by id never
+        # reveals one (logins are half of a credential).
+        for login in dict.fromkeys(logins):
+            user = await self._store.find_user_by_login(login)
+            if user is None:
+                unknown_logins.append(login)
+            else:
+                found.append({**public_profile(user), "login": user.login})
+        return p.encode_ok(rid, users=found, unknown=unknown, unknown_logins=unknown_logins)
 
 
 def _forget(tasks: set[asyncio.Task[AppendResult]]) -> Any:

@@ -21,7 +21,9 @@ from typing import Any
 
 import msgpack
 
+from chatd.attachments.keys import parse_attachment_id
 from chatd.conversations import (
+    MAX_ATTACHMENTS,
     MAX_CLIENT_MSG_ID_CHARS,
     MAX_MEMBERS,
     MAX_NAME_CHARS,
@@ -44,6 +46,7 @@ HISTORY_DEFAULT = 50
 HISTORY_MAX = 100
 MAX_SYNC_CONVS = 5000
 MAX_USER_LOOKUP = 200
+MAX_LOGIN_CHARS = 64  # as chatd.auth (not imported: the protocol stays free of services)
 MAX_REPLY_BYTES = 1024 * 1024  # history replies are cut (has_more) to stay under this
 # Raw sizes accepted before the rules normalise and check the exact limits.
 _MAX_NAME_INPUT = MAX_NAME_CHARS * 4
@@ -100,6 +103,7 @@ class Create:
     name: str
     text: str | None
     tag: MessageTag | None
+    attachments: tuple[int, ...] = ()  # uploaded attachment ids, for the first message
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class Send:
     conv: int
     text: str
     tag: MessageTag | None
+    attachments: tuple[int, ...] = ()  # uploaded attachment ids (docs: Attachments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,7 @@ class Sync:
 class Users:
     rid: int
     ids: tuple[int, ...]
+    logins: tuple[str, ...] = ()  # look-up by login name: how a client turns "p.martin" into an id
 
 
 Request = (
@@ -231,13 +237,15 @@ class _Fields:
             )
         return value
 
-    def text(self, name: str, *, max_chars: int, default: Any = _MISSING) -> Any:
+    def text(
+        self, name: str, *, max_chars: int, default: Any = _MISSING, min_chars: int = 1
+    ) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:
             return value
-        if not isinstance(value, str) or not 1 <= len(value) <= max_chars:
+        if not isinstance(value, str) or not min_chars <= len(value) <= max_chars:
             raise ValidationError(
-                f"{name} must be text of 1 to {max_chars} characters.", field=name
+                f"{name} must be text of {min_chars} to {max_chars} characters.", field=name
             )
         return value
 
@@ -249,8 +257,10 @@ class _Fields:
             raise ValidationError(f"{name} must be 'important', 'question' or nil.", field=name)
         return MessageTag(value)
 
-    def ints(self, name: str, *, min_items: int, max_items: int) -> tuple[int, ...]:
-        value = self._get(name, _MISSING)
+    def ints(
+        self, name: str, *, min_items: int, max_items: int, optional: bool = False
+    ) -> tuple[int, ...]:
+        value = self._get(name, [] if optional else _MISSING)
         if (
             not isinstance(value, list)
             or not min_items <= len(value) <= max_items
@@ -260,6 +270,34 @@ class _Fields:
                 f"{name} must be a list of {min_items} to {max_items} ids.", field=name
             )
         return tuple(value)
+
+    def strings(self, name: str, *, max_items: int, max_chars: int) -> tuple[str, ...]:
+        """An optional list of short texts (absent: empty)."""
+        value = self._get(name, [])
+        if (
+            not isinstance(value, list)
+            or len(value) > max_items
+            or not all(isinstance(v, str) and 1 <= len(v) <= max_chars for v in value)
+        ):
+            raise ValidationError(
+                f"{name} must be a list of at most {max_items} texts of 1 to {max_chars}"
+                " characters.",
+                field=name,
+            )
+        return tuple(value)
+
+    def attachment_ids(self, name: str) -> tuple[int, ...]:
+        """An optional list of distinct attachment ids, each 16 hex digits (absent: empty)."""
+        value = self._get(name, [])
+        ok = isinstance(value, list) and len(value) <= MAX_ATTACHMENTS
+        ids = [parse_attachment_id(v) for v in value] if ok else [None]
+        if None in ids or len(set(ids)) != len(ids):
+            raise ValidationError(
+                f"{name} must be a list of at most {MAX_ATTACHMENTS} distinct attachment ids"
+                " (16 hex digits each).",
+                field=name,
+            )
+        return tuple(i for i in ids if i is not None)
 
     def pairs(self, name: str, *, max_items: int) -> tuple[tuple[int, int], ...]:
         value = self._get(name, [])
@@ -300,14 +338,31 @@ def _client_msg_id(f: _Fields) -> str:
 
 
 def _create(rid: int, f: _Fields) -> Create:
-    return Create(
-        rid,
-        _client_msg_id(f),
-        f.ints("members", min_items=1, max_items=MAX_MEMBERS),
-        f.text("name", max_chars=_MAX_NAME_INPUT),
-        f.text("text", max_chars=MAX_TEXT_CHARS, default=None),
-        f.tag("tag"),
-    )
+    client_msg_id = _client_msg_id(f)
+    members = f.ints("members", min_items=1, max_items=MAX_MEMBERS)
+    name = f.text("name", max_chars=_MAX_NAME_INPUT)
+    attachments = f.attachment_ids("attachments")
+    # With attachments the text may be empty (a message of files only).
+    text = f.text("text", max_chars=MAX_TEXT_CHARS, default=None, min_chars=0 if attachments else 1)
+    return Create(rid, client_msg_id, members, name, text, f.tag("tag"), attachments)
+
+
+def _send(rid: int, f: _Fields) -> Send:
+    client_msg_id = _client_msg_id(f)
+    conv = f.integer("conv", minimum=1)
+    attachments = f.attachment_ids("attachments")
+    text = f.text("text", max_chars=MAX_TEXT_CHARS, default=None, min_chars=0 if attachments else 1)
+    if text is None and not attachments:
+        raise ValidationError("The field 'text' is required.", field="text")
+    return Send(rid, client_msg_id, conv, text or "", f.tag("tag"), attachments)
+
+
+def _users(rid: int, f: _Fields) -> Users:
+    ids = f.ints("ids", min_items=0, max_items=MAX_USER_LOOKUP, optional=True)
+    logins = f.strings("logins", max_items=MAX_USER_LOOKUP, max_chars=MAX_LOGIN_CHARS)
+    if not 1 <= len(ids) + len(logins) <= MAX_USER_LOOKUP:
+        raise ValidationError(f"Give 1 to {MAX_USER_LOOKUP} ids and logins in all.", field="ids")
+    return Users(rid, ids, logins)
 
 
 def _history(rid: int, f: _Fields) -> History:
@@ -325,13 +380,7 @@ _PARSERS: dict[str, Any] = {
     "ping": lambda rid, f: Ping(rid),
     "accept_terms": lambda rid, f: AcceptTerms(rid, f.text("version", max_chars=MAX_TERMS_CHARS)),
     "create": _create,
-    "send": lambda rid, f: Send(
-        rid,
-        _client_msg_id(f),
-        f.integer("conv", minimum=1),
-        f.text("text", max_chars=MAX_TEXT_CHARS),
-        f.tag("tag"),
-    ),
+    "send": _send,
     "add": lambda rid, f: Add(
         rid, _client_msg_id(f), f.integer("conv", minimum=1), f.integer("user", minimum=1)
     ),
@@ -346,7 +395,7 @@ _PARSERS: dict[str, Any] = {
     "history": _history,
     "read": lambda rid, f: MarkRead(rid, f.integer("conv", minimum=1), f.integer("seq")),
     "sync": lambda rid, f: Sync(rid, f.pairs("convs", max_items=MAX_SYNC_CONVS)),
-    "users": lambda rid, f: Users(rid, f.ints("ids", min_items=1, max_items=MAX_USER_LOOKUP)),
+    "users": _users,
 }
 OPS = frozenset(_PARSERS)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chatd.attachments.service import AttachmentService
 from chatd.auth import AuthService
 from chatd.config import Settings
 from chatd.conversations import (
+    MAX_ATTACHMENTS,
     MAX_CLIENT_MSG_ID_CHARS,
     MAX_MEMBERS,
     MAX_NAME_CHARS,
@@ -30,6 +32,7 @@ class Gateway:
     auth: AuthService
     inbox: Inbox
     handlers: Handlers
+    attachments: AttachmentService
 
     @classmethod
     def build(cls, settings: Settings, store: Store) -> Gateway:
@@ -42,13 +45,17 @@ class Gateway:
             on_revoke=lambda token_hash: hub.close_token(token_hash, p.CloseCode.LOGGED_OUT),
         )
         inbox = Inbox(store)
-        return cls(settings, store, hub, fanout, auth, inbox, Handlers(store, auth, inbox, fanout))
+        handlers = Handlers(store, auth, inbox, fanout)
+        attachments = AttachmentService.from_settings(settings, store)
+        return cls(settings, store, hub, fanout, auth, inbox, handlers, attachments)
 
     async def start(self) -> None:
         self.fanout.start()
+        await self.attachments.start()
 
     async def stop(self) -> None:
         self.hub.close_all(p.CloseCode.GOING_AWAY)
+        await self.attachments.stop()
         await self.handlers.drain()
         await self.fanout.stop()
 
@@ -70,4 +77,6 @@ class Gateway:
             "max_client_msg_id_chars": MAX_CLIENT_MSG_ID_CHARS,
             "max_sync_convs": p.MAX_SYNC_CONVS,
             "max_attachment_bytes": s.max_attachment_bytes,
+            "max_attachments": MAX_ATTACHMENTS,
+            "attachment_ttl_seconds": s.attachment_ttl_seconds,
         }

@@ -21,6 +21,10 @@ Guarantees every backend gives:
   ``archived=True``, never a silent truncation.
 * **Nothing in clear.** Payloads, conversation names and user profiles are sealed before they
   reach the database.
+* **Attachments are claimed with their message.** A message referring to attachment ids is
+  appended only if every one exists, was uploaded by the sender, is carried by no other message
+  and has not expired; the references are set in the same transaction as the append, and the
+  stored payload holds each attachment's description instead of its id.
 """
 
 from __future__ import annotations
@@ -30,14 +34,18 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from chatd.attachments.blobstore import BlobStore
 from chatd.conversations import Operation
 from chatd.crypto.keyring import KeyRing
 from chatd.store.records import (
     AppendResult,
+    AttachmentAccess,
+    AttachmentInfo,
     ConversationHead,
     EventPage,
     InboxRow,
     Interval,
+    NewAttachment,
     NewUser,
     ReadState,
     SessionToken,
@@ -107,6 +115,11 @@ class Store(abc.ABC):
         """Decide ``op`` with the conversation rules and append its events durably.
 
         Raises the rules' :class:`~chatd.errors.ClientError` (nothing is then recorded).
+        A message's attachment ids are claimed atomically with the append (see the module
+        docstring); the errors are ``attachment_not_found`` (unknown, discarded, or uploaded
+        by someone else), ``attachment_already_sent`` and ``attachment_expired``.  The stored
+        and returned payload's ``attachments`` is the list of
+        :meth:`~chatd.store.records.AttachmentInfo.message_ref` maps, in the order given.
         """
 
     @abc.abstractmethod
@@ -170,7 +183,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
         """Walk every hash chain and open every seal (of live keys); report, per broken
-        conversation, the first broken seq."""
+        conversation, the first broken seq.
+
+        Without ``conv_ids``, also every attachment: its key, sealed name and thumbnail, and
+        its file chunk by chunk (a problem names the attachment and the first bad chunk; a
+        missing file is a problem).  Files without a row, older than an hour, and files of
+        shredded attachments are removed and reported in ``warnings``."""
 
     # ---- sessions, read markers (gateway)
 
@@ -215,3 +233,49 @@ class Store(abc.ABC):
         see it: name, members and last event as of their last visible seq (their leave, for
         a former member), read marker and unread count (visible messages after the marker
         not sent by the user, capped at ``window_size``)."""
+
+    # ---- attachments
+
+    blobs: BlobStore  # the encrypted attachment files (written by the gateway, then recorded)
+
+    @abc.abstractmethod
+    async def record_attachment(self, new: NewAttachment) -> AttachmentInfo:
+        """Record an upload whose file ``new.id`` is already complete in :attr:`blobs`.
+
+        Wraps ``new.dek`` with the active KEK and seals the name and thumbnail with it.  The
+        attachment waits, unsent, until a message refers to it or ``new.ttl_ms`` have passed.
+        :class:`~chatd.errors.UserNotFound` for an unknown uploader,
+        :class:`~chatd.errors.ConflictError` if the id was ever used."""
+
+    @abc.abstractmethod
+    async def attachment_for_user(
+        self, user_id: int, attachment_id: int, *, thumbnail: bool = False
+    ) -> AttachmentAccess:
+        """The attachment, its key, and its thumbnail if asked, if ``user_id`` may see it.
+
+        A sent attachment: visibility is checked in the query — the user's membership
+        intervals must contain its message's seq — and the message must be inside the user's
+        window (else :class:`~chatd.errors.AttachmentArchived`).  An unsent one: only its
+        uploader, until it expires.  Anything else (unknown id, discarded, not visible,
+        shredded) raises the same :class:`~chatd.errors.AttachmentNotFound`.
+        :class:`~chatd.errors.ThumbnailNotFound` if a thumbnail is asked and there is none."""
+
+    @abc.abstractmethod
+    async def expired_attachments(self, now_ms: int, limit: int = 1000) -> list[int]:
+        """Unsent attachments whose time to wait for a message is over at ``now_ms``."""
+
+    @abc.abstractmethod
+    async def discard_attachments(self, attachment_ids: Sequence[int], now_ms: int) -> list[int]:
+        """Delete those of ``attachment_ids`` still unsent and expired at ``now_ms``: their
+        keys are destroyed and their rows deleted in one transaction, then (after the commit)
+        their files are removed.  Returns the ids discarded."""
+
+    async def sweep_attachments(self, now_ms: int) -> list[int]:
+        """Discard every attachment expired at ``now_ms`` (the server runs this periodically)."""
+        swept: list[int] = []
+        while batch := await self.expired_attachments(now_ms):
+            gone = await self.discard_attachments(batch, now_ms)
+            swept.extend(gone)
+            if not gone:
+                break
+        return swept

@@ -16,6 +16,9 @@ Design notes that live in the schema:
   *after* the ``left`` event, so a leaver still sees their own leave.  An interval may be closed
   once and never reopened or deleted; re-joining opens a new interval.
 * Kind, sender and time are clear metadata; every personal or clinical value is a sealed blob.
+* ``attachments`` (migration 3): the file is written before the row, the key is a
+  ``data_keys`` row of scope ``'attachment'``; a row is referenced by a message once and then
+  never deleted; size, type and pixel size are clear metadata, the name and thumbnail sealed.
 """
 
 from __future__ import annotations
@@ -166,6 +169,65 @@ MIGRATIONS: tuple[Migration, ...] = (
         WHEN OLD.revoked_at IS NOT NULL OR NEW.token_hash IS NOT OLD.token_hash
              OR NEW.user_id IS NOT OLD.user_id OR NEW.expires_at IS NOT OLD.expires_at
         BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END;
+        """,
+    ),
+    Migration(
+        3,
+        "attachments: sealed names and thumbnails, per-attachment data keys, message references",
+        """
+        -- One row per uploaded attachment; its encrypted file is ROOT/ab/<id in hex> in the
+        -- blob store, written (and fsynced) BEFORE this row is inserted, so a row never points
+        -- to a missing file.  The id is random (63 bits), chosen before the file is written.
+        -- The data key is a data_keys row (scope 'attachment', scope_id = id, version 1): KEK
+        -- rotation re-wraps it with the others, and destroying it (retention shredding of the
+        -- referencing conversation, or discarding an unsent upload) makes the file, the name
+        -- and the thumbnail unreadable.
+        -- Clear metadata, as for events: uploader, times, size, detected type, pixel size and
+        -- whether there is a thumbnail; the server needs them to route, limit and serve
+        -- (Content-Type, Content-Length, ranges).  The file name and the thumbnail are sealed.
+        CREATE TABLE attachments (
+            id          INTEGER PRIMARY KEY CHECK (id > 0),
+            uploader    INTEGER NOT NULL REFERENCES users(id),
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER NOT NULL,      -- discarded after this unless a message refers to it
+            size        INTEGER NOT NULL CHECK (size >= 0),   -- plaintext bytes as stored
+            kind        TEXT NOT NULL,         -- detected from the content: 'pdf', 'jpeg' ...
+            mime        TEXT NOT NULL,
+            name        BLOB NOT NULL,         -- sealed under the attachment's data key
+            width       INTEGER,
+            height      INTEGER,
+            thumbnail   BLOB,                  -- sealed JPEG, images only
+            conv_id     INTEGER REFERENCES conversations(id),  -- the message referring to it:
+            seq         INTEGER,                               -- NULL until sent, then set once
+            CHECK ((conv_id IS NULL) = (seq IS NULL)),
+            CHECK (expires_at > created_at)
+        );
+        CREATE INDEX attachments_by_message ON attachments (conv_id, seq)
+            WHERE conv_id IS NOT NULL;
+        CREATE INDEX attachments_unsent ON attachments (expires_at) WHERE conv_id IS NULL;
+
+        -- A sent attachment is part of the record: never deleted (shredding destroys its key).
+        CREATE TRIGGER attachments_keep_sent BEFORE DELETE ON attachments
+        WHEN OLD.conv_id IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a sent attachment is never deleted'); END;
+
+        -- The only update is setting the reference, once; nothing else ever changes.
+        CREATE TRIGGER attachments_reference_once BEFORE UPDATE ON attachments
+        WHEN OLD.conv_id IS NOT NULL OR NEW.conv_id IS NULL
+             OR NEW.id IS NOT OLD.id OR NEW.uploader IS NOT OLD.uploader
+             OR NEW.created_at IS NOT OLD.created_at OR NEW.expires_at IS NOT OLD.expires_at
+             OR NEW.size IS NOT OLD.size OR NEW.kind IS NOT OLD.kind OR NEW.mime IS NOT OLD.mime
+             OR NEW.name IS NOT OLD.name OR NEW.width IS NOT OLD.width
+             OR NEW.height IS NOT OLD.height OR NEW.thumbnail IS NOT OLD.thumbnail
+        BEGIN SELECT RAISE(ABORT, 'an attachment is only ever referenced, once'); END;
+
+        -- ... and only by a message of its uploader, appended before the upload expired.
+        CREATE TRIGGER attachments_referenced_by_own_message BEFORE UPDATE OF conv_id, seq
+        ON attachments
+        WHEN NOT EXISTS (
+            SELECT 1 FROM events e WHERE e.conv_id = NEW.conv_id AND e.seq = NEW.seq
+            AND e.kind = 'message' AND e.sender = OLD.uploader AND e.ts < OLD.expires_at)
+        BEGIN SELECT RAISE(ABORT, 'an attachment is referenced by a message of its uploader'); END;
         """,
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from chatd.events import Event
 
@@ -94,16 +95,22 @@ class ConversationHead:
 
 @dataclass(frozen=True, slots=True)
 class VerifyProblem:
-    """The first broken place of a conversation (``user_id`` None), or a broken user row."""
+    """The first broken place of a conversation (``user_id`` None), a broken user row, or a
+    broken attachment (``attachment_id``, also named in ``reason``; ``conv_id``/``seq`` of its
+    message, 0 if unsent)."""
 
     conv_id: int
     seq: int
     reason: str
     user_id: int | None = None
+    attachment_id: int | None = None
 
     def __str__(self) -> str:
         if self.user_id is not None:
             return f"user {self.user_id}: {self.reason}"
+        if self.attachment_id is not None:  # the reason starts with "attachment <id>"
+            where = f"conversation {self.conv_id}, seq {self.seq}, " if self.conv_id else ""
+            return f"{where}{self.reason}"
         return f"conversation {self.conv_id}, seq {self.seq}: {self.reason}"
 
 
@@ -112,6 +119,8 @@ class VerifyReport:
     conversations: int
     events: int
     problems: tuple[VerifyProblem, ...]
+    attachments: int = 0  # attachments whose file was opened chunk by chunk
+    warnings: tuple[str, ...] = ()  # not broken, but worth a look (orphan files removed …)
 
     @property
     def ok(self) -> bool:
@@ -158,3 +167,73 @@ class InboxRow:
     last_seq: int  # the last seq this user may see
     read_seq: int
     unread: int  # visible messages after read_seq not sent by the user, capped at the window
+
+
+# ---- attachments
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    """An upload whose encrypted file ``id`` is already in the blob store, to be recorded.
+
+    ``dek`` is the key the file was sealed with: the store wraps it with the active KEK and
+    seals ``name`` and ``thumbnail`` with it.  The upload is discarded ``ttl_ms`` after it was
+    recorded unless a message refers to it first.
+    """
+
+    id: int
+    uploader: int
+    kind: str  # FileKind value of what is stored ("pdf", "jpeg" …)
+    mime: str
+    size: int  # plaintext bytes of the stored file
+    name: str  # sanitised file name
+    dek: bytes
+    ttl_ms: int
+    width: int | None = None
+    height: int | None = None
+    thumbnail: bytes | None = None  # JPEG
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """An attachment as its readers see it (the name opened)."""
+
+    id: int
+    uploader: int
+    kind: str
+    mime: str
+    size: int
+    name: str
+    width: int | None
+    height: int | None
+    has_thumbnail: bool
+    created_at: int
+    expires_at: int  # meaningless once sent
+    conv_id: int | None  # the message that carries it; None while unsent
+    seq: int | None
+
+    @property
+    def wire_id(self) -> str:
+        """The id as clients see it: 16 lower-case hex digits (ids exceed 2**53)."""
+        return f"{self.id:016x}"
+
+    def message_ref(self) -> dict[str, Any]:
+        """What a ``message`` event's payload holds about it (sealed with the message)."""
+        return {
+            "id": self.wire_id,
+            "name": self.name,
+            "mime": self.mime,
+            "size": self.size,
+            "width": self.width,
+            "height": self.height,
+            "thumbnail": self.has_thumbnail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentAccess:
+    """What a download needs: the attachment, its data key, the thumbnail if asked for."""
+
+    info: AttachmentInfo
+    dek: bytes
+    thumbnail: bytes | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import aiosqlite
 import msgpack
 
+from chatd.attachments.blobstore import BlobStore
 from chatd.conversations import Operation
 from chatd.crypto.envelope import (
     KeyScope,
@@ -38,7 +40,7 @@ from chatd.errors import (
     ValidationError,
 )
 from chatd.events import Event
-from chatd.store import sqlite_sessions, sqlite_verify
+from chatd.store import sqlite_attachments, sqlite_sessions, sqlite_verify
 from chatd.store.abstract import Store
 from chatd.store.data_keys import (
     CONV_SCOPE,
@@ -49,10 +51,13 @@ from chatd.store.data_keys import (
 )
 from chatd.store.records import (
     AppendResult,
+    AttachmentAccess,
+    AttachmentInfo,
     ConversationHead,
     EventPage,
     InboxRow,
     Interval,
+    NewAttachment,
     NewUser,
     ReadState,
     SessionToken,
@@ -62,6 +67,8 @@ from chatd.store.records import (
 )
 from chatd.store.sqlite_db import connect, migrate, transaction
 from chatd.store.writer import GroupCommitWriter, wall_clock_ms
+
+log = logging.getLogger("chatd.store")
 
 VISIBLE = (
     "EXISTS (SELECT 1 FROM memberships m WHERE m.conv_id = e.conv_id AND m.user_id = :user"
@@ -84,8 +91,12 @@ class SqliteStore(Store):
         max_batch: int = 512,
         readers: int = 2,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        attachments_dir: Path | None = None,
     ) -> None:
         self.path = path
+        # The attachment files live next to the database unless told otherwise, so that every
+        # process opening this database (server, admin commands) finds the same files.
+        self.blobs = BlobStore(attachments_dir or path.parent / "attachments")
         self.window_size = visible_window
         self._synchronous = synchronous
         self._max_batch = max_batch
@@ -523,7 +534,7 @@ class SqliteStore(Store):
         return [int(r[0]) for r in rows]
 
     async def shred_conversation(self, conv_id: int) -> None:
-        async def run(conn: aiosqlite.Connection) -> None:
+        async def run(conn: aiosqlite.Connection) -> list[int]:
             now = self._clock_ms()
             cursor = await conn.execute(
                 "UPDATE conversations SET shredded_at = ? WHERE id = ? AND shredded_at IS NULL",
@@ -543,12 +554,37 @@ class SqliteStore(Store):
                 (now, CONV_SCOPE, conv_id),
             )
             self._keys.forget(CONV_SCOPE, conv_id)
+            return await sqlite_attachments.shred_txn(conn, conv_id, now)
 
-        await self.writer.run_exclusive("shred_conversation", run)
+        attachment_ids = await self.writer.run_exclusive("shred_conversation", run)
+        # Their keys are gone: the files are noise now (verify sweeps any left by a crash).
+        await asyncio.to_thread(sqlite_attachments.delete_files, self.blobs, attachment_ids)
 
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
         async with self._read("verify_chains") as conn:
-            return await sqlite_verify.verify_chains_txn(conn, self._keys, conv_ids)
+            report = await sqlite_verify.verify_chains_txn(conn, self._keys, conv_ids)
+        if conv_ids is not None:
+            return report
+        async with self._read("verify_attachments") as conn:
+            audit = await sqlite_attachments.verify_attachments_txn(
+                conn, self._keys.ring, self.blobs
+            )
+        if audit.missing:
+            # A file removed after the snapshot with its row (discarded) or key (shredded) by
+            # a server running meanwhile is not a problem: keep only what still stands.
+            async with self._read("verify_attachments_recheck") as conn:
+                await sqlite_attachments.still_live_txn(conn, audit)
+        warnings = await asyncio.to_thread(
+            sqlite_attachments.sweep_orphans, self.blobs, audit.known_ids, audit.dead_files
+        )
+        for warning in warnings:
+            log.warning("verify: %s", warning)
+        return dataclasses.replace(
+            report,
+            problems=report.problems + tuple(audit.problems),
+            attachments=audit.checked,
+            warnings=report.warnings + tuple(warnings),
+        )
 
 
     # ---- sessions, read markers (gateway)
@@ -616,6 +652,46 @@ class SqliteStore(Store):
                 event_columns=EVENT_COLUMNS,
                 open_events=self._open_events_txn,
             )
+
+    # ---- attachments
+
+    async def record_attachment(self, new: NewAttachment) -> AttachmentInfo:
+        return await self.writer.run_exclusive(
+            "record_attachment",
+            lambda conn: sqlite_attachments.insert_attachment_txn(
+                conn, self._keys.ring, new, self._clock_ms()
+            ),
+            keeps_conversation_cache=True,  # an upload touches no conversation
+        )
+
+    async def attachment_for_user(
+        self, user_id: int, attachment_id: int, *, thumbnail: bool = False
+    ) -> AttachmentAccess:
+        async with self._read("read_attachment") as conn:
+            return await sqlite_attachments.find_for_user_txn(
+                conn,
+                self._keys.ring,
+                user_id,
+                attachment_id,
+                self._clock_ms(),
+                visible=VISIBLE,
+                window_start=self._window_start_txn,
+                thumbnail=thumbnail,
+            )
+
+    async def expired_attachments(self, now_ms: int, limit: int = 1000) -> list[int]:
+        async with self._read("read_expired_attachments") as conn:
+            return await sqlite_attachments.expired_txn(conn, now_ms, limit)
+
+    async def discard_attachments(self, attachment_ids: Sequence[int], now_ms: int) -> list[int]:
+        gone = await self.writer.run_exclusive(
+            "discard_attachments",
+            lambda conn: sqlite_attachments.discard_txn(conn, attachment_ids, now_ms),
+            keeps_conversation_cache=True,  # only unsent uploads: no conversation changes
+        )
+        await asyncio.to_thread(sqlite_attachments.delete_files, self.blobs, gone)
+        return gone
+
 
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= 1000:

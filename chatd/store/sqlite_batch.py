@@ -18,7 +18,7 @@ and sealers are known without a query.  It stays right because:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,12 @@ from chatd.errors import ChatdError
 from chatd.events import Event, EventKind
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 from chatd.store.records import AppendResult
+from chatd.store.sqlite_attachments import (
+    Claimable,
+    attach_to_drafts,
+    note_claims,
+    write_claims_txn,
+)
 
 IdemKey = tuple[int, int, str]  # (scope_conv, sender, client_msg_id); scope 0 = creations
 IdemValue = tuple[int, int, int]  # (conv_id, first_seq, last_seq)
@@ -74,6 +80,7 @@ class Plan:
     outcomes: list[AppendResult | ChatdError] = field(default_factory=list)
     # Final state of each touched conversation, captured when the plan is complete.
     heads: dict[int, tuple[int, bytes, int]] = field(default_factory=dict)
+    claims: dict[int, tuple[int, int]] = field(default_factory=dict)  # attachment -> conv, seq
 
 
 class BatchPlanner:
@@ -111,6 +118,7 @@ class BatchPlanner:
         known: dict[IdemKey, IdemValue],
         active_users: Set[int],
         now: int,
+        attachments: Mapping[int, Claimable] | None = None,
     ) -> Plan:
         plan = Plan()
         for op in ops:
@@ -122,6 +130,7 @@ class BatchPlanner:
             conv = self.convs.get(op.conv_id) if op.conv_id else None
             try:
                 drafts = decide(conv.state if conv else None, op, active_users)
+                drafts = attach_to_drafts(drafts, op.sender, attachments or {}, plan.claims, now)
             except ChatdError as exc:
                 plan.outcomes.append(exc)
                 continue
@@ -131,6 +140,7 @@ class BatchPlanner:
             events = tuple(
                 [self._append(conv, d.kind, d.sender, d.payload, now, plan) for d in drafts]
             )
+            note_claims(events, plan.claims)
             conv_id, first, last = conv.state.conv_id, events[0].seq, events[-1].seq
             plan.keys[key] = (conv_id, first, last)
             plan.idem.append((op.conv_id, op.sender, op.client_msg_id, conv_id, first, last))
@@ -347,3 +357,4 @@ async def write_plan_txn(conn: aiosqlite.Connection, plan: Plan) -> None:
             " first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
             plan.idem,
         )
+    await write_claims_txn(conn, plan.claims)  # after the events their triggers look up

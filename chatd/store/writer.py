@@ -39,6 +39,7 @@ from chatd.conversations import CreateConversation, Operation, referenced_users
 from chatd.errors import ChatdError, StoreClosedError, UnavailableError
 from chatd.store.data_keys import DataKeys
 from chatd.store.records import AppendResult
+from chatd.store.sqlite_attachments import load_claimables_txn
 from chatd.store.sqlite_batch import (
     BatchPlanner,
     ConvCache,
@@ -240,6 +241,10 @@ class GroupCommitWriter:
                 loaded = await load_convs_txn(self._load_conn, planner.keys, missing)
             if creates and planner.next_conv_id == 0:
                 floor = await max_conv_id_txn(self._load_conn) + 1
+            in_flight = self._inflight.plan.claims if self._inflight is not None else {}
+            attachments = await load_claimables_txn(
+                self._load_conn, planner.keys.ring, ops, in_flight
+            )
         for conv_id, conv in loaded.items():
             if conv_id not in planner.convs:
                 planner.convs[conv_id] = conv
@@ -248,7 +253,7 @@ class GroupCommitWriter:
         inflight = self._inflight
         if inflight is not None:
             known = _overlay(known, inflight.plan.keys)
-        plan = planner.plan(ops, known, active, self._clock_ms())
+        plan = planner.plan(ops, known, active, self._clock_ms(), attachments)
         keep = set(plan.touched) | (set(inflight.plan.touched) if inflight else set())
         planner.evict(keep)
         return plan

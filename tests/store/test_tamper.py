@@ -283,7 +283,13 @@ async def test_untampered_database_verifies(tmp_path: Path, ring: KeyRing) -> No
         assert only_second.ok and (only_second.conversations, only_second.events) == (1, 4)
     result = run_chatd(tmp_path, "verify", "--json")
     assert result.returncode == 0, result
-    assert json.loads(result.stdout) == {"conversations": 2, "events": 10, "problems": []}
+    assert json.loads(result.stdout) == {
+        "conversations": 2,
+        "events": 10,
+        "attachments": 0,
+        "problems": [],
+        "warnings": [],
+    }
 
 
 async def test_verify_can_check_one_conversation(tmp_path: Path, ring: KeyRing) -> None:
