@@ -1,0 +1,16 @@
+"""The chaos and load harness of chatd: prove that no acknowledged message is ever lost,
+duplicated or leaked, end to end, through the real WebSocket protocol (Jepsen style).
+
+* :mod:`.history` — what every simulated client did and was told (the *history*);
+* :mod:`.checker` — a pure function of the history and the final log: lost, duplicated,
+  leaked, gaps, order…;
+* :mod:`.truth` — the final log read back from the SQLite file with the key file;
+* :mod:`.server` — a ``chatd serve`` subprocess that can be killed (``SIGKILL``) and
+  restarted on the same data directory and port, its RSS sampled;
+* :mod:`.client` — a simulated client: real WebSocket, ``client_msg_id`` retries,
+  ``sync`` resume, optionally a slow consumer;
+* :mod:`.runner` — the load generator, the nemesis (faults), the final read, the report;
+* :mod:`.storm` — the resume-storm measurement.
+
+``bench/chaos.py`` is the command line; ``tests/chaos/`` runs a short scenario in CI.
+"""

@@ -1,0 +1,277 @@
+"""A ``chatd serve`` subprocess that the nemesis may kill with SIGKILL and restart.
+
+The first start binds a free port (``CHATD_PORT=0``, read back from the ``chatd listening
+on`` line); every restart uses the same data directory and the same port (the server binds
+with ``SO_REUSEADDR``, so connections of the killed process left in TIME_WAIT do not block
+it).  ``CHATD_SQLITE_SYNCHRONOUS`` is never set: the default, FULL, is what is being tested.
+All incarnations append to one log file.  While a process runs, its resident set size
+(``VmRSS`` in ``/proc/<pid>/status``) is sampled; the maximum over the run is reported.
+
+Users and login tokens are created directly in the database before the first start, the way
+the gateway tests do it (a second store on the same files), so no password hashing is paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatd.crypto.keyring import KeyRing, write_key_file
+from chatd.store.records import NewUser, SessionToken, UserProfile
+from chatd.store.sqlite import SqliteStore
+
+TERMS = "chaos-terms-1"
+# Not a real Argon2id hash: clients authenticate with minted tokens, never a password.
+FAKE_PASSWORD_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+RSS_EVERY = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    user_id: int
+    token: str
+
+
+def chatd_env(data_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a ``chatd`` subprocess: no inherited ``CHATD_*`` variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")}
+    env["CHATD_DATA_DIR"] = str(data_dir)
+    env["CHATD_TERMS_VERSION"] = TERMS
+    env.update(extra)
+    if "CHATD_SQLITE_SYNCHRONOUS" in env:
+        raise ValueError("chaos runs keep the default CHATD_SQLITE_SYNCHRONOUS (FULL)")
+    return env
+
+
+async def create_accounts(data_dir: Path, count: int) -> list[Account]:
+    """Create the key file, the database and ``count`` users with a token each (8 h).
+
+    Run before the server starts.  The store is opened with ``synchronous=NORMAL`` to go
+    fast; closing it checkpoints the WAL, so everything is on disk before the server opens it.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 - set-up
+    ring = KeyRing.generate()
+    write_key_file(data_dir / "master.keys", ring, replace=False)
+    store = SqliteStore(data_dir / "chatd.sqlite3", ring, synchronous="NORMAL")
+    await store.open()
+    accounts = []
+    try:
+        tag = uuid.uuid4().hex[:6]
+        now = time.time_ns() // 1_000_000
+        for i in range(count):
+            user = await store.create_user(
+                NewUser(
+                    f"chaos{tag}{i}",
+                    FAKE_PASSWORD_HASH,
+                    UserProfile(f"User{i}", "Chaos", "Infirmière", "CH Chaos"),
+                )
+            )
+            await store.set_terms_accepted(user.id, TERMS)
+            token = f"chaos-{uuid.uuid4().hex}"
+            await store.create_session_token(
+                SessionToken(
+                    hashlib.sha256(token.encode()).digest(),
+                    user.id,
+                    now - 1000,
+                    now + 8 * 3_600_000,
+                )
+            )
+            accounts.append(Account(user.id, token))
+    finally:
+        await store.close()
+    return accounts
+
+
+class ChaosServer:
+    def __init__(
+        self,
+        workdir: Path,
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        profile: Path | None = None,
+    ) -> None:
+        self.workdir = workdir
+        # cProfile the server (each incarnation overwrites the file; written at SIGTERM).
+        self._python_args = ("-m", "cProfile", "-o", str(profile)) if profile else ()
+        self.data_dir = workdir / "var"
+        self.log_path = workdir / "server.log"
+        self._extra = dict(extra_env or {})
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+        self.max_rss_kb = 0
+        self.exit_codes: list[int] = []
+        self._sampler: asyncio.Task[None] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def env(self) -> dict[str, str]:
+        return chatd_env(self.data_dir, {"CHATD_PORT": str(self.port), **self._extra})
+
+    async def start(self) -> None:
+        """Start an incarnation and wait until it answers ``/healthz``."""
+        assert not self.running
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            log.write(f"\n==== chaos: start #{self.starts + 1} ====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
+                [sys.executable, *self._python_args, "-m", "chatd", "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.workdir,
+            )
+        self.starts += 1
+        if self._sampler is None:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_rss())
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            text = self._log_from(offset)
+            match = re.search(r"chatd listening on http://127\.0\.0\.1:(\d+)", text)
+            if match:
+                port = int(match.group(1))
+                assert self.port in (0, port), (self.port, port)
+                self.port = port
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chatd serve did not start:\n{text[-4000:]}")
+            await asyncio.sleep(0.02)
+        while not await self._healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chatd serve never became healthy:\n{self._log_from(offset)}")
+            await asyncio.sleep(0.02)
+
+    def _log_from(self, offset: int) -> str:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
+    async def _healthy(self) -> bool:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.port), 2
+            )
+        except (OSError, TimeoutError):
+            return False
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            status = await asyncio.wait_for(reader.readline(), 2)
+            return b" 200 " in status
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    def kill9(self) -> None:
+        """SIGKILL the running incarnation (no shutdown, no flush: a crash)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.kills += 1
+
+    async def wait_exit(self, within: float) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + within
+        while (code := self.proc.poll()) is None:
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError("chatd serve did not exit")
+            await asyncio.sleep(0.01)
+        self.exit_codes.append(code)
+        return code
+
+    async def crash_and_restart(self) -> float:
+        """kill -9, then start again on the same data dir and port; seconds it was down."""
+        started = time.monotonic()
+        self.kill9()
+        await self.wait_exit(10)
+        await self.start()
+        return time.monotonic() - started
+
+    async def stop(self) -> int:
+        """SIGTERM (graceful); the exit code."""
+        if not self.running:
+            return self.exit_codes[-1] if self.exit_codes else 0
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = await self.wait_exit(STOP_TIMEOUT)
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
+            self._sampler = None
+        return code
+
+    def force_stop(self) -> None:
+        """Last resort (a harness error): never leave a server behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self._sampler is not None:
+            self._sampler.cancel()
+
+    async def _sample_rss(self) -> None:
+        while True:
+            if self.proc is not None and self.proc.poll() is None:
+                self.max_rss_kb = max(self.max_rss_kb, rss_kb(self.proc.pid))
+            await asyncio.sleep(RSS_EVERY)
+
+    def log_problems(self) -> list[str]:
+        """Lines of the log that show a server bug (an internal error, a traceback)."""
+        if not self.log_path.exists():
+            return []
+        text = self.log_path.read_text(errors="replace")
+        return [
+            line
+            for line in text.splitlines()
+            if "internal error" in line or "Traceback" in line or " ERROR " in line
+        ]
+
+    def verify(self) -> tuple[int, str]:
+        """``chatd verify`` on the data directory (server stopped): exit code and output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "chatd", "verify"],
+            capture_output=True,
+            text=True,
+            env=chatd_env(self.data_dir, self._extra),
+            timeout=600,
+            check=False,
+        )
+        return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
