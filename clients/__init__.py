@@ -1,0 +1,1 @@
+"""Clients of chatd that live in this repository (the terminal client, ``clients.cli``)."""

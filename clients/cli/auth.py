@@ -1,0 +1,77 @@
+"""The HTTP half of the protocol (``docs/protocol.md`` §2): login, logout, terms.
+
+Three small JSON requests, made with the standard library's ``urllib`` (it honours the usual
+proxy variables and verifies TLS certificates), so that logging in needs no extra dependency.
+Error answers carry the protocol's stable codes and become :class:`CliError`\\ s.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from clients.cli.errors import CliError, NetworkError, server_error
+
+TIMEOUT = 15.0
+
+
+def _call(
+    server: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+    timeout: float = TIMEOUT,
+) -> dict[str, Any]:
+    headers = {"Accept": "application/json", "User-Agent": "chatd-cli"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(server + path, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only: normalise_server
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raise _http_error(exc) from None
+    except OSError as exc:  # URLError and timeouts are OSErrors
+        reason = getattr(exc, "reason", exc)
+        raise NetworkError(f"Cannot reach {server}: {reason}.") from None
+    except ValueError:
+        raise CliError(f"{server} did not answer like a chatd server.") from None
+    if not isinstance(answer, dict):
+        raise CliError(f"{server} did not answer like a chatd server.")
+    return answer
+
+
+def _http_error(exc: urllib.error.HTTPError) -> CliError:
+    try:
+        body = json.loads(exc.read() or b"{}")
+        code, message = str(body["code"]), str(body["message"])
+    except (ValueError, KeyError, TypeError, OSError):
+        if exc.code >= 500:
+            return NetworkError(f"The server answered HTTP {exc.code}; try again later.")
+        return CliError(f"The server answered HTTP {exc.code}: is this a chatd server?")
+    return server_error(code, message)
+
+
+def login(server: str, login_name: str, password: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The login answer: ``token``, ``expires_at``, ``user``, ``terms_version``,
+    ``terms_accepted``."""
+    body = {"login": login_name, "password": password}
+    return _call(server, "POST", "/v1/auth/login", body, timeout=timeout)
+
+
+def logout(server: str, token: str, timeout: float = TIMEOUT) -> bool:
+    answer = _call(server, "POST", "/v1/auth/logout", token=token, timeout=timeout)
+    return bool(answer.get("revoked"))
+
+
+def accept_terms(server: str, token: str, version: str, timeout: float = TIMEOUT) -> bool:
+    body = {"version": version}
+    answer = _call(server, "POST", "/v1/auth/terms", body, token=token, timeout=timeout)
+    return bool(answer.get("terms_accepted"))

@@ -1,0 +1,359 @@
+"""The scriptable subcommands: one function each, human output or ``--json`` lines.
+
+Each command connects, does its one thing, and leaves; on the way it delivers whatever an
+earlier run left in the outbox.  A change (``new``, ``send``, ``add``, ``leave``,
+``rename``) is written to the outbox before it is sent: if the server cannot be reached within
+``--timeout`` the command exits with the network code and the change stays queued, to be sent
+— once — by the next command that connects.  ``login``/``logout`` use the HTTP routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from clients.cli import auth
+from clients.cli.config import Session, forget_session, load_session, save_session
+from clients.cli.connection import Client
+from clients.cli.directory import Directory, display_name
+from clients.cli.errors import AuthError, Cancelled, CliError, NetworkError, UsageError
+from clients.cli.outbox import OutboxEntry, OutboxFile
+from clients.cli.protocol import (
+    MAX_INT,
+    create_fields,
+    history_fields,
+    send_fields,
+)
+from clients.cli.render import (
+    Output,
+    conversation_line,
+    event_line,
+    fmt_time,
+    quoted,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Context:
+    server: str
+    out: Output
+    timeout: float
+
+    def session(self) -> Session:
+        return load_session(self.server)
+
+
+def ask(prompt: str) -> bool:
+    """A yes/no question on the terminal (stderr, so that ``--json`` output stays clean)."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def report_outbox(out: Output) -> Callable[[OutboxEntry, Any, bool], None]:
+    """Say what became of changes queued by an earlier run (this run reports its own)."""
+
+    def report(entry: OutboxEntry, result: dict[str, Any] | CliError, mine: bool) -> None:
+        if mine:
+            return
+        where = f"#{entry.conv}" if entry.conv is not None else "a new conversation"
+        if isinstance(result, CliError):
+            out.note(f"A queued {entry.op} to {where} was refused: {result.message}")
+        else:
+            out.note(f"A queued {entry.op} to {where} was delivered (seq {result['last_seq']}).")
+
+    return report
+
+
+async def one_shot(
+    ctx: Context,
+    body: Callable[[Client, Directory], Awaitable[T]],
+    *,
+    queued: Callable[[], str] = lambda: "",
+) -> T:
+    """Run ``body`` on a fresh client within ``--timeout``, then let the outbox drain."""
+    session = ctx.session()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeout
+    async with Client(session, on_outbox=report_outbox(ctx.out)) as client:
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await body(client, Directory(session.user))
+        except TimeoutError:
+            why = f" ({client.last_error})" if client.last_error else ""
+            raise NetworkError(
+                f"No answer from {session.server} within {ctx.timeout:g} s{why}.{queued()}"
+            ) from None
+        try:  # earlier runs' changes, if any: a best effort within the same time limit
+            async with asyncio.timeout_at(max(deadline, loop.time() + 0.5)):
+                await client.outbox_drained()
+        except TimeoutError:
+            pending = len(client.outbox.pending())
+            ctx.out.note(f"{pending} queued change(s) not delivered yet (chatd-cli outbox).")
+        return result
+
+
+Build = Callable[[Client, Directory], Awaitable[dict[str, Any]]]
+
+
+async def change(ctx: Context, op: str, build: Build) -> tuple[dict[str, Any], Directory]:
+    """Build one change (resolving logins needs the server), queue it, wait for its answer."""
+    submitted: list[OutboxEntry] = []
+
+    async def body(client: Client, who: Directory) -> tuple[dict[str, Any], Directory]:
+        entry, done = client.submit(op, await build(client, who))
+        submitted.append(entry)
+        reply: dict[str, Any] = await done
+        return {"op": op, "client_msg_id": entry.client_msg_id, **reply}, who
+
+    def queued() -> str:
+        if not submitted:
+            return ""
+        return " The change is queued and will be sent by the next chatd-cli command."
+
+    try:
+        return await one_shot(ctx, body, queued=queued)
+    except AuthError as exc:  # e.g. the session expired: the entry waits for the next login
+        exc.message += queued()
+        raise
+    except asyncio.CancelledError:  # Ctrl-C
+        if submitted:
+            ctx.out.note(f"Interrupted.{queued()}")
+        raise
+
+
+def fixed(fields: dict[str, Any]) -> Build:
+    async def build(client: Client, who: Directory) -> dict[str, Any]:
+        return fields
+
+    return build
+
+
+def parse_tag(args: Any) -> str | None:
+    return "important" if args.important else "question" if args.question else None
+
+
+def read_text(text: str) -> str:
+    """``-`` reads the message from standard input (for scripts and long texts)."""
+    if text == "-":
+        text = sys.stdin.read().rstrip("\n")
+    if not text.strip():
+        raise UsageError("The message is empty.")
+    return text
+
+
+# ----------------------------------------------------------------------------- accounts
+
+
+async def cmd_login(ctx: Context, args: Any) -> int:
+    login_name = args.login
+    if not login_name:
+        sys.stderr.write("Login: ")
+        sys.stderr.flush()
+        login_name = sys.stdin.readline().strip()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")  # no echo
+    answer = auth.login(ctx.server, login_name, password, ctx.timeout)
+    session = Session(ctx.server, answer["token"], int(answer["expires_at"]), answer["user"])
+    if not answer.get("terms_accepted"):
+        version = str(answer.get("terms_version"))
+        # The protocol carries the terms' version only; their text comes from the operator.
+        ctx.out.note(
+            f"Before first use you must accept the terms of use of {ctx.server},"
+            f" version {version} (your organisation provides their text)."
+        )
+        if not (args.accept_terms or ask(f"Accept the terms of use, version {version}? [y/N] ")):
+            auth.logout(ctx.server, session.token, ctx.timeout)
+            raise AuthError("The terms of use were not accepted; you are not logged in.")
+        auth.accept_terms(ctx.server, session.token, version, ctx.timeout)
+    save_session(session)
+    user = session.user
+    ctx.out.result(
+        f"Logged in as {display_name(user)} ({session.login}) on {ctx.server}"
+        f" until {fmt_time(session.expires_at)}.",
+        {"server": ctx.server, "user": user, "expires_at": session.expires_at},
+    )
+    return 0
+
+
+async def cmd_logout(ctx: Context, args: Any) -> int:
+    try:
+        session = ctx.session()
+    except AuthError:
+        forget_session(ctx.server)  # expired or never there: nothing to revoke
+        ctx.out.result(f"Logged out of {ctx.server}.", {"server": ctx.server, "revoked": False})
+        return 0
+    forget_session(ctx.server)  # gone from this machine whatever the server says
+    try:
+        revoked = auth.logout(ctx.server, session.token, ctx.timeout)
+    except NetworkError as exc:
+        raise NetworkError(
+            f"{exc.message} The token was deleted here but stays valid on the server until"
+            f" {fmt_time(session.expires_at)}."
+        ) from None
+    except AuthError:
+        revoked = False  # already expired or revoked
+    ctx.out.result(f"Logged out of {ctx.server}.", {"server": ctx.server, "revoked": revoked})
+    return 0
+
+
+async def cmd_whoami(ctx: Context, args: Any) -> int:
+    async def body(client: Client, who: Directory) -> int:
+        await client.wait_ready()
+        assert client.hello is not None
+        hello = client.hello
+        user = hello.user
+        ctx.out.result(
+            f"{user.get('login')} — {display_name(user)}"
+            f" ({', '.join(x for x in (user.get('profession'), user.get('structure')) if x)})"
+            f" on {ctx.server}, session until {fmt_time(hello.session_expires_at)}.",
+            {
+                "server": ctx.server,
+                "user": user,
+                "session_expires_at": hello.session_expires_at,
+                "terms_version": hello.terms_version,
+            },
+        )
+        return 0
+
+    return await one_shot(ctx, body)
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+async def cmd_ls(ctx: Context, args: Any) -> int:
+    async def body(client: Client, who: Directory) -> int:
+        convs = (await client.request("list"))["conversations"]
+        ids: set[int] = set()
+        for entry in convs:
+            last = entry.get("last") or {}
+            ids.update(x for x in (last.get("sender"), last.get("user")) if isinstance(x, int))
+        await who.ensure(client, ids)
+        if not convs and not ctx.out.json:
+            ctx.out.note("No conversations yet: chatd-cli new --to LOGIN --subject … TEXT")
+        for entry in convs:
+            ctx.out.result(conversation_line(entry, who), entry)
+        return 0
+
+    return await one_shot(ctx, body)
+
+
+async def cmd_history(ctx: Context, args: Any) -> int:
+    async def body(client: Client, who: Directory) -> int:
+        page = await client.request(
+            "history", **history_fields(args.conv, before=args.before, limit=args.limit)
+        )
+        events = page["events"]
+        ids = {e.get("sender") for e in events} | {e.get("user") for e in events}
+        await who.ensure(client, (i for i in ids if isinstance(i, int)))
+        if page.get("archived") and not ctx.out.json:
+            ctx.out.note("(older events are archived and no longer served)")
+        for event in events:
+            ctx.out.result(event_line(event, who), event)
+        if page.get("has_more") and events and not ctx.out.json:
+            ctx.out.note(f"(more: chatd-cli history {args.conv} --before {events[0]['seq']})")
+        return 0
+
+    return await one_shot(ctx, body)
+
+
+async def cmd_read(ctx: Context, args: Any) -> int:
+    async def body(client: Client, who: Directory) -> int:
+        seq = MAX_INT if args.seq is None else args.seq  # the server stops at the last seq
+        reply = await client.request("read", conv=args.conv, seq=seq)
+        ctx.out.result(
+            f"#{args.conv} read up to seq {reply['read_seq']} ({reply['unread']} unread).", reply
+        )
+        return 0
+
+    return await one_shot(ctx, body)
+
+
+# ----------------------------------------------------------------------------- changes
+
+
+def _change_line(reply: dict[str, Any], what: str) -> str:
+    again = " (already done: the server had it)" if reply.get("duplicate") else ""
+    return f"{what} (seq {reply['last_seq']}){again}."
+
+
+async def cmd_new(ctx: Context, args: Any) -> int:
+    logins = [x for value in args.to for x in value.split(",") if x.strip()]
+    if not logins:
+        raise UsageError("Name at least one participant: --to LOGIN.")
+    text = read_text(args.text) if args.text is not None else None
+
+    async def build(client: Client, who: Directory) -> dict[str, Any]:
+        members = await who.resolve(client, logins)
+        return create_fields(members, args.subject, text, parse_tag(args))
+
+    reply, _ = await change(ctx, "create", build)
+    ctx.out.result(_change_line(reply, f"Created #{reply['conv']} {quoted(args.subject)}"), reply)
+    return 0
+
+
+async def cmd_send(ctx: Context, args: Any) -> int:
+    fields = send_fields(args.conv, read_text(args.text), parse_tag(args))
+    reply, _ = await change(ctx, "send", fixed(fields))
+    ctx.out.result(_change_line(reply, f"Sent to #{args.conv}"), reply)
+    return 0
+
+
+async def cmd_add(ctx: Context, args: Any) -> int:
+    added: list[int] = []
+
+    async def build(client: Client, who: Directory) -> dict[str, Any]:
+        added[:] = await who.resolve(client, [args.user])
+        return {"conv": args.conv, "user": added[0]}
+
+    reply, who = await change(ctx, "add", build)
+    name = who.name_with_structure(added[0])
+    ctx.out.result(_change_line(reply, f"Added {name} to #{args.conv}"), reply)
+    return 0
+
+
+async def cmd_leave(ctx: Context, args: Any) -> int:
+    if not args.yes and not ask(
+        f"Leave conversation #{args.conv}? You will no longer see its new messages. [y/N] "
+    ):
+        raise Cancelled("Not left.")
+    reply, _ = await change(ctx, "leave", fixed({"conv": args.conv}))
+    ctx.out.result(_change_line(reply, f"You left #{args.conv}"), reply)
+    return 0
+
+
+async def cmd_rename(ctx: Context, args: Any) -> int:
+    reply, _ = await change(ctx, "rename", fixed({"conv": args.conv, "name": args.name}))
+    ctx.out.result(_change_line(reply, f"Renamed #{args.conv} to {quoted(args.name)}"), reply)
+    return 0
+
+
+async def cmd_outbox(ctx: Context, args: Any) -> int:
+    session = ctx.session()
+    if args.send:
+
+        async def body(client: Client, who: Directory) -> None:
+            await client.outbox_drained()
+
+        await one_shot(ctx, body)
+    entries = OutboxFile.of(session.server, session.user_id).pending()
+    if not entries and not ctx.out.json:
+        ctx.out.note("The outbox is empty.")
+    for e in entries:
+        target = f"#{e.conv}" if e.conv is not None else "new conversation"
+        detail = e.fields.get("text") or e.fields.get("name") or e.fields.get("user") or ""
+        ctx.out.result(
+            f"{fmt_time(e.queued_at)} {e.op} {target} {detail}".rstrip(),
+            {"client_msg_id": e.client_msg_id, "op": e.op, **e.fields, "queued_at": e.queued_at},
+        )
+    return 0
