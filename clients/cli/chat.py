@@ -34,7 +34,7 @@ from clients.cli.directory import Directory
 from clients.cli.errors import CliError, NotFoundError, UsageError
 from clients.cli.outbox import OutboxEntry
 from clients.cli.protocol import MAX_INT, Push, history_fields, send_fields
-from clients.cli.render import event_text, fmt_time, marker, quoted
+from clients.cli.render import attachment_lines, event_text, fmt_time, marker, quoted
 from clients.cli.state import ConversationLog
 
 HELP = (
@@ -52,6 +52,7 @@ STYLE = Style.from_dict(
         "important": "bold #d70000",
         "question": "bold #d78700",
         "system": "italic #888888",
+        "attachment": "#5f87af",
         "pending": "#888888",
         "notice": "#d78700",
     }
@@ -350,6 +351,8 @@ class ChatView:
             out.append((style, f"{mark} "))
             out.append(("class:me" if sender == self.me else "class:sender", self.who.name(sender)))
             out.append(("", f": {event.get('text', '')}\n"))
+            for shown in attachment_lines(event):  # chatd-cli get CONV SEQ downloads them
+                out.append(("class:attachment", f"        {shown}  (seq {event.get('seq')})\n"))
         offline = self.status != Status.CONNECTED.value
         for line in self.log.still_pending():
             what = line.fields.get("text") or f"/{line.op} {line.fields.get('name', '')}".strip()

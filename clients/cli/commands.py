@@ -14,13 +14,22 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from clients.cli import auth
+from clients.cli import attachments, auth
+from clients.cli.attachments import ProgressBar, human_size, label, type_name
 from clients.cli.config import Session, forget_session, load_session, save_session
 from clients.cli.connection import Client
 from clients.cli.directory import Directory, display_name
-from clients.cli.errors import AuthError, Cancelled, CliError, NetworkError, UsageError
+from clients.cli.errors import (
+    AuthError,
+    Cancelled,
+    CliError,
+    NetworkError,
+    NotFoundError,
+    UsageError,
+)
 from clients.cli.outbox import OutboxEntry, OutboxFile
 from clients.cli.protocol import (
     MAX_INT,
@@ -37,6 +46,7 @@ from clients.cli.render import (
 )
 
 T = TypeVar("T")
+MAX_ATTACHMENTS = 10  # per message (protocol §14)
 
 
 @dataclass
@@ -303,9 +313,114 @@ async def cmd_new(ctx: Context, args: Any) -> int:
 
 
 async def cmd_send(ctx: Context, args: Any) -> int:
-    fields = send_fields(args.conv, read_text(args.text), parse_tag(args))
+    paths = [Path(p) for p in args.attach or []]
+    if len(paths) > MAX_ATTACHMENTS:
+        raise UsageError(f"At most {MAX_ATTACHMENTS} attachments per message.")
+    sizes = file_sizes(paths)
+    if paths:
+        text = "" if args.text is None else args.text
+        if text == "-":
+            text = sys.stdin.read().rstrip("\n")
+    else:
+        text = read_text("" if args.text is None else args.text)
+    # Uploads first, then the message enters the outbox with their ids: a retry re-sends
+    # the same ids under the same client_msg_id and never uploads again.
+    uploaded = [await upload_one(ctx, path, size) for path, size in zip(paths, sizes, strict=True)]
+    fields = send_fields(args.conv, text, parse_tag(args))
+    if uploaded:
+        fields["attachments"] = [a["id"] for a in uploaded]
     reply, _ = await change(ctx, "send", fixed(fields))
-    ctx.out.result(_change_line(reply, f"Sent to #{args.conv}"), reply)
+    line = _change_line(reply, f"Sent to #{args.conv}")
+    if uploaded:
+        line += "".join(f"\n  {label(a)}" for a in uploaded)
+        reply = {**reply, "attachments": uploaded}
+    ctx.out.result(line, reply)
+    return 0
+
+
+def file_sizes(paths: list[Path]) -> list[int]:
+    """Each file's size; a usage error for one that is not a readable file."""
+    sizes = []
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"Not a file: {path}.")
+        sizes.append(path.stat().st_size)
+    return sizes
+
+
+def out_dir(name: str) -> Path:
+    directory = Path(name)
+    if not directory.is_dir():
+        raise UsageError(f"Not a directory: {directory}.")
+    return directory
+
+
+async def upload_one(ctx: Context, path: Path, size: int) -> dict[str, Any]:
+    """One upload over HTTP, with a progress bar when a person watches stderr."""
+    session = ctx.session()
+    bar = None
+    if not ctx.out.json and sys.stderr.isatty():
+        bar = ProgressBar(path.name, size)
+    try:
+        return await asyncio.to_thread(
+            attachments.upload, session.server, session.token, path, bar, max(ctx.timeout, 1.0)
+        )
+    finally:
+        if bar is not None:
+            bar.finish()
+
+
+async def cmd_get(ctx: Context, args: Any) -> int:
+    directory = out_dir(args.out)
+
+    async def body(client: Client, who: Directory) -> dict[str, Any]:
+        page = await client.request(
+            "history", **history_fields(args.conv, after=args.seq - 1, limit=1)
+        )
+        events = [e for e in page["events"] if e.get("seq") == args.seq]
+        if not events:
+            archived = " (it is archived)" if page.get("archived") else ""
+            raise NotFoundError(f"There is no event {args.seq} in #{args.conv}{archived}.")
+        event: dict[str, Any] = events[0]
+        return event
+
+    event = await one_shot(ctx, body)
+    files = [a for a in event.get("attachments") or [] if isinstance(a, dict)]
+    if not files:
+        what = "message" if event.get("kind") == "message" else f"{event.get('kind')} event"
+        raise NotFoundError(f"The {what} {args.seq} of #{args.conv} has no attachments.")
+    if args.index is not None:
+        if args.index > len(files):
+            raise NotFoundError(
+                f"The message {args.seq} of #{args.conv} has {len(files)} attachment(s),"
+                f" not {args.index}."
+            )
+        files = [files[args.index - 1]]
+    if args.thumbnail:
+        files = [a for a in files if a.get("thumbnail")]
+        if not files:
+            raise NotFoundError("No thumbnail: only images have one.")
+    session = ctx.session()
+    for attachment in files:
+        path = await asyncio.to_thread(
+            attachments.download,
+            session.server,
+            session.token,
+            attachment,
+            directory,
+            thumbnail=args.thumbnail,
+            timeout=max(ctx.timeout, 1.0),
+        )
+        size = path.stat().st_size
+        ctx.out.result(
+            f"Saved {path} ({type_name(attachment.get('mime'))}, {human_size(size)}).",
+            {
+                **attachment,
+                "path": str(path),
+                "saved_bytes": size,
+                "thumbnail_file": args.thumbnail,
+            },
+        )
     return 0
 
 
@@ -352,6 +467,8 @@ async def cmd_outbox(ctx: Context, args: Any) -> int:
     for e in entries:
         target = f"#{e.conv}" if e.conv is not None else "new conversation"
         detail = e.fields.get("text") or e.fields.get("name") or e.fields.get("user") or ""
+        if e.fields.get("attachments"):
+            detail = f"{detail} (+{len(e.fields['attachments'])} attachment(s))".strip()
         ctx.out.result(
             f"{fmt_time(e.queued_at)} {e.op} {target} {detail}".rstrip(),
             {"client_msg_id": e.client_msg_id, "op": e.op, **e.fields, "queued_at": e.queued_at},

@@ -76,6 +76,9 @@ _NOT_FOUND_CODES = {
     "conversation_expired",
     "not_found",
     "forbidden",
+    "attachment_not_found",
+    "thumbnail_not_found",
+    "attachment_archived",
 }
 # Worth retrying the same request later (protocol §10), within the command's time limit.
 RETRY_LATER = frozenset({"unavailable", "internal_error", "rate_limited"})

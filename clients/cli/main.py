@@ -112,10 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?", help="a first message ('-' reads stdin)")
     _tag_options(p)
 
-    p = command("send", commands.cmd_send, "post a message")
+    p = command("send", commands.cmd_send, "post a message, with files if you like")
     p.add_argument("conv", type=conv_ref, metavar="CONV")
-    p.add_argument("text", help="the message ('-' reads stdin)")
+    p.add_argument(
+        "text", nargs="?", help="the message ('-' reads stdin); may be absent with --attach"
+    )
+    p.add_argument(
+        "--attach", action="append", metavar="FILE", help="attach this file (repeatable, 10 max)"
+    )
     _tag_options(p)
+
+    p = command("get", commands.cmd_get, "download the attachments of a message")
+    p.add_argument("conv", type=conv_ref, metavar="CONV")
+    p.add_argument("seq", type=positive, metavar="SEQ", help="the message's seq (history shows it)")
+    p.add_argument("--out", default=".", metavar="DIR", help="save into DIR (default: here)")
+    p.add_argument(
+        "--index", type=bounded(1, 10), metavar="N", help="only its Nth attachment (from 1)"
+    )
+    p.add_argument("--thumbnail", action="store_true", help="the images' thumbnails instead")
 
     p = command("history", commands.cmd_history, "show a conversation's events")
     p.add_argument("conv", type=conv_ref, metavar="CONV")

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any, TextIO
 
+from clients.cli.attachments import label
 from clients.cli.directory import Directory
 from clients.cli.errors import CliError
 from clients.cli.protocol import Event
@@ -40,6 +41,12 @@ def marker(event: Event) -> str:
     return "*"
 
 
+def attachment_lines(event: Event) -> list[str]:
+    """``[attachment: name — type, size]`` for each file a message carries."""
+    attachments = event.get("attachments") or []
+    return [label(a) for a in attachments] if isinstance(attachments, list) else []
+
+
 def event_text(event: Event, who: Directory) -> str:
     """What happened, as a sentence or a message line (without seq or time)."""
     kind = event.get("kind")
@@ -48,11 +55,10 @@ def event_text(event: Event, who: Directory) -> str:
         text = str(event.get("text", ""))
         if event.get("truncated"):
             text += "…"
-        attachments = event.get("attachments") or []
-        if attachments:  # files are not fetched here: their names say what they are
-            names = [str(a.get("name", "?")) if isinstance(a, dict) else "?" for a in attachments]
-            text += f" [attached: {', '.join(names)}]"
-        return f"{sender}: {text}"
+        # Files are not fetched here (chatd-cli get does): one line each, under the text.
+        lines = [text] if text else []
+        lines += attachment_lines(event)
+        return f"{sender}: " + "\n".join(lines)
     if kind == "created":
         return f"{sender} created {quoted(event.get('name'))}"
     if kind == "joined":
