@@ -49,7 +49,7 @@ log = logging.getLogger("chatd.gateway")
 CloseCode = p.CloseCode
 
 CATCH_UP_PAGE = 100
-TOKEN_CHECK_SECONDS = 1.0  # the token and account are re-read at most this often
+TOKEN_CHECK_SECONDS = 1.0  # a session at the terms gate re-reads its principal this often
 CLOSE_TIMEOUT = 5.0
 
 
@@ -236,14 +236,16 @@ class Connection:
             return p.encode_error(request.rid, ChatdError())
 
     async def _check_token(self) -> None:
-        """Authorisation on every operation: expiry always, revocation and account state
-        from the store at most every :data:`TOKEN_CHECK_SECONDS`."""
+        """Authorisation on every operation: expiry here, always; revocation and account
+        state by :mod:`chatd.gateway.revocation` for all sessions at once, every second.
+        A session still at the terms gate re-reads its principal (at most every
+        :data:`TOKEN_CHECK_SECONDS`) so that terms accepted elsewhere take effect."""
         principal = self._session.principal
         assert principal is not None
         if now_ms() >= principal.expires_at:
             raise TokenExpiredError()
         now = time.monotonic()
-        if self._session.needs_check(now, TOKEN_CHECK_SECONDS):
+        if not principal.terms_accepted and self._session.needs_check(now, TOKEN_CHECK_SECONDS):
             self._session.refreshed(await self._gw.auth.revalidate(principal.token_hash), now)
 
     # ------------------------------------------------------------------ sender

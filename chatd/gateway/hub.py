@@ -80,6 +80,10 @@ class Hub:
                 accepted += 1
         return accepted
 
+    def live_tokens(self) -> list[bytes]:
+        """The token digests that have at least one live session."""
+        return list(self._by_token)
+
     def close_token(self, token_hash: bytes, code: CloseCode) -> int:
         subs = tuple(self._by_token.get(token_hash, ()))
         for sub in subs:

@@ -19,8 +19,10 @@ from chatd.gateway import protocol as p
 from chatd.gateway.fanout import Fanout
 from chatd.gateway.handlers import Handlers
 from chatd.gateway.hub import Hub
+from chatd.gateway.revocation import RevocationSweeper
 from chatd.inbox import Inbox
 from chatd.store.abstract import Store
+from chatd.store.writer import wall_clock_ms
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ class Gateway:
     inbox: Inbox
     handlers: Handlers
     attachments: AttachmentService
+    revocation: RevocationSweeper
 
     @classmethod
     def build(cls, settings: Settings, store: Store) -> Gateway:
@@ -47,14 +50,17 @@ class Gateway:
         inbox = Inbox(store)
         handlers = Handlers(store, auth, inbox, fanout)
         attachments = AttachmentService.from_settings(settings, store)
-        return cls(settings, store, hub, fanout, auth, inbox, handlers, attachments)
+        revocation = RevocationSweeper(store, hub, auth, wall_clock_ms)
+        return cls(settings, store, hub, fanout, auth, inbox, handlers, attachments, revocation)
 
     async def start(self) -> None:
         self.fanout.start()
+        self.revocation.start()
         await self.attachments.start()
 
     async def stop(self) -> None:
         self.hub.close_all(p.CloseCode.GOING_AWAY)
+        await self.revocation.stop()
         await self.attachments.stop()
         await self.handlers.drain()
         await self.fanout.stop()

@@ -209,6 +209,13 @@ class Store(abc.ABC):
         """Revoke every live token of the user (account disabled); how many were revoked."""
 
     @abc.abstractmethod
+    async def invalid_session_tokens(
+        self, token_hashes: Sequence[bytes], now_ms: int
+    ) -> set[bytes]:
+        """Which of these token digests no longer authorise anything (unknown, revoked,
+        expired, or the account is disabled) — one cheap read for all live sessions."""
+
+    @abc.abstractmethod
     async def purge_session_tokens(self, expired_before: int) -> int:
         """Delete tokens whose expiry is older than the cutoff; how many were deleted."""
 

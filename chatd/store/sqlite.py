@@ -614,6 +614,12 @@ class SqliteStore(Store):
             keeps_conversation_cache=True,
         )
 
+    async def invalid_session_tokens(
+        self, token_hashes: Sequence[bytes], now_ms: int
+    ) -> set[bytes]:
+        async with self._read("read_invalid_tokens") as conn:
+            return await sqlite_sessions.invalid_tokens_txn(conn, list(token_hashes), now_ms)
+
     async def purge_session_tokens(self, expired_before: int) -> int:
         return await self.writer.run_exclusive(
             "purge_session_tokens",

@@ -90,6 +90,24 @@ async def revoke_user_tokens_txn(conn: aiosqlite.Connection, user_id: int, revok
     return int(cursor.rowcount)
 
 
+async def invalid_tokens_txn(
+    conn: aiosqlite.Connection, token_hashes: list[bytes], now_ms: int
+) -> set[bytes]:
+    """Which of ``token_hashes`` no longer authorise anything: unknown, revoked, expired, or
+    belonging to a disabled account.  One query per 500 tokens."""
+    valid: set[bytes] = set()
+    for start in range(0, len(token_hashes), 500):
+        chunk = token_hashes[start : start + 500]
+        rows = await conn.execute_fetchall(
+            "SELECT t.token_hash FROM auth_tokens t JOIN users u ON u.id = t.user_id"
+            f" WHERE t.token_hash IN ({','.join('?' * len(chunk))})"
+            " AND t.revoked_at IS NULL AND t.expires_at > ? AND u.disabled = 0",
+            [*chunk, now_ms],
+        )
+        valid.update(bytes(r[0]) for r in rows)
+    return set(token_hashes) - valid
+
+
 async def purge_tokens_txn(conn: aiosqlite.Connection, expired_before: int) -> int:
     cursor = await conn.execute("DELETE FROM auth_tokens WHERE expires_at < ?", (expired_before,))
     return int(cursor.rowcount)

@@ -252,3 +252,15 @@ async def test_cors_allows_only_the_allowed_origins(server: ServerProcess) -> No
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == ORIGIN
     assert evil.status_code == 400 and "access-control-allow-origin" not in evil.headers
     assert simple.headers["access-control-allow-origin"] == ORIGIN
+
+
+async def test_a_revocation_from_another_process_closes_an_idle_socket(admin: Admin) -> None:
+    """``chatd user disable`` runs in another process and revokes in the database; the server
+    learns it from its once-a-second sweep of live sessions, without any request from the
+    client (the socket stays idle)."""
+    account = await admin.user()
+    idle = await admin.connect(account)
+    await admin.store.revoke_session_token(
+        __import__("hashlib").sha256(account.token.encode()).digest(), int(time.time() * 1000)
+    )
+    assert await idle.wait_closed(3) == (CloseCode.LOGGED_OUT, "logged_out")

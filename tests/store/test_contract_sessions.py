@@ -56,6 +56,24 @@ async def test_revoking_a_user_revokes_only_their_live_tokens(store: Store) -> N
     assert b1 is not None and b1.revoked_at is None
 
 
+async def test_invalid_session_tokens_names_revoked_expired_disabled_and_unknown(
+    store: Store,
+) -> None:
+    a, b = await make_users(store, "alice", "bob")
+    tokens = {name: digest(name) for name in ("live", "revoked", "expired", "disabled")}
+    await store.create_session_token(SessionToken(tokens["live"], a, 0, 8 * HOUR))
+    await store.create_session_token(SessionToken(tokens["revoked"], a, 0, 8 * HOUR))
+    await store.create_session_token(SessionToken(tokens["expired"], a, 0, 100))
+    await store.create_session_token(SessionToken(tokens["disabled"], b, 0, 8 * HOUR))
+    await store.revoke_session_token(tokens["revoked"], 50)
+    await store.set_user_disabled(b, True)
+    unknown = digest("never issued")
+    invalid = await store.invalid_session_tokens([*tokens.values(), unknown], now_ms=1000)
+    assert invalid == {tokens["revoked"], tokens["expired"], tokens["disabled"], unknown}
+    assert await store.invalid_session_tokens([tokens["live"]], now_ms=1000) == set()
+    assert await store.invalid_session_tokens([], now_ms=1000) == set()
+
+
 async def test_purge_deletes_only_tokens_expired_before_the_cutoff(store: Store) -> None:
     (a,) = await make_users(store, "alice")
     await store.create_session_token(SessionToken(digest("old"), a, 0, 100))
