@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chatd.crypto.keyring import KeyRing
+from chatd.events import Event, EventKind
 from chatd.store.abstract import Store
 from chatd.store.sqlite import SqliteStore
 
@@ -89,3 +90,20 @@ async def store_factory(
 @pytest.fixture
 async def store(store_factory: StoreFactory) -> Store:
     return await store_factory.open()
+
+
+def check_rules(log: list[Event]) -> set[int]:
+    """Assert every event of ``log`` was allowed by the rules at its place; the final members."""
+    members = set(log[0].payload["members"])
+    for e in log[1:]:
+        if e.kind == EventKind.MESSAGE:
+            assert e.sender in members, e
+        elif e.kind == EventKind.JOINED:
+            assert e.sender in members and e.payload["user"] not in members, e
+            members.add(e.payload["user"])
+        elif e.kind == EventKind.LEFT:
+            assert e.sender == e.payload["user"] and e.sender in members, e
+            members.discard(e.sender)
+        elif e.kind != EventKind.RENAMED:
+            raise AssertionError(e)
+    return members

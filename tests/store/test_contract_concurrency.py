@@ -7,11 +7,10 @@ import contextlib
 import random
 
 from chatd.errors import ClientError, StoreClosedError
-from chatd.events import EventKind
 from chatd.store.abstract import Store
 from chatd.store.records import AppendResult
 from tests.conftest import add_member, create_conv, leave, make_user, make_users, post, rename
-from tests.store.conftest import StoreFactory
+from tests.store.conftest import StoreFactory, check_rules
 
 
 async def test_concurrent_appends_get_dense_unique_seqs(store: Store) -> None:
@@ -72,16 +71,7 @@ async def test_concurrent_joins_leaves_and_messages_keep_the_rules(store: Store)
     await asyncio.gather(keeper(), *(actor(u) for u in others))
     events = (await store.events_after(owner, conv, 0, 1000)).events
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    members = set(events[0].payload["members"])
-    for e in events[1:]:
-        if e.kind == EventKind.MESSAGE:
-            assert e.sender in members, e
-        elif e.kind == EventKind.JOINED:
-            assert e.sender in members and e.payload["user"] not in members, e
-            members.add(e.payload["user"])
-        elif e.kind == EventKind.LEFT:
-            assert e.sender == e.payload["user"] and e.sender in members, e
-            members.discard(e.sender)
+    members = check_rules(events)
     assert await store.current_members(conv) == members
     assert (await store.verify()).ok
 

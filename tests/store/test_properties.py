@@ -29,7 +29,7 @@ from chatd.events import Event, EventKind
 from chatd.store.abstract import Store
 from chatd.store.records import AppendResult, EventPage, Interval
 from tests.conftest import create_conv, make_users
-from tests.store.conftest import BACKENDS, make_store
+from tests.store.conftest import BACKENDS, check_rules, make_store
 
 USERS = 4
 RING = KeyRing.generate()
@@ -127,22 +127,6 @@ def model_view(log: list[Event], intervals: list[Interval], window: int) -> Mode
     if len(messages) > window:
         return ModelView(visible, messages[-(window + 1)] + 1, True)
     return ModelView(visible, intervals[0].joined_seq, False)
-
-
-def check_rules(log: list[Event]) -> None:
-    """Every event in the log was allowed by the rules at its place."""
-    members = set(log[0].payload["members"])
-    for e in log[1:]:
-        if e.kind == EventKind.MESSAGE:
-            assert e.sender in members, e
-        elif e.kind == EventKind.JOINED:
-            assert e.sender in members and e.payload["user"] not in members, e
-            members.add(e.payload["user"])
-        elif e.kind == EventKind.LEFT:
-            assert e.sender == e.payload["user"] and e.sender in members, e
-            members.discard(e.sender)
-        else:  # pragma: no cover - no other kind is generated
-            raise AssertionError(e)
 
 
 # ----------------------------------------------------------------------------- the scenario
