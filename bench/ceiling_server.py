@@ -103,8 +103,15 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             if op == "auth":
                 user = int(msg["token"])
                 await ws.send_bytes(
-                    pack({"op": "hello", "rid": rid, "protocol": 1, "user": {"id": user},
-                          "terms_accepted": True})
+                    pack(
+                        {
+                            "op": "hello",
+                            "rid": rid,
+                            "protocol": 1,
+                            "user": {"id": user},
+                            "terms_accepted": True,
+                        }
+                    )
                 )
             elif op == "sync":
                 for room, _held in msg.get("convs", []):
@@ -118,8 +125,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                 room = int(msg["conv"])
                 seq = await ROOMS.broadcast(room, user, msg["text"])
                 await ws.send_bytes(
-                    pack({"op": "ok", "rid": rid, "conv": room, "first_seq": seq,
-                          "last_seq": seq, "duplicate": False})
+                    pack(
+                        {
+                            "op": "ok",
+                            "rid": rid,
+                            "conv": room,
+                            "first_seq": seq,
+                            "last_seq": seq,
+                            "duplicate": False,
+                        }
+                    )
                 )
             elif op == "ping":
                 await ws.send_bytes(pack({"op": "ok", "rid": rid, "server_time": 0}))

@@ -151,9 +151,18 @@ class LoadResult:
 
     def merge(self, other: LoadResult) -> None:
         for name in (
-            "connected", "connect_failures", "sent", "acked", "deliveries",
-            "expected_deliveries", "stray_deliveries", "duplicate_deliveries", "window_sent",
-            "window_acked", "window_deliveries", "window_cpu_seconds",
+            "connected",
+            "connect_failures",
+            "sent",
+            "acked",
+            "deliveries",
+            "expected_deliveries",
+            "stray_deliveries",
+            "duplicate_deliveries",
+            "window_sent",
+            "window_acked",
+            "window_deliveries",
+            "window_cpu_seconds",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.connect_seconds = max(self.connect_seconds, other.connect_seconds)
@@ -435,8 +444,7 @@ class BenchClient(asyncio.Protocol):
             return
         number = self.load.on_sent(conv, time.monotonic())
         rid = self._write(
-            {"op": "send", "client_msg_id": f"b{number}", "conv": conv,
-             "text": f"{number} {PAD}"}
+            {"op": "send", "client_msg_id": f"b{number}", "conv": conv, "text": f"{number} {PAD}"}
         )
         self.inflight[rid] = number
 
@@ -767,8 +775,9 @@ async def _populate_chatd(data_dir: Path, users: int, conv_size: int, senders: b
             conv_members[conv] = len(group)
             for i in group:
                 clients.append(
-                    ClientSpec(ids[i], tokens[i], ((conv, result.last_seq),),
-                               conv if senders else None)
+                    ClientSpec(
+                        ids[i], tokens[i], ((conv, result.last_seq),), conv if senders else None
+                    )
                 )
     finally:
         await store.close()
@@ -984,8 +993,9 @@ def _load_run(
         if args.get("rate"):
             args["rate"] = args["rate"] * len(specs) / total_clients
         plans.append(
-            LoadPlan(url=server.ws_url, clients=tuple(specs), conv_members=world.conv_members,
-                     **args)
+            LoadPlan(
+                url=server.ws_url, clients=tuple(specs), conv_members=world.conv_members, **args
+            )
         )
     warmup, duration = plans[0].warmup, plans[0].duration
     workers = Workers(plans, placement.load_cpu)
@@ -1050,9 +1060,22 @@ def _py_spy(
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     profile.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [spy, "record", "--pid", str(server.proc.pid), "--duration", str(max(1, int(duration))),
-         "--rate", "200", "--format", "raw", "--output", str(profile / f"{name}.txt"),
-         "--threads", "--nonblocking"],
+        [
+            spy,
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--duration",
+            str(max(1, int(duration))),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(profile / f"{name}.txt"),
+            "--threads",
+            "--nonblocking",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -1076,12 +1099,18 @@ def run_throughput(
     what is measured is capacity, not the limiter."""
     placement = placement or Placement.detect()
     extra = {"CHATD_WS_RATE": "1000000", "CHATD_WS_BURST": "1000000"}
-    with _target(target, workdir, clients, conv_size, senders=True, placement=placement,
-                 chatd_extra=extra) as (server, world, problems):
+    with _target(
+        target, workdir, clients, conv_size, senders=True, placement=placement, chatd_extra=extra
+    ) as (server, world, problems):
         result = _load_run(
-            target, "throughput", server, world,
+            target,
+            "throughput",
+            server,
+            world,
             {"mode": "closed", "warmup": warmup, "duration": duration, "window": window},
-            procs=procs, placement=placement, profile=profile,
+            procs=procs,
+            placement=placement,
+            profile=profile,
         )
     result.problems.extend(problems)
     return result
@@ -1104,12 +1133,20 @@ def run_latency(
     clients (1,000 clients at 1,000 msg/s: one message per client per second, within
     chatd's default per-connection rate limit, which is kept)."""
     placement = placement or Placement.detect()
-    with _target(target, workdir, clients, conv_size, senders=True,
-                 placement=placement) as (server, world, problems):
+    with _target(target, workdir, clients, conv_size, senders=True, placement=placement) as (
+        server,
+        world,
+        problems,
+    ):
         result = _load_run(
-            target, "latency", server, world,
+            target,
+            "latency",
+            server,
+            world,
             {"mode": "open", "warmup": warmup, "duration": duration, "rate": rate},
-            procs=procs, placement=placement, profile=profile,
+            procs=procs,
+            placement=placement,
+            profile=profile,
         )
     result.problems.extend(problems)
     return result
@@ -1131,8 +1168,9 @@ def run_idle(
     connections."""
     placement = placement or Placement.detect()
     warm = min(100, connections)
-    with _target(target, workdir, connections + warm, conv_size, senders=False,
-                 placement=placement) as (server, world, problems):
+    with _target(
+        target, workdir, connections + warm, conv_size, senders=False, placement=placement
+    ) as (server, world, problems):
         warm_world = World(world.clients[-warm:], world.conv_members, 0.0)
         idle_world = World(world.clients[:-warm], world.conv_members, 0.0)
         warmers = Workers(
@@ -1149,8 +1187,7 @@ def run_idle(
         before = server.rss_kib()
         parts = _split(idle_world, procs)
         workers = Workers(
-            [LoadPlan("idle", server.ws_url, tuple(specs), world.conv_members)
-             for specs in parts],
+            [LoadPlan("idle", server.ws_url, tuple(specs), world.conv_members) for specs in parts],
             placement.load_cpu,
         )
         try:
@@ -1159,8 +1196,7 @@ def run_idle(
             after = server.rss_kib()
         finally:
             workers.close()
-    load = LoadResult(connected=connected, connect_failures=failed,
-                      connect_seconds=connect_seconds)
+    load = LoadResult(connected=connected, connect_failures=failed, connect_seconds=connect_seconds)
     result = RunResult(target, "idle", load, setup_seconds=world.setup_seconds)
     result.rss_before_kib, result.rss_after_kib = before, after
     result.idle_connections = connected
@@ -1260,14 +1296,21 @@ def render(
             f"{args.conv_size}, {args.window} send(s) outstanding per client "
             f"(chatd rate limit lifted), {args.duration:g} s window"
         )
-        add("deliveries/s", _fmt(c.deliveries_per_s), _fmt(k.deliveries_per_s),
+        add(
+            "deliveries/s",
+            _fmt(c.deliveries_per_s),
+            _fmt(k.deliveries_per_s),
             _ratio(c.deliveries_per_s, k.deliveries_per_s),
-            f"≥ 60 %: {'met' if ratio >= 0.60 else 'NOT met'}")
-        add("acked messages/s", _fmt(c.acked_per_s), _fmt(k.acked_per_s),
-            _ratio(c.acked_per_s, k.acked_per_s))
+            f"≥ 60 %: {'met' if ratio >= 0.60 else 'NOT met'}",
+        )
+        add(
+            "acked messages/s",
+            _fmt(c.acked_per_s),
+            _fmt(k.acked_per_s),
+            _ratio(c.acked_per_s, k.acked_per_s),
+        )
         add("send→ack p50 / p99 ms", _p50_p99(c.load.ack_ms), _p50_p99(k.load.ack_ms))
-        add("send→deliver p50 / p99 ms", _p50_p99(c.load.deliver_ms),
-            _p50_p99(k.load.deliver_ms))
+        add("send→deliver p50 / p99 ms", _p50_p99(c.load.deliver_ms), _p50_p99(k.load.deliver_ms))
         add("server CPU / load CPU", _cpu(c), _cpu(k))
         add("VM steal / other processes' CPU", _noise(c), _noise(k))
         add(f"accounting: deliveries = acked × {args.conv_size}", _ok(c), _ok(k))
@@ -1279,17 +1322,30 @@ def render(
             f"{args.latency_clients // args.conv_size} conv × {args.conv_size}, "
             f"{args.rate:,.0f} msg/s offered (open loop), {args.duration:g} s window"
         )
-        add("send→deliver p50 ms", _fmt(percentile(c.load.deliver_ms, 50), "", 1),
-            _fmt(percentile(k.load.deliver_ms, 50), "", 1))
-        add("send→deliver p99 ms", _fmt(c99, "", 1),
-            _fmt(percentile(k.load.deliver_ms, 99), "", 1), "",
-            f"≤ 25 ms: {'met' if c99 <= 25 else 'NOT met'}")
-        add("send→deliver max ms", _fmt(max(c.load.deliver_ms, default=float("nan")), "", 1),
-            _fmt(max(k.load.deliver_ms, default=float("nan")), "", 1))
+        add(
+            "send→deliver p50 ms",
+            _fmt(percentile(c.load.deliver_ms, 50), "", 1),
+            _fmt(percentile(k.load.deliver_ms, 50), "", 1),
+        )
+        add(
+            "send→deliver p99 ms",
+            _fmt(c99, "", 1),
+            _fmt(percentile(k.load.deliver_ms, 99), "", 1),
+            "",
+            f"≤ 25 ms: {'met' if c99 <= 25 else 'NOT met'}",
+        )
+        add(
+            "send→deliver max ms",
+            _fmt(max(c.load.deliver_ms, default=float("nan")), "", 1),
+            _fmt(max(k.load.deliver_ms, default=float("nan")), "", 1),
+        )
         add("send→ack p50 / p99 ms", _p50_p99(c.load.ack_ms), _p50_p99(k.load.ack_ms))
         add("sent / acked / delivered per s", _rates(c), _rates(k))
-        add("load: latest send, ms behind schedule", _fmt(c.load.max_send_lag_ms, "", 1),
-            _fmt(k.load.max_send_lag_ms, "", 1))
+        add(
+            "load: latest send, ms behind schedule",
+            _fmt(c.load.max_send_lag_ms, "", 1),
+            _fmt(k.load.max_send_lag_ms, "", 1),
+        )
         add("server CPU / load CPU", _cpu(c), _cpu(k))
         add("VM steal / other processes' CPU", _noise(c), _noise(k))
         add(f"accounting: deliveries = acked × {args.conv_size}", _ok(c), _ok(k))
@@ -1304,12 +1360,18 @@ def render(
         section(f"3 idle: {args.idle:,} connections, each authenticated and synced")
         add("connections open", f"{c.idle_connections:,}", f"{k.idle_connections:,}")
         add("connect + auth + sync, per s", _connect_rate(c), _connect_rate(k))
-        add("server RSS before → after, MiB",
+        add(
+            "server RSS before → after, MiB",
             f"{c.rss_before_kib / 1024:.1f} → {c.rss_after_kib / 1024:.1f}",
-            f"{k.rss_before_kib / 1024:.1f} → {k.rss_after_kib / 1024:.1f}")
-        add("RSS per idle connection, KiB", f"{c.kib_per_connection:.1f}",
-            f"{k.kib_per_connection:.1f}", _ratio(c.kib_per_connection, k.kib_per_connection),
-            f"≤ 20 KiB: {verdict}")
+            f"{k.rss_before_kib / 1024:.1f} → {k.rss_after_kib / 1024:.1f}",
+        )
+        add(
+            "RSS per idle connection, KiB",
+            f"{c.kib_per_connection:.1f}",
+            f"{k.kib_per_connection:.1f}",
+            _ratio(c.kib_per_connection, k.kib_per_connection),
+            f"≤ 20 KiB: {verdict}",
+        )
     cells = [r for r in [head, *rows] if len(r) > 1]
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
 
@@ -1323,7 +1385,9 @@ def render(
     for row in rows:
         lines.append(row[0] if len(row) == 1 else line(row))
     notes = [
-        f"{r.target} {r.scenario}: {p}" for per in results.values() for r in per.values()
+        f"{r.target} {r.scenario}: {p}"
+        for per in results.values()
+        for r in per.values()
         for p in [*r.problems, *r.warnings]
     ]
     if notes:
@@ -1350,29 +1414,43 @@ def _ok(result: RunResult) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run, under a minute: small scales, 3 s windows")
-    parser.add_argument("--scenarios", default="throughput,latency,idle",
-                        help="comma-separated subset of throughput,latency,idle")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run, under a minute: small scales, 3 s windows"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="throughput,latency,idle",
+        help="comma-separated subset of throughput,latency,idle",
+    )
     parser.add_argument("--clients", type=int, default=100, help="scenario 1 clients")
-    parser.add_argument("--window", type=int, default=1,
-                        help="scenario 1: sends outstanding per client")
+    parser.add_argument(
+        "--window", type=int, default=1, help="scenario 1: sends outstanding per client"
+    )
     parser.add_argument("--latency-clients", type=int, default=1000, help="scenario 2 clients")
-    parser.add_argument("--rate", type=float, default=1000.0,
-                        help="scenario 2: offered messages/s in total")
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="scenario 2: offered messages/s in total"
+    )
     parser.add_argument("--conv-size", type=int, default=10, help="members per conversation")
     parser.add_argument("--idle", type=int, default=10_000, help="scenario 3 connections")
-    parser.add_argument("--duration", type=float, default=15.0,
-                        help="measurement window per run, seconds")
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="measurement window per run, seconds"
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--procs", type=int, default=1, help="load processes")
-    parser.add_argument("--quiet-wait", type=float, default=120.0,
-                        help="before each window, wait up to this many seconds for other "
-                             "processes to go quiet (a shared machine); 0: do not wait")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="before each window, wait up to this many seconds for other "
+        "processes to go quiet (a shared machine); 0: do not wait",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument("--profile", type=Path,
-                        help="sample the servers with py-spy during each load window; "
-                             "collapsed stacks written to this directory")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the servers with py-spy during each load window; "
+        "collapsed stacks written to this directory",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.clients = min(args.clients, 20)
@@ -1401,21 +1479,38 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 if scenario == "throughput":
                     result = run_throughput(
-                        target, workdir, clients=args.clients, conv_size=args.conv_size,
-                        warmup=args.warmup, duration=args.duration, window=args.window,
-                        procs=args.procs, placement=placement, profile=args.profile,
+                        target,
+                        workdir,
+                        clients=args.clients,
+                        conv_size=args.conv_size,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        window=args.window,
+                        procs=args.procs,
+                        placement=placement,
+                        profile=args.profile,
                     )
                 elif scenario == "latency":
                     result = run_latency(
-                        target, workdir, clients=args.latency_clients,
-                        conv_size=args.conv_size, rate=args.rate, warmup=args.warmup,
-                        duration=args.duration, procs=args.procs, placement=placement,
+                        target,
+                        workdir,
+                        clients=args.latency_clients,
+                        conv_size=args.conv_size,
+                        rate=args.rate,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        procs=args.procs,
+                        placement=placement,
                         profile=args.profile,
                     )
                 elif scenario == "idle":
                     result = run_idle(
-                        target, workdir, connections=args.idle, conv_size=args.conv_size,
-                        procs=args.procs, placement=placement,
+                        target,
+                        workdir,
+                        connections=args.idle,
+                        conv_size=args.conv_size,
+                        procs=args.procs,
+                        placement=placement,
                     )
                 else:
                     raise SystemExit(f"unknown scenario {scenario!r}")
@@ -1423,13 +1518,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  done in {time.monotonic() - started:.1f} s "
                     f"(setup {result.setup_seconds:.1f} s)",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
     print(render(results, args, command, placement, jitter))
     if args.json is not None:
         raw = {
-            s: {t: {**asdict(r), "load": {**asdict(r.load), "deliver_ms": None, "ack_ms": None}}
-                for t, r in per.items()}
+            s: {
+                t: {**asdict(r), "load": {**asdict(r.load), "deliver_ms": None, "ack_ms": None}}
+                for t, r in per.items()
+            }
             for s, per in results.items()
         }
         args.json.write_text(json.dumps(raw, indent=2))

@@ -154,8 +154,11 @@ async def main() -> None:
             )
         p50, p99, size = await bench_window(workdir, args.window_events, args.reads)
         rows.append(
-            (f"window read, {args.window_events:,}-event conv ({size} events)", f"p50 {p50:.2f} ms",
-             f"p99 {p99:.2f} ms")
+            (
+                f"window read, {args.window_events:,}-event conv ({size} events)",
+                f"p50 {p50:.2f} ms",
+                f"p99 {p99:.2f} ms",
+            )
         )
     print(f"chatd store benchmark — {loop_name}, synchronous=FULL, {os.cpu_count()} CPUs")
     width = max(len(r[0]) for r in rows)

@@ -13,6 +13,7 @@ are separate from :class:`AuthService`, which only adds the store and the clock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import secrets
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from chatd.errors import (
     InvalidCredentialsError,
+    PasswordChangeRequiredError,
     RateLimitedError,
     TermsVersionError,
     TokenExpiredError,
@@ -31,6 +33,7 @@ from chatd.errors import (
     UserDisabledError,
     ValidationError,
 )
+from chatd.password_policy import check_password
 from chatd.store.abstract import Store
 from chatd.store.records import SessionToken, User, UserProfile
 
@@ -65,6 +68,16 @@ class Principal:
     token_hash: bytes
     expires_at: int  # ms since the epoch
     terms_accepted: bool
+    # The password is a one-time password set by an administrator: until the user chose a
+    # new one only changing it (and logging out) is allowed (see :meth:`require_usable`).
+    password_change_required: bool = False
+
+    def require_usable(self) -> None:
+        """Raise :class:`~chatd.errors.PasswordChangeRequiredError` while the password gate
+        is closed (HTTP routes and WebSocket operations other than changing the password,
+        logging out and ``ping``)."""
+        if self.password_change_required:
+            raise PasswordChangeRequiredError()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +91,43 @@ def check_session(token: SessionToken | None, user: User | None, now_ms: int) ->
     """Raise the :class:`~chatd.errors.AuthError` that applies, if any (pure)."""
     if token is None or user is None or token.user_id != user.id:
         raise UnauthenticatedError()
-    if token.revoked_at is not None:
-        raise TokenRevokedError()
+    # Disabled before revoked: disabling an account also revokes its tokens, and the person
+    # must be told why they are out (4004, "your account is disabled"), not asked to log in.
     if user.disabled:
         raise UserDisabledError()
+    if token.revoked_at is not None:
+        raise TokenRevokedError()
     if now_ms >= token.expires_at:
         raise TokenExpiredError()
 
 
 def check_credentials_shape(login: object, password: object) -> tuple[str, str]:
-    if not isinstance(login, str) or not 1 <= len(login) <= MAX_LOGIN_CHARS:
+    if not isinstance(login, str) or not 1 <= len(login) <= MAX_LOGIN_CHARS or not _encodes(login):
         raise ValidationError("login must be text of 1 to 64 characters.", field="login")
-    if not isinstance(password, str) or not 1 <= len(password.encode()) <= MAX_PASSWORD_BYTES:
+    return login, _password_field(password, "password")
+
+
+def _encodes(text: str) -> bool:
+    """False for text that is not Unicode scalar values (a lone surrogate from a JSON
+    escape): the database and the hash would fail on it, as a 500."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _password_field(value: object, field: str) -> str:
+    try:
+        size = len(value.encode()) if isinstance(value, str) else 0
+    except UnicodeEncodeError:  # a lone surrogate, from a JSON escape
+        size = 0
+    if not 1 <= size <= MAX_PASSWORD_BYTES:
         raise ValidationError(
-            f"password must be text of 1 to {MAX_PASSWORD_BYTES} bytes.", field="password"
+            f"{field} must be text of 1 to {MAX_PASSWORD_BYTES} bytes.", field=field
         )
-    return login, password
+    assert isinstance(value, str)
+    return value
 
 
 class LoginThrottle:
@@ -150,6 +184,7 @@ class AuthService:
             token_hash,
             expires_at,
             user.terms_version == self.terms_version,
+            user.must_change_password,
         )
 
     async def login(self, login: object, password: object) -> LoginResult:
@@ -202,6 +237,42 @@ class AuthService:
         if self._on_revoke is not None:
             self._on_revoke(principal.token_hash)
         return revoked
+
+    async def change_password(
+        self, principal: Principal, old_password: object, new_password: object
+    ) -> tuple[Principal, int]:
+        """The user replaces their password: the old one is checked with Argon2id in a worker
+        thread (failures count in the login throttle of their login, so this cannot be used
+        to guess), the new one against :func:`chatd.password_policy.check_password`.  Every
+        other token of the user is revoked and its live connections closed (4003); this
+        session stays valid and leaves the password gate.  Returns the session and how many
+        other sessions were revoked."""
+        old = _password_field(old_password, "old_password")
+        new = _password_field(new_password, "new_password")
+        key = principal.login.strip().lower()
+        self._throttle.check(key, self._clock_ms())
+        user = await self._store.get_user(principal.user_id)
+        async with self._hashing:
+            ok = await asyncio.to_thread(verify_password, old, user.password_hash)
+        if not ok:
+            self._throttle.failed(key, self._clock_ms())
+            raise InvalidCredentialsError("The current password is wrong.")
+        self._throttle.succeeded(key)
+        names = (user.profile.first_name, user.profile.last_name)
+        check_password(new, login=user.login, names=names, current=old)
+        async with self._hashing:
+            new_hash = await asyncio.to_thread(hash_password, new)
+        revoked = await self._store.change_password(
+            user.id,
+            new_hash,
+            expected_hash=user.password_hash,
+            keep_token=principal.token_hash,
+            now_ms=self._clock_ms(),
+        )
+        if self._on_revoke is not None:
+            for token_hash in revoked:
+                self._on_revoke(token_hash)
+        return dataclasses.replace(principal, password_change_required=False), len(revoked)
 
     async def accept_terms(self, principal: Principal, version: object) -> Principal:
         if not isinstance(version, str) or version != self.terms_version:

@@ -29,8 +29,9 @@ import uvloop
 from chatd.config import Settings
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.crypto.passwords import hash_password
-from chatd.errors import ChatdError, ConfigError, KeyFileError
-from chatd.store.records import NewUser, UserProfile
+from chatd.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
+from chatd.password_policy import RULE, check_password, one_time_password
+from chatd.store.records import NewUser, User, UserProfile
 from chatd.store.server_lock import ServerLock, ServerRunningError
 from chatd.store.sqlite import SqliteStore
 
@@ -172,7 +173,7 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    password = _ask_password()
+    password = _ask_password(args.login, (args.first_name, args.last_name))
     profile = UserProfile(
         first_name=args.first_name,
         last_name=args.last_name,
@@ -195,8 +196,8 @@ async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
         p = user.profile
         _out(
             args,
-            f"{user.id:>5}  {user.login:<20} {p.first_name} {p.last_name}, {p.profession}"
-            f" ({p.structure}){'  [disabled]' if user.disabled else ''}",
+            f"{user.id:>5}  {user.login:<20} {profile_line(p)}"
+            f"{'  [disabled]' if user.disabled else ''}",
             {
                 "id": user.id,
                 "login": user.login,
@@ -212,11 +213,28 @@ async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def profile_line(p: UserProfile) -> str:
+    """``Claire Dupont, infirmière (CH de Grasse)``, leaving out what is empty."""
+    line = f"{p.first_name} {p.last_name}".strip()
+    if p.profession:
+        line += f", {p.profession}"
+    if p.structure:
+        line += f" ({p.structure})"
+    return line
+
+
+async def _named_user(store: SqliteStore, login: str) -> User | None:
+    """The account named ``login``, or None after saying there is none."""
+    user = await store.find_user_by_login(login)
+    if user is None:
+        print(f"No user {login!r}.", file=sys.stderr)
+    return user
+
+
 async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as store:
-        user = await store.find_user_by_login(args.login)
+        user = await _named_user(store, args.login)
         if user is None:
-            print(f"No user {args.login!r}.", file=sys.stderr)
             return EXIT_PROBLEM
         await store.set_user_disabled(user.id, not args.enable)
         if not args.enable:  # a disabled account's sessions end (its sockets at next request)
@@ -225,19 +243,60 @@ async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-MIN_PASSWORD_CHARS = 12  # ANSSI's floor for a password alone protecting sensitive data
+async def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store:
+        user = await _named_user(store, args.login)
+        if user is None:
+            return EXIT_PROBLEM
+        password = one_time_password()
+        password_hash = await asyncio.to_thread(hash_password, password)
+        # A running server closes the user's sockets within a second (its revocation sweep).
+        revoked = await store.reset_password(user.id, password_hash, now_ms=int(time.time() * 1000))
+    _out(
+        args,
+        f"One-time password for {user.login}: {password}\n"
+        "It is shown only this once: give it to them yourself, by another channel than the"
+        " messaging. At their next login they must choose a new password."
+        f" {revoked} open session(s) closed.",
+        {
+            "id": user.id,
+            "login": user.login,
+            "one_time_password": password,
+            "sessions_revoked": revoked,
+        },
+    )
+    return 0
 
 
-def _ask_password() -> str:
-    if sys.stdin.isatty():
-        password = getpass.getpass("Password: ")
-        if password != getpass.getpass("Again: "):
-            raise ConfigError("The passwords differ.")
-    else:
+PASSWORD_ATTEMPTS = 3  # on a terminal; a password read from stdin gets one
+
+
+def _ask_password(login: str, names: tuple[str, str]) -> str:
+    """A new account's password, checked against the rule (said before the prompt)."""
+    if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\n")
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise ConfigError(f"A password has at least {MIN_PASSWORD_CHARS} characters.")
-    return password
+        _check_new_password(password, login, names)
+        return password
+    print(RULE, file=sys.stderr)
+    for attempt in range(1, PASSWORD_ATTEMPTS + 1):
+        password = getpass.getpass("Password: ")
+        try:
+            _check_new_password(password, login, names)
+            if password != getpass.getpass("Again: "):
+                raise ConfigError("The passwords differ.")
+            return password
+        except ConfigError as exc:
+            if attempt == PASSWORD_ATTEMPTS:
+                raise
+            print(exc.message, file=sys.stderr)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_new_password(password: str, login: str, names: tuple[str, str]) -> None:
+    try:
+        check_password(password, login=login, names=names)
+    except WeakPasswordError as exc:
+        raise ConfigError(exc.message) from None
 
 
 # ----------------------------------------------------------------------------- parser
@@ -290,7 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     user = sub.add_parser("user", help="User accounts.").add_subparsers(
         dest="user_command", required=True, metavar="ACTION"
     )
-    user_add = user.add_parser("add", help="Create a user (password prompted, or read from stdin).")
+    user_add = user.add_parser(
+        "add",
+        help="Create a user (password prompted, or read from stdin).",
+        description="Create a user. The password is prompted twice, or read from the first"
+        f" line of stdin. {RULE}",
+    )
     user_add.add_argument("login")
     user_add.add_argument("--first-name", required=True)
     user_add.add_argument("--last-name", required=True)
@@ -307,12 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
         p = user.add_parser(name, help=f"{name.capitalize()} a user.")
         p.add_argument("login")
         p.set_defaults(func=cmd_user_disable, enable=enable)
+    reset_help = (
+        "Give a user a one-time password, printed once, and close their sessions; at their"
+        " next login they must choose a new password."
+    )
+    reset = user.add_parser("reset-password", help=reset_help, description=reset_help)
+    reset.add_argument("login")
+    reset.add_argument("--json", action="store_true")
+    reset.set_defaults(func=cmd_user_reset_password)
     return parser
 
 
 async def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for variable, default, doc in Settings.describe():
-        print(f"{variable:<28} {default:<14} {doc}")
+        print(f"{variable:<30} {default:<14} {doc}")
     return 0
 
 

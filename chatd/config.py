@@ -18,6 +18,17 @@ from typing import Any, Literal
 from chatd.errors import ConfigError
 
 PREFIX = "CHATD_"
+# The terminal client's variables live in a namespace of their own, so that a terminal set up
+# for chatd-cli (README: ``export CHATD_CLI_CONFIG_DIR=…``) still runs every ``chatd`` command.
+# ``CHATD_SERVER`` is the client's older name for ``CHATD_CLI_SERVER``, still honoured by it.
+CLIENT_PREFIX = "CHATD_CLI_"
+CLIENT_VARIABLES = frozenset({"CHATD_SERVER"})
+
+
+def is_client_variable(name: str) -> bool:
+    """A ``CHATD_*`` name that belongs to chatd-cli, not to the server: ignored here."""
+    return name.startswith(CLIENT_PREFIX) or name in CLIENT_VARIABLES
+
 
 SqliteSynchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
@@ -58,6 +69,13 @@ def _parse_bool(raw: str) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _parse_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("https://", "http://")):
+        raise ValueError(f"expected an http(s):// address, got {raw!r}")
+    return value
 
 
 def _parse_list(raw: str) -> tuple[str, ...]:
@@ -115,6 +133,9 @@ class Settings:
         (), _parse_list, "Comma-separated Origin values browsers may connect from."
     )
     terms_version: str = _setting("2026-01", str, "Terms of use users must accept.")
+    terms_url: str = _setting(
+        "", _parse_url, "Where users read the terms of use (https://…); shown with the version."
+    )
     session_hours: int = _setting(8, _parse_int(1, 24 * 30), "Lifetime of a login token.")
     max_frame_bytes: int = _setting(
         65536, _parse_int(1024, 16 * 1024 * 1024), "Largest frame a client may send (1009)."
@@ -151,7 +172,7 @@ class Settings:
         values: dict[str, Any] = {}
         problems: list[str] = []
         for key, raw in env.items():
-            if not key.startswith(PREFIX):
+            if not key.startswith(PREFIX) or is_client_variable(key):
                 continue
             name = key[len(PREFIX) :].lower()
             field = fields.get(name)
@@ -173,6 +194,17 @@ class Settings:
     def describe(cls) -> list[tuple[str, str, str]]:
         """(variable, default, description) for every setting, for ``--help`` and docs."""
         return [
-            (PREFIX + f.name.upper(), repr(f.default), f.metadata["doc"])
+            (PREFIX + f.name.upper(), written(f.default), f.metadata["doc"])
             for f in dataclasses.fields(cls)
         ]
+
+
+def written(value: Any) -> str:
+    """A value as an operator writes it in the environment (``var``, ``FULL``, empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)

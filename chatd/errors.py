@@ -227,6 +227,25 @@ class TermsVersionError(ConflictError):
     default_message = "These are not the current terms of use; reload them and accept again."
 
 
+# ---- passwords
+
+
+class WeakPasswordError(ClientError):
+    """A new password breaks the password rule (:mod:`chatd.password_policy`); the message
+    says which part, in a sentence for the person choosing it."""
+
+    code = "weak_password"
+    default_message = "This password is too easy to guess; choose another one."
+
+
+class PasswordChangeRequiredError(ForbiddenError):
+    """The account's password was reset by an administrator: until the user chose a new one,
+    only changing the password (and logging out) is allowed."""
+
+    code = "password_change_required"
+    default_message = "Choose a new password before using the service."
+
+
 # ---- attachments
 
 

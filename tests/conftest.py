@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -26,6 +27,43 @@ from chatd.crypto.keyring import KeyRing
 from chatd.events import MessageTag
 from chatd.store.abstract import Store
 from chatd.store.records import AppendResult, NewUser, User, UserProfile
+
+# ----------------------------------------------------------------------------- test order
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--order",
+        default="file",
+        help="file (default), reverse, or random[:SEED]: the suite must pass in any order",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--order reverse`` runs everything backwards; ``--order random:SEED`` shuffles the
+    modules and the tests inside each (modules stay whole, so that module-scoped servers
+    start once).  The seed is printed, to replay a failing order."""
+    order = str(config.getoption("--order"))
+    if order == "file":
+        return
+    if order == "reverse":
+        items.reverse()
+        return
+    kind, _, seed_text = order.partition(":")
+    if kind != "random":
+        raise pytest.UsageError(f"--order: file, reverse or random[:SEED], not {order!r}")
+    seed = int(seed_text) if seed_text else random.SystemRandom().randrange(1 << 32)
+    print(f"test order: random:{seed}")
+    shuffler = random.Random(seed)
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    groups = list(modules.values())
+    shuffler.shuffle(groups)
+    for group in groups:
+        shuffler.shuffle(group)
+    items[:] = [item for group in groups for item in group]
+
 
 # Not a real Argon2id hash: the store keeps whatever string it is given, and hashing costs
 # tens of milliseconds that the store tests do not need to spend.

@@ -238,5 +238,43 @@ def test_help_and_settings(tmp_path: Path) -> None:
         assert command in usage.stdout
     settings = ok(tmp_path, "settings")
     assert "CHATD_VISIBLE_WINDOW" in settings and "CHATD_DATA_DIR" in settings
+    rows = {line.split()[0]: line.split()[1] for line in settings.splitlines()}
+    assert (rows["CHATD_DATA_DIR"], rows["CHATD_SQLITE_SYNCHRONOUS"]) == ("var", "FULL")
+    assert "PosixPath" not in settings and "'" not in settings and "None" not in settings
     bad = run_chatd(tmp_path, "retention", "run")  # --dry-run or --apply is required
     assert bad.returncode == 2
+
+
+def test_every_admin_command_runs_in_a_terminal_set_up_for_chatd_cli(tmp_path: Path) -> None:
+    """The README has terminal A ``export CHATD_CLI_CONFIG_DIR=…``; chatd-cli's variables
+    (and the older ``CHATD_SERVER``) are not the server's, and no admin command refuses them."""
+    data = tmp_path / "data"
+    client = {
+        "CHATD_CLI_CONFIG_DIR": str(tmp_path / "cli-claire"),
+        "CHATD_CLI_SERVER": "http://127.0.0.1:8470",
+        "CHATD_SERVER": "http://127.0.0.1:8470",
+    }
+    commands = [
+        ["init"],
+        ["settings"],
+        ["user", "add", "c.dupont", "--first-name", "Claire", "--last-name", "Dupont"],
+        ["user", "list"],
+        ["user", "disable", "c.dupont"],
+        ["user", "enable", "c.dupont"],
+        ["verify"],
+        ["keys", "list"],
+        ["keys", "rotate"],
+        ["retention", "run", "--dry-run"],
+    ]
+    for args in commands:
+        stdin = "un mot de passe solide\n" if args[:2] == ["user", "add"] else None
+        result = run_chatd(data, *args, stdin=stdin, env=client)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        assert "not a chatd setting" not in result.stderr
+
+
+def test_user_list_leaves_out_what_is_empty(data_dir: Path) -> None:
+    args = ["user", "add", "p.martin", "--first-name", "Paul", "--last-name", "Martin"]
+    ok(data_dir, *args, stdin="un mot de passe solide\n")
+    (line,) = [x for x in ok(data_dir, "user", "list").splitlines() if "p.martin" in x]
+    assert line.rstrip().endswith("Paul Martin"), line  # no dangling ", " nor "()"

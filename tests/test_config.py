@@ -110,3 +110,34 @@ def test_overrides_and_describe() -> None:
     assert all(doc for doc in described.values())
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_the_terminal_clients_variables_are_not_the_servers() -> None:
+    """A terminal set up for chatd-cli (README: ``export CHATD_CLI_CONFIG_DIR=…``) runs every
+    ``chatd`` command; a typo of a server setting is still refused."""
+    client = {
+        "CHATD_CLI_CONFIG_DIR": "/home/claire/.config/chatd-cli-claire",
+        "CHATD_CLI_SERVER": "http://127.0.0.1:8470",
+        "CHATD_SERVER": "http://127.0.0.1:8470",
+        "CHATD_CLI_ANYTHING_NEW": "1",
+    }
+    assert Settings.from_env(client) == Settings()
+    with pytest.raises(ConfigError, match="CHATD_SERVERS is not a chatd setting"):
+        Settings.from_env({**client, "CHATD_SERVERS": "x"})
+
+
+def test_settings_are_described_as_an_operator_writes_them() -> None:
+    described = {name: default for name, default, _ in Settings.describe()}
+    assert described["CHATD_DATA_DIR"] == "var"
+    assert described["CHATD_SQLITE_SYNCHRONOUS"] == "FULL"
+    assert described["CHATD_DATABASE"] == ""
+    assert described["CHATD_ALLOWED_ORIGINS"] == ""
+    assert described["CHATD_DEBUG"] == "false"
+    assert described["CHATD_TERMS_URL"] == ""
+    assert not any("'" in default or "Path(" in default for default in described.values())
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "terms.html", "javascript:alert(1)"])
+def test_terms_url_must_be_a_web_address(url: str) -> None:
+    with pytest.raises(ConfigError, match="CHATD_TERMS_URL"):
+        Settings.from_env({"CHATD_TERMS_URL": url})

@@ -8,6 +8,8 @@ route                      method  what
 ``/v1/auth/logout``        POST    ``Authorization: Bearer`` → revoke; its sockets close (4003)
 ``/v1/auth/terms``         GET     the current terms version
 ``/v1/auth/terms``         POST    ``Authorization: Bearer`` + ``{"version"}`` → accepted
+``/v1/auth/password``      POST    ``Authorization: Bearer`` + ``{"old_password",
+                                   "new_password"}`` → changed; the user's other sessions end
 ``/v1/attachments…``       both    upload, download, thumbnail (:mod:`chatd.gateway.attachments`)
 ``/v1/ws``                 WS      the live protocol (:mod:`chatd.gateway.protocol`)
 =========================  ======  ============================================================
@@ -128,6 +130,7 @@ def login_body(result: LoginResult) -> dict[str, Any]:
         "user": user_map(result.principal),
         "terms_version": result.terms_version,
         "terms_accepted": result.principal.terms_accepted,
+        "password_change_required": result.principal.password_change_required,
     }
 
 
@@ -141,7 +144,7 @@ async def login(request: Request, gateway: Gateway) -> Response:
     if unknown:
         raise ValidationError("Only login and password are expected.", field="body")
     result = await gateway.auth.login(body.get("login"), body.get("password"))
-    return JSONResponse(login_body(result))
+    return JSONResponse({**login_body(result), "terms_url": gateway.settings.terms_url})
 
 
 async def logout(request: Request, gateway: Gateway) -> Response:
@@ -151,12 +154,34 @@ async def logout(request: Request, gateway: Gateway) -> Response:
 
 async def terms(request: Request, gateway: Gateway) -> Response:
     if request.method == "GET":
-        return JSONResponse({"terms_version": gateway.auth.terms_version})
+        return JSONResponse(
+            {"terms_version": gateway.auth.terms_version, "terms_url": gateway.settings.terms_url}
+        )
     principal = await gateway.auth.authenticate(bearer_token(request))
+    principal.require_usable()
     body = await read_json(request)
     principal = await gateway.auth.accept_terms(principal, body.get("version"))
     return JSONResponse(
         {"terms_version": gateway.auth.terms_version, "terms_accepted": principal.terms_accepted}
+    )
+
+
+async def change_password(request: Request, gateway: Gateway) -> Response:
+    """Allowed behind the password gate (it is how one leaves it) and the terms gate."""
+    principal = await gateway.auth.authenticate(bearer_token(request))
+    body = await read_json(request)
+    unknown = set(body) - {"old_password", "new_password"}
+    if unknown:
+        raise ValidationError("Only old_password and new_password are expected.", field="body")
+    principal, revoked = await gateway.auth.change_password(
+        principal, body.get("old_password"), body.get("new_password")
+    )
+    return JSONResponse(
+        {
+            "changed": True,
+            "sessions_revoked": revoked,
+            "password_change_required": principal.password_change_required,
+        }
     )
 
 
@@ -196,6 +221,7 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/v1/auth/login", _endpoint(login), methods=["POST"]),
             Route("/v1/auth/logout", _endpoint(logout), methods=["POST"]),
             Route("/v1/auth/terms", _endpoint(terms), methods=["GET", "POST"]),
+            Route("/v1/auth/password", _endpoint(change_password), methods=["POST"]),
             *attachment_routes(),
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],

@@ -8,10 +8,11 @@ route                                       method  what
 ``/v1/attachments/{id}/thumbnail``          GET     a JPEG of at most 320 px (images only)
 ==========================================  ======  ===========================================
 
-All need ``Authorization: Bearer <token>`` and accepted terms.  Errors are the JSON
-``{"code", "message"}`` of the other HTTP routes.  Whatever a user may not see — unknown id,
-another conversation, a message after their leave, someone else's unsent upload — is the same
-404 ``attachment_not_found``, so ids cannot be probed.
+All need ``Authorization: Bearer <token>``, accepted terms and no pending password change
+(``password_change_required``).  Errors are the JSON ``{"code", "message"}`` of the other HTTP
+routes.  Whatever a user may not see — unknown id, another conversation, a message after their
+leave, someone else's unsent upload — is the same 404 ``attachment_not_found``, so ids cannot
+be probed.
 
 Downloads are served as files to save, never to render: ``Content-Disposition: attachment``,
 ``X-Content-Type-Options: nosniff``, a CSP that forbids everything (``default-src 'none';
@@ -104,6 +105,7 @@ def _error(exc: ChatdError) -> Response:
 
 async def _principal(request: Request, gateway: Gateway) -> Principal:
     principal = await gateway.auth.authenticate(bearer_token(request))
+    principal.require_usable()
     if not principal.terms_accepted:
         raise TermsNotAcceptedError()
     return principal

@@ -41,7 +41,7 @@ from chatd.errors import (
 from chatd.gateway import protocol as p
 from chatd.gateway.fanout import EventPush, StatePush
 from chatd.gateway.handlers import SyncJob, now_ms, user_map
-from chatd.gateway.hub import Subscription
+from chatd.gateway.hub import CloseAfterQueue, Subscription
 from chatd.gateway.services import Gateway
 from chatd.gateway.session import Delivery, Session, TokenBucket
 
@@ -179,7 +179,9 @@ class Connection:
                 "user": user_map(principal),
                 "session_expires_at": principal.expires_at,
                 "terms_version": self._gw.auth.terms_version,
+                "terms_url": self._settings.terms_url,
                 "terms_accepted": principal.terms_accepted,
+                "password_change_required": principal.password_change_required,
                 "limits": self._gw.limits(),
             }
         )
@@ -202,10 +204,14 @@ class Connection:
                 sub.fail(CloseCode.UNSUPPORTED_DATA)
                 return
             if not self._bucket.allow(time.monotonic()):
-                if self._bucket.strikes > self._settings.ws_burst:
-                    sub.fail(CloseCode.RATE_LIMITED)
-                    return
+                # Every request read gets its answer, this one too; a client that keeps
+                # hammering (more refusals in a row than its burst) is then closed, once the
+                # replies already due have left (docs/protocol.md §12).  Nothing more is read.
                 sub.offer(p.encode_error(_peek_rid(data), RateLimitedError()))
+                if self._bucket.strikes > self._settings.ws_burst:
+                    sub.finish(CloseCode.RATE_LIMITED)
+                    await sub.closed.wait()
+                    return
                 continue
             reply = await self._handle(sub, data)
             if reply is not None:
@@ -269,6 +275,8 @@ class Connection:
                     await self._send(item.data)
             elif isinstance(item, SyncJob):
                 await self._sync(item)
+            elif isinstance(item, CloseAfterQueue):
+                sub.fail(item.code)
 
     async def _push(self, push: EventPush) -> None:
         action = self._session.on_event(push.conv, push.seq)

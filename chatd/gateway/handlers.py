@@ -120,6 +120,8 @@ class Handlers:
     async def handle(self, session: Session, sub: Subscription, request: p.Request) -> Reply:
         user = session.user_id
         rid = request.rid
+        if not isinstance(request, p.Ping):
+            await self._password_gate(session)
         match request:
             case p.Ping():
                 return p.encode_ok(rid, server_time=now_ms())
@@ -173,6 +175,17 @@ class Handlers:
             case p.Auth():  # refused by Session.admit before it gets here
                 raise AssertionError("auth is handled by the connection")
         raise AssertionError(f"unhandled request {type(request).__name__}")  # pragma: no cover
+
+    async def _password_gate(self, session: Session) -> None:
+        """After an administrator's reset, only ``ping`` passes until the password is changed
+        (over HTTP: ``POST /v1/auth/password``).  A gated session re-reads its principal on
+        each refused operation, so that the change, made on another connection, opens it."""
+        principal = session.principal
+        assert principal is not None
+        if principal.password_change_required:
+            principal = await self._auth.revalidate(principal.token_hash)
+            session.refreshed(principal, time.monotonic())
+            principal.require_usable()
 
     # ------------------------------------------------------------------ mutations
 

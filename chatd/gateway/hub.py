@@ -17,11 +17,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from chatd.gateway.protocol import CloseCode
 
 K = TypeVar("K")
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAfterQueue:
+    """Queued by :meth:`Subscription.finish`: the sender fails the subscription on reaching it."""
+
+    code: CloseCode
 
 
 class Subscription:
@@ -44,6 +52,12 @@ class Subscription:
             self.fail(CloseCode.SLOW_CONSUMER)
             return False
         return True
+
+    def finish(self, code: CloseCode) -> None:
+        """Close this session with ``code`` once what is already queued has been sent (a
+        rate-limited client still gets the replies of every request it sent before)."""
+        if self.close_code is None:
+            self.offer(CloseAfterQueue(code))
 
     def fail(self, code: CloseCode) -> None:
         """Close this session with ``code`` (the first reason wins) and free its queue."""

@@ -80,14 +80,27 @@ async def serve(
     scheme = "https" if settings.tls_cert_file else "http"
     shown = f"[{host}]" if ":" in host else host
     (announce or _print)(f"chatd listening on {scheme}://{shown}:{port}")
-    # uvicorn re-raises the signal it caught once it is done; make SIGTERM's a no-op then, so
-    # that the caller still closes the store cleanly (SIGINT becomes KeyboardInterrupt).
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # uvicorn catches SIGINT and SIGTERM, shuts down (sockets get 1012), then re-raises the
+    # signal it caught with the handlers it found.  Both must then be no-ops: a re-raised
+    # SIGINT would be a KeyboardInterrupt thrown into this coroutine, which stops the event
+    # loop under the store's writer (a CancelledError traceback) and leaves its SQLite
+    # thread waiting forever: the process hung with its port closed.  Returning normally
+    # lets the caller drain the writer and close the store, and the process exit 0.
+    previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS}
     try:
         await server.serve(sockets=[sock])
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sock.close()
+    log.info("chatd stopped")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """uvicorn's re-raise of the stop signal, once the shutdown is done."""
 
 
 def _print(line: str) -> None:

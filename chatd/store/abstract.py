@@ -108,6 +108,33 @@ class Store(abc.ABC):
     async def set_terms_accepted(self, user_id: int, terms_version: str) -> User:
         """Record that the user accepted this version of the terms of use."""
 
+    @abc.abstractmethod
+    async def change_password(
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        expected_hash: str,
+        keep_token: bytes,
+        now_ms: int,
+    ) -> list[bytes]:
+        """The user chose a new password: in one transaction, store ``password_hash``, clear
+        ``must_change_password``, and revoke every live token of the user except
+        ``keep_token`` (the session that changed it stays valid).  Returns the digests of
+        the tokens revoked, for the caller to close their live connections.
+
+        Compare-and-set: only if the stored hash is still ``expected_hash`` (the one the old
+        password was checked against); otherwise — the password changed or was reset
+        meanwhile — nothing changes and :class:`~chatd.errors.ConflictError` is raised.
+        :class:`~chatd.errors.UserNotFound` for an unknown user."""
+
+    @abc.abstractmethod
+    async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
+        """An administrator set a one-time password: in one transaction, store
+        ``password_hash``, set ``must_change_password``, and revoke every live token of the
+        user.  Returns how many tokens were revoked.  :class:`~chatd.errors.UserNotFound`
+        for an unknown user."""
+
     # ----------------------------------------------------------------- conversations
 
     @abc.abstractmethod

@@ -19,6 +19,9 @@ Design notes that live in the schema:
 * ``attachments`` (migration 3): the file is written before the row, the key is a
   ``data_keys`` row of scope ``'attachment'``; a row is referenced by a message once and then
   never deleted; size, type and pixel size are clear metadata, the name and thumbnail sealed.
+* ``users.must_change_password`` (migration 4): set with a one-time password by an
+  administrator, cleared when the user chooses their own; the hash and the flag always change
+  together, in the transaction that also revokes the user's other tokens.
 """
 
 from __future__ import annotations
@@ -228,6 +231,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             SELECT 1 FROM events e WHERE e.conv_id = NEW.conv_id AND e.seq = NEW.seq
             AND e.kind = 'message' AND e.sender = OLD.uploader AND e.ts < OLD.expires_at)
         BEGIN SELECT RAISE(ABORT, 'an attachment is referenced by a message of its uploader'); END;
+        """,
+    ),
+    Migration(
+        4,
+        "passwords: must-change flag for one-time passwords set by an administrator",
+        """
+        -- 1 from ``chatd user reset-password`` (a one-time password) until the user chose a
+        -- new password; while it is 1 every session of the user is gated: only changing the
+        -- password and logging out are allowed.
+        ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0
+            CHECK (must_change_password IN (0, 1));
+        -- When the password was last set by its user or reset by an administrator (NULL:
+        -- never since the account was created).
+        ALTER TABLE users ADD COLUMN password_changed_at INTEGER;
         """,
     ),
 )

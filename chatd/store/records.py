@@ -36,6 +36,8 @@ class User:
     disabled: bool
     terms_version: str | None
     created_at: int
+    # A one-time password set by an administrator: the user must choose a new one first.
+    must_change_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)

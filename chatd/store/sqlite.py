@@ -32,6 +32,7 @@ from chatd.crypto.envelope import (
 )
 from chatd.crypto.keyring import KeyRing
 from chatd.errors import (
+    ConflictError,
     ConversationNotFound,
     ConversationShreddedError,
     LoginTakenError,
@@ -75,7 +76,9 @@ VISIBLE = (
     " AND e.seq >= m.joined_seq AND (m.left_seq IS NULL OR e.seq < m.left_seq))"
 )
 EVENT_COLUMNS = "e.conv_id, e.seq, e.kind, e.sender, e.ts, e.ciphertext"
-_USER_COLUMNS = "id, login, password_hash, profile, disabled, terms_version, created_at"
+_USER_COLUMNS = (
+    "id, login, password_hash, profile, disabled, terms_version, created_at, must_change_password"
+)
 # How many system events a window read returns beyond the window's messages, at most.
 WINDOW_EXTRA_EVENTS = 1000
 
@@ -272,7 +275,7 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- users
 
     def _user(self, row: Any) -> User:
-        user_id, login, password_hash, profile, disabled, terms_version, created_at = row
+        user_id, login, password_hash, profile, disabled, terms_version, created_at, must = row
         sealer = self._keys.sealer(
             DIRECTORY_SCOPE, 0, self._directory_version, PROFILE_DOMAIN, user_id
         )
@@ -285,6 +288,7 @@ class SqliteStore(Store):
             bool(disabled),
             terms_version,
             created_at,
+            bool(must),
         )
 
     async def create_user(self, new: NewUser) -> User:
@@ -362,6 +366,48 @@ class SqliteStore(Store):
             (terms_version, user_id),
             user_id,
         )
+
+    async def change_password(
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        expected_hash: str,
+        keep_token: bytes,
+        now_ms: int,
+    ) -> list[bytes]:
+        async def run(conn: aiosqlite.Connection) -> list[bytes]:
+            cursor = await conn.execute(
+                "UPDATE users SET password_hash = ?, must_change_password = 0,"
+                " password_changed_at = ? WHERE id = ? AND password_hash = ?",
+                (password_hash, now_ms, user_id, expected_hash),
+            )
+            if cursor.rowcount != 1:
+                await self._check_user_txn(conn, user_id)
+                raise ConflictError("The password was changed meanwhile; log in again.")
+            return await sqlite_sessions.revoke_other_tokens_txn(conn, user_id, keep_token, now_ms)
+
+        return await self.writer.run_exclusive(
+            "change_password", run, keeps_conversation_cache=True
+        )
+
+    async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
+        async def run(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE users SET password_hash = ?, must_change_password = 1,"
+                " password_changed_at = ? WHERE id = ?",
+                (password_hash, now_ms, user_id),
+            )
+            if cursor.rowcount != 1:
+                raise UserNotFound(user=user_id)
+            return await sqlite_sessions.revoke_user_tokens_txn(conn, user_id, now_ms)
+
+        return await self.writer.run_exclusive("reset_password", run, keeps_conversation_cache=True)
+
+    async def _check_user_txn(self, conn: aiosqlite.Connection, user_id: int) -> None:
+        rows = await conn.execute_fetchall("SELECT 1 FROM users WHERE id = ?", (user_id,))
+        if not list(rows):
+            raise UserNotFound(user=user_id)
 
     # ----------------------------------------------------------------- conversations
 
@@ -585,7 +631,6 @@ class SqliteStore(Store):
             attachments=audit.checked,
             warnings=report.warnings + tuple(warnings),
         )
-
 
     # ---- sessions, read markers (gateway)
 

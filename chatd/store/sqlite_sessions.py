@@ -90,6 +90,21 @@ async def revoke_user_tokens_txn(conn: aiosqlite.Connection, user_id: int, revok
     return int(cursor.rowcount)
 
 
+async def revoke_other_tokens_txn(
+    conn: aiosqlite.Connection, user_id: int, keep: bytes, revoked_at: int
+) -> list[bytes]:
+    """Revoke every live token of the user but ``keep``; the digests revoked (the caller's
+    write transaction makes the read and the update one step)."""
+    where = "user_id = ? AND revoked_at IS NULL AND token_hash != ?"
+    rows = await conn.execute_fetchall(
+        f"SELECT token_hash FROM auth_tokens WHERE {where}", (user_id, keep)
+    )
+    await conn.execute(
+        f"UPDATE auth_tokens SET revoked_at = ? WHERE {where}", (revoked_at, user_id, keep)
+    )
+    return sorted(bytes(r[0]) for r in rows)
+
+
 async def invalid_tokens_txn(
     conn: aiosqlite.Connection, token_hashes: list[bytes], now_ms: int
 ) -> set[bytes]:

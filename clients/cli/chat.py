@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import textwrap
 from typing import Any
 
 from prompt_toolkit.application import Application
@@ -37,10 +38,39 @@ from clients.cli.protocol import MAX_INT, Push, history_fields, send_fields
 from clients.cli.render import attachment_lines, event_text, fmt_time, marker, quoted
 from clients.cli.state import ConversationLog
 
+# Each line fits an 80-column terminal; /help shows them all above the input line.
 HELP = (
-    "/important TEXT · /question TEXT · /add LOGIN · /leave · /rename NAME · /history ·"
-    " /quit · PgUp/PgDn scroll · //text sends '/text'"
+    "/important TEXT  important (!)        /question TEXT  a question (?)\n"
+    "/add LOGIN       add someone          /rename NAME    rename the conversation\n"
+    "/leave           leave (asks again)   /history        load older events\n"
+    "/quit, Ctrl-C    quit                 //text          sends the text '/text'\n"
+    "PgUp/PgDn        scroll the messages"
 )
+NOTICE_MAX_LINES = 8
+INDENT = " " * 6  # continuation lines of a wrapped message
+
+
+def wrap_words(text: str, width: int, first: int = 0, indent: str = "") -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken between words (a word longer
+    than a line is cut); the first line starts ``first`` columns in, the others after
+    ``indent``.  The text's own line breaks are kept."""
+    width = max(width, len(indent) + 10, first + 10)
+    lines: list[str] = []
+    for number, paragraph in enumerate(text.split("\n")):
+        lead = " " * first if number == 0 else indent
+        wrapped = textwrap.wrap(
+            paragraph,
+            width,
+            initial_indent=lead,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            drop_whitespace=True,
+        ) or [lead]
+        lines.extend(wrapped)
+    lines[0] = lines[0][first:]
+    return lines
+
+
 STYLE = Style.from_dict(
     {
         "header": "reverse",
@@ -83,14 +113,17 @@ class ChatView:
         self.input = TextArea(
             height=1, prompt="> ", multiline=False, wrap_lines=False, accept_handler=self._accept
         )
-        self.messages = Window(
+        self.messages = Window(  # lines are wrapped between words by _message_lines
             FormattedTextControl(self._message_lines, get_cursor_position=self._cursor),
-            wrap_lines=True,
+            wrap_lines=False,
         )
         header = Window(
             FormattedTextControl(self._header), height=2, style="class:header", wrap_lines=True
         )
-        status = Window(FormattedTextControl(self._status_line), height=1)
+        status = Window(
+            FormattedTextControl(self._status_line),
+            height=lambda: min(NOTICE_MAX_LINES, len(self._status_text())),
+        )
         self.app: Application[None] = Application(
             layout=Layout(HSplit([header, self.messages, status, self.input]), self.input),
             key_bindings=self._keys(),
@@ -263,7 +296,7 @@ class ChatView:
         elif command == "help":
             self.say(HELP)
         else:
-            raise UsageError(f"Unknown command /{command}. {HELP}")
+            raise UsageError(f"Unknown command /{command}: /help lists the commands.")
 
     def send(self, text: str, tag: str | None = None) -> None:
         if not text.strip():
@@ -326,12 +359,27 @@ class ChatView:
         title = f" #{self.conv} {quoted(self.log.name)}{state}"
         return [("class:header", f"{title}  [{self.status}]\n"), ("", f" Members: {names}")]
 
-    def _status_line(self) -> StyleAndTextTuples:
+    def _width(self) -> int:
+        return int(self.app.output.get_size().columns)
+
+    def _status_state(self) -> str:
         pending = len(self.log.still_pending())
+        return f" {self.status}" + (f" · {pending} pending" if pending else "") + " "
+
+    def _status_text(self) -> list[str]:
+        """The connection state, then the notice, wrapped between words."""
+        width = self._width() - 1
+        if "\n" in self.notice:  # a table (/help): from the next line, its columns kept
+            return ["", *(" " + line for line in wrap_words(self.notice, width - 1))]
+        return wrap_words(self.notice, width, first=len(self._status_state()) + 1, indent=" ")
+
+    def _status_line(self) -> StyleAndTextTuples:
         ok = self.status == Status.CONNECTED.value
-        left = f" {self.status}" + (f" · {pending} pending" if pending else "") + " "
-        out: StyleAndTextTuples = [("class:status.ok" if ok else "class:status.bad", left)]
-        out.append(("class:notice", f" {self.notice}"))
+        lines = self._status_text()[:NOTICE_MAX_LINES]
+        out: StyleAndTextTuples = [
+            ("class:status.ok" if ok else "class:status.bad", self._status_state())
+        ]
+        out.append(("class:notice", " " + "\n".join(lines)))
         return out
 
     def _message_lines(self) -> StyleAndTextTuples:
@@ -340,17 +388,24 @@ class ChatView:
             out.append(("class:system", "(older events are archived)\n"))
         elif (self.log.first_seq or 1) > 1:
             out.append(("class:system", "(/history loads older events)\n"))
+        width = self._width()
         for event in self.log.ordered():
             mark = marker(event)
             sender = event.get("sender")
-            out.append(("class:time", f"{fmt_time(event.get('ts'))} "))
+            when = f"{fmt_time(event.get('ts'))} "
+            out.append(("class:time", when))
             if event.get("kind") != "message":
-                out.append(("class:system", f"* {event_text(event, self.who)}\n"))
+                text = "* " + event_text(event, self.who)
+                body = wrap_words(text, width, first=len(when), indent=INDENT)
+                out.append(("class:system", "\n".join(body) + "\n"))
                 continue
             style = {"!": "class:important", "?": "class:question"}.get(mark, "")
             out.append((style, f"{mark} "))
-            out.append(("class:me" if sender == self.me else "class:sender", self.who.name(sender)))
-            out.append(("", f": {event.get('text', '')}\n"))
+            name = self.who.name(sender)
+            out.append(("class:me" if sender == self.me else "class:sender", name))
+            lead = len(when) + len(mark) + 1 + len(name) + 2
+            body = wrap_words(str(event.get("text", "")), width, first=lead, indent=INDENT)
+            out.append(("", ": " + "\n".join(body) + "\n"))
             for shown in attachment_lines(event):  # chatd-cli get CONV SEQ downloads them
                 out.append(("class:attachment", f"        {shown}  (seq {event.get('seq')})\n"))
         offline = self.status != Status.CONNECTED.value

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clients.cli import attachments, auth
+from clients.cli import attachments, auth, passwd
 from clients.cli.attachments import ProgressBar, human_size, label, type_name
 from clients.cli.config import Session, forget_session, load_session, save_session
 from clients.cli.connection import Client
@@ -64,7 +64,10 @@ def ask(prompt: str) -> bool:
     sys.stderr.write(prompt)
     sys.stderr.flush()
     answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
+    return answer.strip().lower() in YES
+
+
+YES = frozenset({"y", "yes", "o", "oui"})  # French users answer "o"/"oui"
 
 
 def report_outbox(out: Output) -> Callable[[OutboxEntry, Any, bool], None]:
@@ -87,12 +90,17 @@ async def one_shot(
     body: Callable[[Client, Directory], Awaitable[T]],
     *,
     queued: Callable[[], str] = lambda: "",
+    fail_fast: bool = True,
 ) -> T:
-    """Run ``body`` on a fresh client within ``--timeout``, then let the outbox drain."""
+    """Run ``body`` on a fresh client within ``--timeout``, then let the outbox drain.
+
+    ``fail_fast``: a server that refuses the connection ends the command at once (a read has
+    nothing to wait for); changes pass False, to wait out a restart within ``--timeout``."""
     session = ctx.session()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeout
-    async with Client(session, on_outbox=report_outbox(ctx.out)) as client:
+    client = Client(session, on_outbox=report_outbox(ctx.out), fail_fast=fail_fast)
+    async with client:
         try:
             async with asyncio.timeout_at(deadline):
                 result = await body(client, Directory(session.user))
@@ -129,7 +137,7 @@ async def change(ctx: Context, op: str, build: Build) -> tuple[dict[str, Any], D
         return " The change is queued and will be sent by the next chatd-cli command."
 
     try:
-        return await one_shot(ctx, body, queued=queued)
+        return await one_shot(ctx, body, queued=queued, fail_fast=False)
     except AuthError as exc:  # e.g. the session expired: the entry waits for the next login
         exc.message += queued()
         raise
@@ -174,12 +182,15 @@ async def cmd_login(ctx: Context, args: Any) -> int:
         password = getpass.getpass("Password: ")  # no echo
     answer = auth.login(ctx.server, login_name, password, ctx.timeout)
     session = Session(ctx.server, answer["token"], int(answer["expires_at"]), answer["user"])
+    if answer.get("password_change_required"):  # a one-time password: choose one's own first
+        passwd.after_reset(ctx, session.token, password, from_stdin=args.password_stdin)
     if not answer.get("terms_accepted"):
         version = str(answer.get("terms_version"))
-        # The protocol carries the terms' version only; their text comes from the operator.
+        url = str(answer.get("terms_url") or "")
+        where = f"read them at {url}" if url else "your organisation provides their text"
         ctx.out.note(
             f"Before first use you must accept the terms of use of {ctx.server},"
-            f" version {version} (your organisation provides their text)."
+            f" version {version} ({where})."
         )
         if not (args.accept_terms or ask(f"Accept the terms of use, version {version}? [y/N] ")):
             auth.logout(ctx.server, session.token, ctx.timeout)
@@ -460,7 +471,7 @@ async def cmd_outbox(ctx: Context, args: Any) -> int:
         async def body(client: Client, who: Directory) -> None:
             await client.outbox_drained()
 
-        await one_shot(ctx, body)
+        await one_shot(ctx, body, fail_fast=False)
     entries = OutboxFile.of(session.server, session.user_id).pending()
     if not entries and not ctx.out.json:
         ctx.out.note("The outbox is empty.")

@@ -28,8 +28,12 @@ from clients.cli.errors import AuthError
 from clients.cli.protocol import normalise_server
 
 DEFAULT_SERVER = "http://127.0.0.1:8470"  # chatd serve's default address
+# Every variable of chatd-cli is named CHATD_CLI_*: the server ignores that namespace (and
+# refuses any other CHATD_* name it does not know).  CHATD_SERVER is the older name of
+# CHATD_CLI_SERVER, still read when the new one is not set.
 ENV_CONFIG_DIR = "CHATD_CLI_CONFIG_DIR"
-ENV_SERVER = "CHATD_SERVER"
+ENV_SERVER = "CHATD_CLI_SERVER"
+ENV_SERVER_OLD = "CHATD_SERVER"
 
 
 def config_dir() -> Path:
@@ -83,9 +87,9 @@ def server_dir(server: str) -> Path:
 
 
 def current_server(explicit: str | None = None) -> str:
-    """``--server``, else ``$CHATD_SERVER``, else the server of the last login, else the
-    default address of ``chatd serve``."""
-    chosen = explicit or os.environ.get(ENV_SERVER)
+    """``--server``, else ``$CHATD_CLI_SERVER`` (or its older name ``$CHATD_SERVER``), else
+    the server of the last login, else the default address of ``chatd serve``."""
+    chosen = explicit or os.environ.get(ENV_SERVER) or os.environ.get(ENV_SERVER_OLD)
     if not chosen:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             chosen = json.loads((config_dir() / "config.json").read_text()).get("server")

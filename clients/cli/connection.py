@@ -37,6 +37,7 @@ from clients.cli.errors import (
     AuthError,
     CliError,
     ConnectionLost,
+    NetworkError,
     close_error,
     server_error,
 )
@@ -110,8 +111,10 @@ class Client:
         on_push: PushHandler | None = None,
         on_status: StatusHandler | None = None,
         on_outbox: OutboxHandler | None = None,
+        fail_fast: bool = False,
     ) -> None:
         self.session = session
+        self.fail_fast = fail_fast  # stop at the first refused connection instead of retrying
         self.outbox = outbox or OutboxFile.of(session.server, session.user_id)
         self.cursors = cursors or Cursors()
         self.live = live
@@ -179,6 +182,14 @@ class Client:
                 self.last_error = exc.message
             except (OSError, TimeoutError, websockets.WebSocketException, ConnectionLost) as exc:
                 self.last_error = describe(exc)
+                if self.fail_fast and isinstance(exc, ConnectionRefusedError):
+                    self._stop(
+                        NetworkError(
+                            f"The server {self.session.server} is not answering"
+                            f" ({self.last_error}): is it running?"
+                        )
+                    )
+                    return
             except FrameError as exc:
                 self.last_error = str(exc)
             except Exception as exc:  # a bug: end the client with a sentence, not a hang

@@ -68,6 +68,8 @@ _AUTH_CODES = {
     "user_disabled": "This account is disabled; contact your administrator.",
     "terms_not_accepted": f"The terms of use must be accepted first; {LOGIN_AGAIN}",
     "terms_version_mismatch": f"The terms of use changed; {LOGIN_AGAIN}",
+    "password_change_required": "Your password was reset by an administrator; choose a new"
+    " one first: chatd-cli passwd",
 }
 _NOT_FOUND_CODES = {
     "conversation_not_found",

@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from clients.cli import commands, watch
+from clients.cli import commands, passwd, watch
 from clients.cli.config import DEFAULT_SERVER, ENV_SERVER, current_server
 from clients.cli.errors import CliError, ExitCode
 from clients.cli.protocol import MAX_INT
@@ -102,7 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("login", nargs="?", help="login name (prompted if absent)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--accept-terms", action="store_true", help="accept the terms without asking")
+    p.description = (
+        "Log in (password prompted, not echoed). After a password reset by an administrator,"
+        " log in with the one-time password: you are then asked for a new password (with"
+        " --password-stdin, on the next line of stdin). " + passwd.RULE
+    )
     command("logout", commands.cmd_logout, "log out: revoke the token and forget it")
+    p = command("passwd", passwd.cmd_passwd, "change your password; your other sessions end")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the current password, then the new one, from the first two lines of stdin",
+    )
+    p.description = (
+        "Change your password: the current one, then the new one twice (never echoed). Your"
+        " other sessions are closed; this one stays open. " + passwd.RULE
+    )
     command("whoami", commands.cmd_whoami, "who is logged in, on which server, until when")
     command("ls", commands.cmd_ls, "list conversations with unread counts")
 
@@ -170,7 +186,20 @@ async def _chat(ctx: commands.Context, args: Any) -> int:
     return code
 
 
+def honour_ctrl_c() -> None:
+    """Ctrl-C (SIGINT) stops chatd-cli however it was started.
+
+    A process inherits an *ignored* SIGINT from a non-interactive shell that ran it, or its
+    parent, in the background (``cmd &`` in a script, CI runners, ``nohup``).  Python keeps
+    that disposition, and ``asyncio.run`` then installs no handler: ``watch`` ignored Ctrl-C
+    for ever (the "20 s after Ctrl-C" failures of the test suite run from such a shell).
+    A person or a script that sends SIGINT means "stop": restore Python's handler."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    honour_ctrl_c()
     args = build_parser().parse_args(argv)
     out = Output(getattr(args, "json", False))
     try:

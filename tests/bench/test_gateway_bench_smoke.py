@@ -46,7 +46,12 @@ def test_throughput_accounting(tmp_path: Path, target: str) -> None:
 
 def test_latency_accounting(tmp_path: Path) -> None:
     result = gb.run_latency(
-        "chatd", tmp_path, clients=CLIENTS, conv_size=CONV_SIZE, rate=40.0, warmup=0.2,
+        "chatd",
+        tmp_path,
+        clients=CLIENTS,
+        conv_size=CONV_SIZE,
+        rate=40.0,
+        warmup=0.2,
         duration=1.0,
     )
     _check(result)

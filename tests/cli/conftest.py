@@ -50,9 +50,10 @@ def cli_env(config_dir: Path, server_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATD_", "XDG_"))}
     env.update(
         CHATD_CLI_CONFIG_DIR=str(config_dir),
-        CHATD_SERVER=server_url,
+        CHATD_CLI_SERVER=server_url,
         CHATD_CLI_MAX_BACKOFF="1",  # reconnect quickly after a server restart
         PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",  # a client stuck past a deadline is made to show its stack
         **extra,
     )
     return env
@@ -121,7 +122,21 @@ class Running:
     def interrupt(self, timeout: float = TIMEOUT) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.show_stack()
+            raise AssertionError(
+                f"chatd-cli still running {timeout:g} s after Ctrl-C\nstderr: {self.stderr}"
+            ) from None
+
+    def show_stack(self) -> None:
+        """SIGABRT: faulthandler prints every thread's stack to stderr, collected above."""
+        self.proc.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        with contextlib.suppress(AssertionError):
+            self.wait_for(lambda: any("Fatal Python" in x for x in self.stderr), "a stack", 5)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -166,7 +181,9 @@ class CliUser:
         result = self.ok(*args, "--json", stdin=stdin)
         return [json.loads(line) for line in result.stdout.splitlines()]
 
-    def start(self, *args: str) -> Running:
+    def start(self, *args: str, sigint_ignored: bool = False) -> Running:
+        """``sigint_ignored``: start it as a script's background job is started (``cmd &``
+        in a non-interactive shell): with SIGINT ignored."""
         proc = subprocess.Popen(
             [str(CLI), *args],
             stdin=subprocess.DEVNULL,
@@ -175,6 +192,7 @@ class CliUser:
             text=True,
             env=self.env(),
             start_new_session=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         running = Running(proc)
         self.running.append(running)
@@ -185,6 +203,10 @@ class CliUser:
         running = self.start("watch", "--json", *args)
         running.wait_stderr("Watching")
         return running
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 MakeUser = Callable[..., Any]

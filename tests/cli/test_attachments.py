@@ -149,3 +149,21 @@ def test_labels_names_and_progress(tmp_path: Path) -> None:
     bar.finish()
     assert err.getvalue().count("\r") == 3 and "100%" in err.getvalue()
     assert err.getvalue().endswith("\n")
+
+
+README_SAMPLE = Path(__file__).parents[2] / "docs" / "samples" / "ordonnance-exemple.pdf"
+
+
+async def test_the_readme_sample_is_accepted(cli_user: MakeUser, tmp_path: Path) -> None:
+    """The README's attachment example names a file that ships with chatd: it uploads, and
+    comes back identical."""
+    alice, bob = await cli_user("Alice"), await cli_user("Bob")
+    conv = conv_of(alice, "--to", bob.login, "--subject", "Ordonnance")
+    reply = send_json(alice, conv, "L'ordonnance", "--attach", str(README_SAMPLE))
+    (attached,) = reply["attachments"]  # type: ignore[misc]
+    assert attached["mime"] == "application/pdf"
+    out = tmp_path / "got"
+    out.mkdir()
+    bob.ok("get", conv, str(reply["last_seq"]), "--out", str(out))
+    (saved,) = out.iterdir()
+    assert saved.read_bytes() == README_SAMPLE.read_bytes()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clients.cli.config import server_dir
 from tests.cli.conftest import TIMEOUT, MakeUser, Terminal, cli_env
-from tests.gateway.conftest import PASSWORD, TERMS, Admin
+from tests.gateway.conftest import PASSWORD, TERMS, TERMS_URL, Admin
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -45,6 +45,7 @@ async def test_login_prompts_without_echo_shows_terms_and_caches_the_token(
         login.type(PASSWORD + "\r")
         screen = login.wait(f"Accept the terms of use, version {TERMS}? [y/N]")
         assert "you must accept the terms of use" in screen
+        assert f"read them at {TERMS_URL}" in screen.replace("\n", "")
         login.type("y\r")
         login.wait("Logged in as Claire Test")
         assert login.wait_exit() == 0

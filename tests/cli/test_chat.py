@@ -63,3 +63,34 @@ async def test_chat_refusals(cli_user: MakeUser) -> None:
     assert b"not in a conversation #999999" in chat.output
     no_terminal = alice.run("chat", "1")
     assert no_terminal.returncode == 2 and "needs a terminal" in no_terminal.stderr
+
+
+async def test_chat_view_fits_80_columns_and_wraps_between_words(cli_user: MakeUser) -> None:
+    alice, bob = await cli_user("Alice"), await cli_user("Bob")
+    long_text = (
+        "Le patient de la chambre douze a une tension à quatorze neuf ce matin et se plaint"
+        " de douleurs abdominales depuis hier soir, merci de passer avant midi"
+    )
+    (created,) = alice.json("new", "--to", bob.login, "--subject", "Visite", long_text)
+    chat = Terminal(["chat", str(created["conv"])], alice.env(), cols=80)
+    try:
+        chat.wait("[connected]")
+        screen = chat.wait("avant midi")
+        words = set(long_text.replace(",", "").split())
+        lines = [line.strip() for line in screen.splitlines()]
+        start = next(i for i, line in enumerate(lines) if "Alice Test: Le patient" in line)
+        end = next(i for i, line in enumerate(lines) if line.endswith("avant midi"))
+        assert end > start  # it did wrap
+        for line in lines[start + 1 : end + 1]:  # every piece is whole words
+            assert all(word.strip(",") in words for word in line.split()), line
+
+        chat.type("/help\r")
+        screen = chat.wait("PgUp/PgDn")
+        for needle in ("/important TEXT", "/question TEXT", "/add LOGIN", "/rename NAME"):
+            assert needle in screen
+        for needle in ("/leave", "/history", "/quit, Ctrl-C", "//text", "'/text'"):
+            assert needle in screen
+        chat.type("/quit\r")
+        assert chat.wait_exit() == 0
+    finally:
+        chat.kill()

@@ -143,3 +143,15 @@ async def test_network_exits(cli_user: MakeUser) -> None:
     assert result.returncode == 5 and "queued" in result.stderr
     (entry,) = carol.json("outbox")
     assert (entry["op"], entry["conv"], entry["text"]) == ("send", 7, "en attente")
+
+
+async def test_reads_against_a_stopped_server_fail_fast(cli_user: MakeUser) -> None:
+    """``ls``/``history``/``whoami`` have nothing to wait for when the server refuses the
+    connection: they say so at once instead of retrying for the whole ``--timeout``."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    dan = await cli_user("Dan", server_url=dead)
+    for command in (["ls"], ["history", "3"], ["whoami"]):
+        # --timeout 600, but the process must be done well within the harness's 20 s.
+        result = dan.run(*command, "--timeout", "600")
+        assert result.returncode == 5, (command, result.stderr)
+        assert "is it running?" in result.stderr and dead in result.stderr

@@ -3,6 +3,8 @@ talk, each watching the other live."""
 
 from __future__ import annotations
 
+import signal
+
 from tests.cli.conftest import MakeUser
 
 
@@ -54,3 +56,17 @@ async def test_two_users_talk_through_the_cli(cli_user: MakeUser) -> None:
     assert [e["seq"] for e in bob.json("history", str(conv))] == [1, 2, 3, 4, 5, 6, 7]
     texts = [e.get("text") for e in carol.json("history", str(conv))]
     assert texts == [None, None, "Bien reçu", None, "Après le départ de Bob"]
+
+
+async def test_ctrl_c_stops_a_watch_started_with_sigint_ignored(cli_user: MakeUser) -> None:
+    """A script's background job (``chatd-cli watch &`` in a non-interactive shell, a CI
+    runner) starts with SIGINT ignored; Ctrl-C — a SIGINT — must still stop the watch, at
+    once and cleanly.  This is what made the suite red when it was itself run that way."""
+    alice = await cli_user("Alice")
+    watching = alice.start("watch", "--json", sigint_ignored=True)
+    watching.wait_stderr("Watching")
+    with open(f"/proc/{watching.proc.pid}/status") as status:
+        ignored = next(int(x.split()[1], 16) for x in status if x.startswith("SigIgn:"))
+    assert not ignored & (1 << (signal.SIGINT - 1))  # the client took SIGINT back
+    assert watching.interrupt() == 0
+    assert not any("Traceback" in line for line in watching.stderr)

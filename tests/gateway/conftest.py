@@ -34,6 +34,7 @@ from tests.gateway.client import WsClient
 
 PASSWORD = "correct horse battery staple"
 TERMS = "test-terms-1"
+TERMS_URL = "https://chatd.example/cgu-test-terms-1.html"
 ORIGIN = "https://app.chatd.example"
 HOUR_MS = 3_600_000
 
@@ -76,6 +77,7 @@ def start_server(tmp: Path, extra: dict[str, str], scheme: str = "http") -> Serv
             "CHATD_PORT": "0",
             "CHATD_ALLOWED_ORIGINS": ORIGIN,
             "CHATD_TERMS_VERSION": TERMS,
+            "CHATD_TERMS_URL": TERMS_URL,
             "CHATD_SQLITE_SYNCHRONOUS": "NORMAL",  # durability is the store suite's business
             **extra,
         },

@@ -10,8 +10,9 @@ import pytest
 import websockets
 
 from chatd.gateway.protocol import CloseCode
+from tests.conftest import run_chatd
 from tests.gateway.client import WsClient, pack
-from tests.gateway.conftest import ORIGIN, PASSWORD, TERMS, Admin, ServerProcess
+from tests.gateway.conftest import ORIGIN, PASSWORD, TERMS, TERMS_URL, Admin, ServerProcess
 
 
 async def login(server: ServerProcess, login: str, password: str) -> httpx.Response:
@@ -24,7 +25,7 @@ async def test_healthz_and_terms_version(server: ServerProcess) -> None:
         health = await http.get("/healthz")
         terms = await http.get("/v1/auth/terms")
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert terms.json() == {"terms_version": TERMS}
+    assert terms.json() == {"terms_version": TERMS, "terms_url": TERMS_URL}
 
 
 async def test_login_returns_a_token_that_opens_a_session(admin: Admin) -> None:
@@ -33,6 +34,7 @@ async def test_login_returns_a_token_that_opens_a_session(admin: Admin) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["user"]["id"] == account.id and body["terms_accepted"] is True
+    assert body["terms_url"] == TERMS_URL
     now = time.time() * 1000
     assert 7.9 * 3600e3 < body["expires_at"] - now <= 8 * 3600e3 + 5000  # 8 hours
     stored = await admin.store.find_session_token(
@@ -44,6 +46,7 @@ async def test_login_returns_a_token_that_opens_a_session(admin: Admin) -> None:
     hello = client.hello
     assert hello is not None
     assert hello["protocol"] == 1 and hello["user"]["id"] == account.id
+    assert hello["terms_url"] == TERMS_URL
     assert abs(hello["server_time"] - time.time() * 1000) < 60_000
     assert hello["limits"]["max_frame_bytes"] == 65536
     assert hello["limits"]["window"] == 200
@@ -75,6 +78,8 @@ async def test_repeated_failures_are_throttled(admin: Admin) -> None:
         (b'["login"]', 400, "malformed_frame"),
         (b'{"login": 5, "password": "x"}', 400, "invalid_request"),
         (b'{"login": "a", "password": "x", "extra": 1}', 400, "invalid_request"),
+        (b'{"login": "a", "password": "\\ud800"}', 400, "invalid_request"),  # lone surrogate
+        (b'{"login": "\\udfff", "password": "x"}', 400, "invalid_request"),
         (b'{"login": "a", "password": "' + b"x" * 5000 + b'"}', 413, "frame_too_large"),
     ],
 )
@@ -264,3 +269,29 @@ async def test_a_revocation_from_another_process_closes_an_idle_socket(admin: Ad
         __import__("hashlib").sha256(account.token.encode()).digest(), int(time.time() * 1000)
     )
     assert await idle.wait_closed(3) == (CloseCode.LOGGED_OUT, "logged_out")
+
+
+async def test_chatd_user_disable_closes_live_sockets_with_4004(admin: Admin) -> None:
+    """The real admin command, in its own process, on the running server's database: the
+    person's sockets close with 4004 ``user_disabled`` (as documented), not 4003 — the client
+    must say "your account is disabled", not "log in again".  After ``chatd user enable`` the
+    tokens the disable revoked stay revoked: the person logs in again."""
+    account = await admin.user()
+    phone, laptop = await admin.connect(account), await admin.connect(account)
+    env = {"CHATD_TERMS_VERSION": TERMS}
+    data = admin.server.data_dir
+    disabled = await asyncio.to_thread(run_chatd, data, "user", "disable", account.login, env=env)
+    assert disabled.returncode == 0, disabled.stderr
+    for client in (phone, laptop):
+        assert await client.wait_closed(10) == (CloseCode.USER_DISABLED, "user_disabled")
+
+    enabled = await asyncio.to_thread(run_chatd, data, "user", "enable", account.login, env=env)
+    assert enabled.returncode == 0, enabled.stderr
+    again = await WsClient.open(admin.server.ws_url)
+    await again.send_raw(pack({"op": "auth", "rid": 1, "token": account.token}))
+    assert await again.wait_closed(10) == (CloseCode.LOGGED_OUT, "logged_out")
+    async with httpx.AsyncClient(base_url=admin.server.base_url) as http:
+        response = await http.post(
+            "/v1/auth/login", json={"login": account.login, "password": PASSWORD}
+        )
+    assert response.status_code == 200, response.text

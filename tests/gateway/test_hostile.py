@@ -7,14 +7,17 @@ log is checked for internal errors when it stops) and never half-applies a chang
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
+import websockets
 
 from chatd.gateway.protocol import CloseCode
 from tests.gateway.client import WsClient, cmid, pack
-from tests.gateway.conftest import Admin
+from tests.gateway.conftest import Admin, start_server, stop_server
 
 HOSTILE: list[tuple[bytes, int | None, str]] = [
     (b"", None, "malformed_frame"),
@@ -180,6 +183,44 @@ async def test_rate_limit_answers_then_disconnects_a_hammering_client(
         except Exception:
             break
     assert await client.wait_closed() == (CloseCode.RATE_LIMITED, "rate_limited")
+
+
+async def test_a_burst_gets_every_reply_and_a_flood_gets_them_before_4007(
+    tmp_path: Path, password_hash: str
+) -> None:
+    """With the default limits (20/s, bursts of 100), as docs/protocol.md §12 describes them:
+    a burst of 200 requests sent at once is answered in full — ``ok`` or ``rate_limited`` for
+    every rid, no close; a flood that goes on (more refusals in a row than the burst) is
+    closed with 4007, but only after every request read before the close got its answer,
+    in order.  Before the fix the close emptied the queue: 13–35 replies, then 4007."""
+    server = start_server(tmp_path, {"CHATD_AUTH_TIMEOUT_SECONDS": "5"})
+    store = server.store()
+    await store.open()
+    admin = Admin(server, store, password_hash)
+    try:
+        client = await admin.connect(await admin.user(), sync=False)
+        for rid in range(100, 300):
+            await client.send_raw(pack({"op": "ping", "rid": rid}))
+        await client.wait_until(lambda: len(client.unmatched) >= 200)
+        assert [r["rid"] for r in client.unmatched] == list(range(100, 300))
+        codes = [r.get("code", "ok") for r in client.unmatched]
+        assert codes.count("ok") >= 100 and set(codes) <= {"ok", "rate_limited"}
+
+        assert client.close_code is None  # answered, not closed
+
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for rid in range(1000, 6000):  # keeps hammering without slowing down
+                await client.send_raw(pack({"op": "ping", "rid": rid}))
+        assert await client.wait_closed() == (CloseCode.RATE_LIMITED, "rate_limited")
+        rids = [r["rid"] for r in client.unmatched[200:]]
+        assert rids == list(range(1000, 1000 + len(rids)))  # every one read, answered in order
+        # Refusals in a row count across both volleys (nothing was accepted in between).
+        codes = [r.get("code", "ok") for r in client.unmatched]
+        refused_in_a_row = len(codes) - max(i for i, c in enumerate(["ok", *codes]) if c == "ok")
+        assert refused_in_a_row == 101, codes  # the burst plus the one that ended it
+    finally:
+        await admin.close()
+        stop_server(server)
 
 
 async def test_idle_connections_are_closed(strict_admin: Admin) -> None:
