@@ -33,6 +33,7 @@ from chatd.errors import (
     UserDisabledError,
     ValidationError,
 )
+from chatd.i18n import N_, Language, language
 from chatd.password_policy import check_password
 from chatd.store.abstract import Store
 from chatd.store.records import SessionToken, User, UserProfile
@@ -71,6 +72,8 @@ class Principal:
     # The password is a one-time password set by an administrator: until the user chose a
     # new one only changing it (and logging out) is allowed (see :meth:`require_usable`).
     password_change_required: bool = False
+    # The language the person chose for their account (None: not chosen).
+    language: Language | None = None
 
     def require_usable(self) -> None:
         """Raise :class:`~chatd.errors.PasswordChangeRequiredError` while the password gate
@@ -103,7 +106,9 @@ def check_session(token: SessionToken | None, user: User | None, now_ms: int) ->
 
 def check_credentials_shape(login: object, password: object) -> tuple[str, str]:
     if not isinstance(login, str) or not 1 <= len(login) <= MAX_LOGIN_CHARS or not _encodes(login):
-        raise ValidationError("login must be text of 1 to 64 characters.", field="login")
+        raise ValidationError(
+            N_("A login has from 1 to {max} characters."), field="login", max=MAX_LOGIN_CHARS
+        )
     return login, _password_field(password, "password")
 
 
@@ -124,7 +129,7 @@ def _password_field(value: object, field: str) -> str:
         size = 0
     if not 1 <= size <= MAX_PASSWORD_BYTES:
         raise ValidationError(
-            f"{field} must be text of 1 to {MAX_PASSWORD_BYTES} bytes.", field=field
+            N_("A password has from 1 to {max} bytes."), field=field, max=MAX_PASSWORD_BYTES
         )
     assert isinstance(value, str)
     return value
@@ -145,7 +150,7 @@ class LoginThrottle:
     def check(self, key: str, now_ms: int) -> None:
         recent = [t for t in self._failures.get(key, ()) if now_ms - t < self.window_ms]
         if len(recent) >= self.max_failures:
-            raise RateLimitedError("Too many failed logins; wait a minute and retry.")
+            raise RateLimitedError(N_("Too many failed logins; wait a minute and retry."))
 
     def failed(self, key: str, now_ms: int) -> None:
         recent = [t for t in self._failures.pop(key, []) if now_ms - t < self.window_ms]
@@ -185,6 +190,7 @@ class AuthService:
             expires_at,
             user.terms_version == self.terms_version,
             user.must_change_password,
+            language(user.language),
         )
 
     async def login(self, login: object, password: object) -> LoginResult:
@@ -256,7 +262,7 @@ class AuthService:
             ok = await asyncio.to_thread(verify_password, old, user.password_hash)
         if not ok:
             self._throttle.failed(key, self._clock_ms())
-            raise InvalidCredentialsError("The current password is wrong.")
+            raise InvalidCredentialsError(N_("The current password is wrong."))
         self._throttle.succeeded(key)
         names = (user.profile.first_name, user.profile.last_name)
         check_password(new, login=user.login, names=names, current=old)
@@ -273,6 +279,11 @@ class AuthService:
             for token_hash in revoked:
                 self._on_revoke(token_hash)
         return dataclasses.replace(principal, password_change_required=False), len(revoked)
+
+    async def set_language(self, principal: Principal, chosen: Language | None) -> Principal:
+        """The person chose the language of their account (None: follow their client)."""
+        user = await self._store.set_user_language(principal.user_id, chosen)
+        return self.principal(user, principal.token_hash, principal.expires_at)
 
     async def accept_terms(self, principal: Principal, version: object) -> Principal:
         if not isinstance(version, str) or version != self.terms_version:

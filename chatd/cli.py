@@ -26,17 +26,25 @@ from pathlib import Path
 
 import uvloop
 
+from chatd.admin_voice import ADMIN, admin_language
+from chatd.argparse_words import speaking
 from chatd.config import Settings
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.crypto.passwords import hash_password
 from chatd.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
-from chatd.password_policy import RULE, check_password, one_time_password
+from chatd.i18n import LANGUAGES, N_
+from chatd.password_policy import check_password, one_time_password, rule
 from chatd.store.records import NewUser, User, UserProfile
 from chatd.store.server_lock import ServerLock, ServerRunningError
 from chatd.store.sqlite import SqliteStore
 
 EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY = 1, 2, 3, 4, 5
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
+
+# Every line for the operator is said in the admin command's language (chatd.admin_voice).
+_ = ADMIN
+ngettext = ADMIN.ngettext
+KEY_FILE_CREATED = N_("Created key file {path} (mode 0600). Back it up: without it nothing opens.")
 
 
 def open_store(settings: Settings, ring: KeyRing | None = None) -> SqliteStore:
@@ -60,13 +68,13 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.key_file_path
     if path.exists():
         load_key_file(path)  # refuse a bad file loudly even when not creating one
-        print(f"Key file {path} already exists; kept.")
+        print(_("Key file {path} already exists; kept.", path=str(path)))
     else:
         write_key_file(path, KeyRing.generate(), replace=False)
-        print(f"Created key file {path} (mode 0600). Back it up: without it nothing opens.")
+        print(_(KEY_FILE_CREATED, path=str(path)))
     async with open_store(settings):
         pass
-    print(f"Database {settings.database_path} is ready.")
+    print(_("Database {path} is ready.", path=str(settings.database_path)))
     return 0
 
 
@@ -76,8 +84,8 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.key_file_path
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
-        print(f"Created key file {path} (mode 0600). Back it up: without it nothing opens.")
-    with ServerLock(settings.database_path, "start another server"):
+        print(_(KEY_FILE_CREATED, path=str(path)))
+    with ServerLock(settings.database_path, N_("start another server")):
         async with open_store(settings) as store:
             await serve(settings, store)
     return 0
@@ -87,14 +95,19 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as store:
         report = await store.verify()
     for problem in report.problems:
-        print(f"BROKEN {problem}", file=sys.stderr)
+        print(_("BROKEN {problem}", problem=problem.said(ADMIN.lang)), file=sys.stderr)
     for warning in report.warnings:
-        print(f"WARNING {warning}", file=sys.stderr)
+        print(_("WARNING {warning}", warning=warning.render(ADMIN.lang)), file=sys.stderr)
+    broken = len(report.problems)
     _out(
         args,
-        f"{report.conversations} conversations, {report.events} events,"
-        f" {report.attachments} attachments checked:"
-        f" {'OK' if report.ok else f'{len(report.problems)} broken'}",
+        _(
+            "{conversations}, {events}, {attachments} checked: {verdict}",
+            conversations=ngettext("{n} conversation", "{n} conversations", report.conversations),
+            events=ngettext("{n} event", "{n} events", report.events),
+            attachments=ngettext("{n} attachment", "{n} attachments", report.attachments),
+            verdict=_("OK") if report.ok else ngettext("{n} broken", "{n} broken", broken),
+        ),
         {
             "conversations": report.conversations,
             "events": report.events,
@@ -103,7 +116,7 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
                 {"conv": p.conv_id, "seq": p.seq, "user": p.user_id, "reason": p.reason}
                 for p in report.problems
             ],
-            "warnings": list(report.warnings),
+            "warnings": [str(warning) for warning in report.warnings],  # English
         },
     )
     return 0 if report.ok else EXIT_PROBLEM
@@ -111,21 +124,28 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.key_file_path
-    with ServerLock(settings.database_path, "rotate the master key"):
+    with ServerLock(settings.database_path, N_("rotate the master key")):
         old = load_key_file(path)
         new = old.with_new_active()
         # The file first: if we crash after it, the old KEK is still in it and all opens.
         write_key_file(path, new, replace=True)
         async with open_store(settings, new) as store:
             count = await store.rewrap_data_keys(new)
-    print(f"New active key {new.active_id}; {count} data keys re-wrapped.")
-    print(f"Retire the previous key with: chatd keys retire {old.active_id}")
+    print(
+        ngettext(
+            "New active key {key}; {n} data key re-wrapped.",
+            "New active key {key}; {n} data keys re-wrapped.",
+            count,
+            key=new.active_id,
+        )
+    )
+    print(_("Retire the previous key with: chatd keys retire {key}", key=old.active_id))
     return 0
 
 
 async def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.key_file_path
-    with ServerLock(settings.database_path, "retire a master key"):
+    with ServerLock(settings.database_path, N_("retire a master key")):
         return await _retire_locked(settings, args, path)
 
 
@@ -135,12 +155,12 @@ async def _retire_locked(settings: Settings, args: argparse.Namespace, path: Pat
         in_use = await store.kek_ids_in_use()
     if args.key_id in in_use:
         print(
-            f"Key {args.key_id} still wraps data keys; run 'chatd keys rotate' first.",
+            _("Key {key} still wraps data keys; run 'chatd keys rotate' first.", key=args.key_id),
             file=sys.stderr,
         )
         return EXIT_KEYS
     write_key_file(path, ring.without(args.key_id), replace=True)
-    print(f"Key {args.key_id} retired.")
+    print(_("Key {key} retired.", key=args.key_id))
     return 0
 
 
@@ -150,7 +170,9 @@ async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
         in_use = await store.kek_ids_in_use()
     for kid in ring.keys:
         flags = [
-            f for f, on in (("active", kid == ring.active_id), ("in use", kid in in_use)) if on
+            flag
+            for flag, on in ((_("active"), kid == ring.active_id), (_("in use"), kid in in_use))
+            if on
         ]
         print(f"{kid}  {', '.join(flags)}")
     return 0
@@ -163,10 +185,26 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
         if args.apply:
             for conv_id in expired:
                 await store.shred_conversation(conv_id)
-    verb = "Shredded" if args.apply else "Would shred"
+    ids = ", ".join(str(conv_id) for conv_id in expired)
+    if not expired:
+        said = _("No conversation is past the retention period.")
+    elif args.apply:
+        said = ngettext(
+            "Shredded {n} conversation: {ids}",
+            "Shredded {n} conversations: {ids}",
+            len(expired),
+            ids=ids,
+        )
+    else:
+        said = ngettext(
+            "Would shred {n} conversation: {ids}",
+            "Would shred {n} conversations: {ids}",
+            len(expired),
+            ids=ids,
+        )
     _out(
         args,
-        f"{verb} {len(expired)} conversations: {expired}",
+        said,
         {"applied": bool(args.apply), "conversations": expired},
     )
     return 0 if args.apply or not expired else EXIT_PROBLEM
@@ -184,8 +222,14 @@ async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     )
     password_hash = await asyncio.to_thread(hash_password, password)
     async with open_store(settings) as store:
-        user = await store.create_user(NewUser(args.login, password_hash, profile))
-    _out(args, f"Created user {user.id} ({user.login}).", {"id": user.id, "login": user.login})
+        user = await store.create_user(
+            NewUser(args.login, password_hash, profile, language=args.language)
+        )
+    _out(
+        args,
+        _("Created user {id} ({login}).", id=str(user.id), login=user.login),
+        {"id": user.id, "login": user.login, "language": user.language},
+    )
     return 0
 
 
@@ -194,13 +238,16 @@ async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
         users = await store.list_users()
     for user in users:
         p = user.profile
+        line = f"{user.id:>5}  {user.login:<20} {user.language or '-':<3} {profile_line(p)}"
+        if user.disabled:
+            line += "  " + _("[disabled]")
         _out(
             args,
-            f"{user.id:>5}  {user.login:<20} {profile_line(p)}"
-            f"{'  [disabled]' if user.disabled else ''}",
+            line,
             {
                 "id": user.id,
                 "login": user.login,
+                "language": user.language,
                 "first_name": p.first_name,
                 "last_name": p.last_name,
                 "profession": p.profession,
@@ -227,7 +274,7 @@ async def _named_user(store: SqliteStore, login: str) -> User | None:
     """The account named ``login``, or None after saying there is none."""
     user = await store.find_user_by_login(login)
     if user is None:
-        print(f"No user {login!r}.", file=sys.stderr)
+        print(_("No user '{login}'.", login=login), file=sys.stderr)
     return user
 
 
@@ -239,7 +286,10 @@ async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
         await store.set_user_disabled(user.id, not args.enable)
         if not args.enable:  # a disabled account's sessions end (its sockets at next request)
             await store.revoke_user_tokens(user.id, int(time.time() * 1000))
-    print(f"User {user.login} {'enabled' if args.enable else 'disabled'}.")
+    if args.enable:
+        print(_("User {login} enabled.", login=user.login))
+    else:
+        print(_("User {login} disabled.", login=user.login))
     return 0
 
 
@@ -254,10 +304,14 @@ async def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) 
         revoked = await store.reset_password(user.id, password_hash, now_ms=int(time.time() * 1000))
     _out(
         args,
-        f"One-time password for {user.login}: {password}\n"
-        "It is shown only this once: give it to them yourself, by another channel than the"
-        " messaging. At their next login they must choose a new password."
-        f" {revoked} open session(s) closed.",
+        _("One-time password for {login}: {password}", login=user.login, password=password)
+        + "\n"
+        + _(
+            "It is shown only this once: give it to them yourself, by another channel than the"
+            " messaging. At their next login they must choose a new password."
+        )
+        + " "
+        + ngettext("{n} open session closed.", "{n} open sessions closed.", revoked),
         {
             "id": user.id,
             "login": user.login,
@@ -277,26 +331,26 @@ def _ask_password(login: str, names: tuple[str, str]) -> str:
         password = sys.stdin.readline().rstrip("\n")
         _check_new_password(password, login, names)
         return password
-    print(RULE, file=sys.stderr)
+    print(rule(ADMIN.lang), file=sys.stderr)
     for attempt in range(1, PASSWORD_ATTEMPTS + 1):
-        password = getpass.getpass("Password: ")
+        password = getpass.getpass(_("Password: "))
         try:
             _check_new_password(password, login, names)
-            if password != getpass.getpass("Again: "):
-                raise ConfigError("The passwords differ.")
+            if password != getpass.getpass(_("Again: ")):
+                raise ConfigError(N_("The passwords differ."))
             return password
         except ConfigError as exc:
             if attempt == PASSWORD_ATTEMPTS:
                 raise
-            print(exc.message, file=sys.stderr)
+            print(exc.message_in(ADMIN.lang), file=sys.stderr)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _check_new_password(password: str, login: str, names: tuple[str, str]) -> None:
     try:
         check_password(password, login=login, names=names)
-    except WeakPasswordError as exc:
-        raise ConfigError(exc.message) from None
+    except WeakPasswordError as exc:  # the same sentence, said by the admin command
+        raise ConfigError(exc.template, **exc.details) from None
 
 
 # ----------------------------------------------------------------------------- parser
@@ -305,106 +359,153 @@ Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser, its help in the admin command's language (decide it first)."""
     parser = argparse.ArgumentParser(
         prog="chatd",
-        description="chatd secure messaging server. Settings come from CHATD_* variables"
-        " (see 'chatd settings').",
+        description=_(
+            "chatd secure messaging server. Settings come from CHATD_* variables"
+            " (see 'chatd settings')."
+        ),
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar=_("COMMAND"))
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
         return p
 
-    add("init", cmd_init, "Create the key file and the database (safe to repeat).")
-    serve = add("serve", cmd_serve, "Run the server (HTTP + WebSocket) until SIGINT/SIGTERM.")
-    serve.set_defaults(uvloop=True)
-    add(
-        "verify", cmd_verify, "Check every hash chain and seal; exit 1 naming what is broken."
-    ).add_argument("--json", action="store_true")
-    add("settings", cmd_settings, "List every CHATD_* setting with its default.")
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help=_("Write the result as JSON."))
 
-    keys = sub.add_parser("keys", help="Master key rotation.").add_subparsers(
-        dest="keys_command", required=True, metavar="ACTION"
+    add("init", cmd_init, _("Create the key file and the database (safe to repeat)."))
+    serve = add("serve", cmd_serve, _("Run the server (HTTP + WebSocket) until SIGINT/SIGTERM."))
+    serve.set_defaults(uvloop=True)
+    json_flag(
+        add(
+            "verify",
+            cmd_verify,
+            _("Check every hash chain and seal; exit 1 naming what is broken."),
+        )
     )
-    keys.add_parser("rotate", help="New master key; re-wrap every data key.").set_defaults(
+    add("settings", cmd_settings, _("List every CHATD_* setting with its default."))
+
+    keys = sub.add_parser("keys", help=_("Master key rotation.")).add_subparsers(
+        dest="keys_command", required=True, metavar=_("ACTION")
+    )
+    keys.add_parser("rotate", help=_("New master key; re-wrap every data key.")).set_defaults(
         func=cmd_keys_rotate
     )
-    keys.add_parser("list", help="Key ids, active and in use.").set_defaults(func=cmd_keys_list)
-    retire = keys.add_parser("retire", help="Remove a master key no data key uses any more.")
-    retire.add_argument("key_id")
+    keys.add_parser("list", help=_("Key ids, active and in use.")).set_defaults(func=cmd_keys_list)
+    retire = keys.add_parser("retire", help=_("Remove a master key no data key uses any more."))
+    retire.add_argument("key_id", metavar=_("KEY_ID"))
     retire.set_defaults(func=cmd_keys_retire)
 
-    retention = sub.add_parser("retention", help="Retention (crypto-shredding).").add_subparsers(
-        dest="retention_command", required=True, metavar="ACTION"
+    retention = sub.add_parser("retention", help=_("Retention (crypto-shredding).")).add_subparsers(
+        dest="retention_command", required=True, metavar=_("ACTION")
     )
-    run = retention.add_parser("run", help="Shred conversations past the retention period.")
+    run = retention.add_parser("run", help=_("Shred conversations past the retention period."))
     mode = run.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--dry-run", action="store_true", help="List what would be shredded.")
-    mode.add_argument("--apply", action="store_true", help="Destroy their data keys.")
-    run.add_argument("--json", action="store_true")
+    mode.add_argument("--dry-run", action="store_true", help=_("List what would be shredded."))
+    mode.add_argument("--apply", action="store_true", help=_("Destroy their data keys."))
+    json_flag(run)
     run.set_defaults(func=cmd_retention_run)
 
-    user = sub.add_parser("user", help="User accounts.").add_subparsers(
-        dest="user_command", required=True, metavar="ACTION"
+    user = sub.add_parser("user", help=_("User accounts.")).add_subparsers(
+        dest="user_command", required=True, metavar=_("ACTION")
     )
     user_add = user.add_parser(
         "add",
-        help="Create a user (password prompted, or read from stdin).",
-        description="Create a user. The password is prompted twice, or read from the first"
-        f" line of stdin. {RULE}",
+        help=_("Create a user (password prompted, or read from stdin)."),
+        description=_(
+            "Create a user. The password is prompted twice, or read from the first"
+            " line of stdin. {rule}",
+            rule=rule(ADMIN.lang),
+        ),
     )
-    user_add.add_argument("login")
-    user_add.add_argument("--first-name", required=True)
-    user_add.add_argument("--last-name", required=True)
-    user_add.add_argument("--profession", default="", help="Profession or specialty.")
-    user_add.add_argument("--structure", default="", help="Hospital, practice, care home…")
-    user_add.add_argument("--email", default="")
-    user_add.add_argument("--rpps", default=None, help="RPPS number, if any.")
-    user_add.add_argument("--json", action="store_true")
+    user_add.add_argument("login", metavar=_("LOGIN"))
+    user_add.add_argument(
+        "--first-name", required=True, metavar=_("FIRST_NAME"), help=_("First name.")
+    )
+    user_add.add_argument(
+        "--last-name", required=True, metavar=_("LAST_NAME"), help=_("Last name.")
+    )
+    user_add.add_argument(
+        "--profession", default="", metavar=_("PROFESSION"), help=_("Profession or specialty.")
+    )
+    user_add.add_argument(
+        "--structure",
+        default="",
+        metavar=_("STRUCTURE"),
+        help=_("Hospital, practice, care home…"),
+    )
+    user_add.add_argument("--email", default="", metavar=_("EMAIL"), help=_("E-mail address."))
+    user_add.add_argument("--rpps", default=None, metavar="RPPS", help=_("RPPS number, if any."))
+    user_add.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        default=None,
+        help=_(
+            "The language of the account (fr or en). Without it, the person's application"
+            " chooses, else the server's default."
+        ),
+    )
+    json_flag(user_add)
     user_add.set_defaults(func=cmd_user_add)
-    user_list = user.add_parser("list", help="List users.")
-    user_list.add_argument("--json", action="store_true")
+    user_list = user.add_parser(
+        "list",
+        help=_("List users."),
+        description=_(
+            "List users: number, login, language ('-': not chosen), name, profession and structure."
+        ),
+    )
+    json_flag(user_list)
     user_list.set_defaults(func=cmd_user_list)
-    for name, enable in (("disable", False), ("enable", True)):
-        p = user.add_parser(name, help=f"{name.capitalize()} a user.")
-        p.add_argument("login")
-        p.set_defaults(func=cmd_user_disable, enable=enable)
-    reset_help = (
+    disable = user.add_parser("disable", help=_("Disable a user and close their sessions."))
+    disable.add_argument("login", metavar=_("LOGIN"))
+    disable.set_defaults(func=cmd_user_disable, enable=False)
+    enable = user.add_parser("enable", help=_("Enable a user."))
+    enable.add_argument("login", metavar=_("LOGIN"))
+    enable.set_defaults(func=cmd_user_disable, enable=True)
+    reset_help = _(
         "Give a user a one-time password, printed once, and close their sessions; at their"
         " next login they must choose a new password."
     )
     reset = user.add_parser("reset-password", help=reset_help, description=reset_help)
-    reset.add_argument("login")
-    reset.add_argument("--json", action="store_true")
+    reset.add_argument("login", metavar=_("LOGIN"))
+    json_flag(reset)
     reset.set_defaults(func=cmd_user_reset_password)
     return parser
 
 
 async def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for variable, default, doc in Settings.describe():
-        print(f"{variable:<30} {default:<14} {doc}")
+        print(f"{variable:<30} {default:<14} {_(doc)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ADMIN.use(admin_language())
+    with speaking(ADMIN):
+        args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         run = uvloop.run if getattr(args, "uvloop", False) else asyncio.run
         return int(run(args.func(settings, args)))
     except ConfigError as exc:
-        print(f"chatd: {exc.message}", file=sys.stderr)
+        _say_error(exc)
         return EXIT_USAGE
     except KeyFileError as exc:
-        print(f"chatd: {exc.message}", file=sys.stderr)
+        _say_error(exc)
         return EXIT_KEYS
     except ServerRunningError as exc:
-        print(f"chatd: {exc.message}", file=sys.stderr)
+        _say_error(exc)
         return EXIT_BUSY
     except ChatdError as exc:
-        print(f"chatd: {exc.message}", file=sys.stderr)
+        _say_error(exc)
         return EXIT_DATABASE
     except KeyboardInterrupt:
         return 130
+
+
+def _say_error(exc: ChatdError) -> None:
+    print(_("chatd: {message}", message=exc.message_in(ADMIN.lang)), file=sys.stderr)

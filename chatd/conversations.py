@@ -35,12 +35,28 @@ from chatd.errors import (
     ValidationError,
 )
 from chatd.events import EventDraft, EventKind, MessageTag
+from chatd.i18n import N_
 
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 20_000
 MAX_MEMBERS = 500
 MAX_CLIENT_MSG_ID_CHARS = 64
 MAX_ATTACHMENTS = 10
+
+# What a person is told when a message, a conversation name or a participant list breaks the
+# rules above (the protocol's validation says the same): gettext message ids, filled with
+# ``max`` where they have it.
+MESSAGE_TOO_LONG = N_("The message is over {max} characters.")
+MESSAGE_EMPTY = N_("The message is empty.")
+MESSAGE_NOT_TEXT = N_("The message must be text.")
+NAME_TOO_LONG = N_("The conversation name is over {max} characters.")
+NAME_EMPTY = N_("The conversation name is empty.")
+NAME_NOT_TEXT = N_("The conversation name must be text.")
+TOO_MANY_ATTACHMENTS = N_("A message carries at most {max} attachments.")
+BAD_ATTACHMENTS = N_("The list of attachments is not valid: each attachment is given once.")
+NO_OTHER_MEMBER = N_("A conversation needs at least one other participant.")
+TOO_MANY_MEMBERS = N_("A conversation has at most {max} participants.")
+MALFORMED = N_("The request is malformed (field {field}).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,36 +131,32 @@ class ConversationState:
 
 def clean_name(raw: object) -> str:
     if not isinstance(raw, str):
-        raise ValidationError("The conversation name must be text.", field="name")
+        raise ValidationError(NAME_NOT_TEXT, field="name")
     name = unicodedata.normalize("NFC", raw).strip()
     if not name:
-        raise ValidationError("The conversation name cannot be empty.", field="name")
+        raise ValidationError(NAME_EMPTY, field="name")
     if len(name) > MAX_NAME_CHARS:
-        raise ValidationError(
-            f"The conversation name is longer than {MAX_NAME_CHARS} characters.", field="name"
-        )
+        raise ValidationError(NAME_TOO_LONG, field="name", max=MAX_NAME_CHARS)
     if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise ValidationError("The conversation name has control characters.", field="name")
+        raise ValidationError(
+            N_("The conversation name has invisible control characters."), field="name"
+        )
     return name
 
 
 def check_body(body: MessageBody) -> None:
     if not isinstance(body.text, str):
-        raise ValidationError("The message text must be text.", field="text")
+        raise ValidationError(MESSAGE_NOT_TEXT, field="text")
     if len(body.text) > MAX_TEXT_CHARS:
-        raise ValidationError(
-            f"The message is longer than {MAX_TEXT_CHARS} characters.", field="text"
-        )
+        raise ValidationError(MESSAGE_TOO_LONG, field="text", max=MAX_TEXT_CHARS)
     if not body.text.strip() and not body.attachments:
-        raise ValidationError("The message is empty.", field="text")
+        raise ValidationError(MESSAGE_EMPTY, field="text")
     if len(body.attachments) > MAX_ATTACHMENTS:
-        raise ValidationError(
-            f"A message carries at most {MAX_ATTACHMENTS} attachments.", field="attachments"
-        )
+        raise ValidationError(TOO_MANY_ATTACHMENTS, field="attachments", max=MAX_ATTACHMENTS)
     if len(set(body.attachments)) != len(body.attachments) or not all(
         isinstance(a, int) and not isinstance(a, bool) and 0 < a < 2**63 for a in body.attachments
     ):
-        raise ValidationError("attachments must be distinct attachment ids.", field="attachments")
+        raise ValidationError(BAD_ATTACHMENTS, field="attachments")
 
 
 def check_client_msg_id(client_msg_id: object) -> None:
@@ -153,10 +165,7 @@ def check_client_msg_id(client_msg_id: object) -> None:
         or not 1 <= len(client_msg_id) <= MAX_CLIENT_MSG_ID_CHARS
         or not client_msg_id.isprintable()
     ):
-        raise ValidationError(
-            f"client_msg_id must be 1 to {MAX_CLIENT_MSG_ID_CHARS} printable characters.",
-            field="client_msg_id",
-        )
+        raise ValidationError(MALFORMED, field="client_msg_id")
 
 
 def referenced_users(op: Operation) -> tuple[int, ...]:
@@ -213,7 +222,7 @@ def decide(
         return [EventDraft(EventKind.JOINED, op.sender, {"user": op.user})]
     if isinstance(op, Leave):
         return [EventDraft(EventKind.LEFT, op.sender, {"user": op.sender})]
-    raise ValidationError("Unknown operation.")  # pragma: no cover - exhaustive above
+    raise AssertionError(f"unknown operation {type(op).__name__}")  # pragma: no cover
 
 
 def _decide_create(op: CreateConversation, active_users: Set[int]) -> list[EventDraft]:
@@ -222,9 +231,9 @@ def _decide_create(op: CreateConversation, active_users: Set[int]) -> list[Event
     name = clean_name(op.name)
     others = list(dict.fromkeys(u for u in op.members if u != op.sender))
     if not others:
-        raise ValidationError("A conversation needs at least one other participant.")
+        raise ValidationError(NO_OTHER_MEMBER, field="members")
     if len(others) + 1 > MAX_MEMBERS:
-        raise ValidationError(f"A conversation has at most {MAX_MEMBERS} participants.")
+        raise ValidationError(TOO_MANY_MEMBERS, field="members", max=MAX_MEMBERS)
     for user in others:
         if user not in active_users:
             raise UserNotFound(user=user)

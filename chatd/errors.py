@@ -17,18 +17,39 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from chatd.i18n import N_, Language, Text, fill, server_catalogue
+
 
 class ChatdError(Exception):
-    """Base of every chatd error."""
+    """Base of every chatd error.
+
+    Its sentence is a gettext message id (English, marked with ``N_``) whose ``{name}``
+    fields are filled from ``details``: it is translated only when the reader's language is
+    known (:meth:`message_in`); :attr:`message` is the English text."""
 
     code: ClassVar[str] = "internal_error"
-    default_message: ClassVar[str] = "The server could not complete the request."
+    default_message: ClassVar[str] = N_("The server could not complete the request.")
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
-        self.message = message or self.default_message
-        # ``details`` are structured, non-secret facts (ids, limits) for clients and logs.
+        self.template = message or self.default_message
+        # ``details`` are structured, non-secret facts (ids, limits) for clients and logs,
+        # and the values of the sentence's fields.
         self.details = details
         super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """The sentence in English (the message id with its fields filled)."""
+        return fill(self.template, self.details)
+
+    def message_in(self, lang: Language) -> str:
+        """The sentence in ``lang``."""
+        return server_catalogue(lang).format(self.template, **self.details)
+
+    @property
+    def text(self) -> Text:
+        """The sentence, to be said later (inside another one, in a report)."""
+        return Text(self.template, self.details)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
@@ -41,14 +62,14 @@ class ConfigError(ChatdError):
     """A ``CHATD_*`` setting is missing or invalid; raised at start-up, never later."""
 
     code = "config_error"
-    default_message = "The server configuration is invalid."
+    default_message = N_("The server configuration is invalid.")
 
 
 class KeyFileError(ChatdError):
     """The master key file is missing, unreadable, too permissive or malformed."""
 
     code = "key_file_error"
-    default_message = "The master key file cannot be used."
+    default_message = N_("The master key file cannot be used.")
 
 
 class IntegrityError(ChatdError):
@@ -58,26 +79,26 @@ class IntegrityError(ChatdError):
     """
 
     code = "integrity_error"
-    default_message = "Stored data failed its integrity check."
+    default_message = N_("Stored data failed its integrity check.")
 
 
 class UnknownKeyError(IntegrityError):
     """A wrapped key names a key-encryption key that is not loaded."""
 
     code = "unknown_key"
-    default_message = "A key needed to open stored data is not loaded."
+    default_message = N_("A key needed to open stored data is not loaded.")
 
 
 class MigrationError(ChatdError):
     """The database schema is newer than this code, or a migration failed."""
 
     code = "migration_error"
-    default_message = "The database schema cannot be brought up to date."
+    default_message = N_("The database schema cannot be brought up to date.")
 
 
 class StoreClosedError(ChatdError):
     code = "unavailable"
-    default_message = "The store is shutting down; retry shortly."
+    default_message = N_("The store is shutting down; retry shortly.")
 
 
 # --------------------------------------------------------------------------- client-facing
@@ -87,71 +108,71 @@ class ClientError(ChatdError):
     """An error whose code and sentence are sent to the client as they are."""
 
     code = "bad_request"
-    default_message = "The request is not valid."
+    default_message = N_("The request is not valid.")
 
 
 class ValidationError(ClientError):
     code = "invalid_request"
-    default_message = "The request is malformed or has an invalid field."
+    default_message = N_("The request is malformed or has an invalid field.")
 
 
 class NotFoundError(ClientError):
     code = "not_found"
-    default_message = "No such item."
+    default_message = N_("No such item.")
 
 
 class ConversationNotFound(NotFoundError):
     """Also raised for conversations the user cannot see, so that ids cannot be probed."""
 
     code = "conversation_not_found"
-    default_message = "This conversation does not exist or you are not a participant."
+    default_message = N_("This conversation does not exist or you are not a participant.")
 
 
 class UserNotFound(NotFoundError):
     code = "user_not_found"
-    default_message = "No such user."
+    default_message = N_("No such user.")
 
 
 class ForbiddenError(ClientError):
     code = "forbidden"
-    default_message = "You are not allowed to do this."
+    default_message = N_("You are not allowed to do this.")
 
 
 class NotAMemberError(ForbiddenError):
     code = "not_a_member"
-    default_message = "You are no longer a participant of this conversation."
+    default_message = N_("You are no longer a participant of this conversation.")
 
 
 class AlreadyMemberError(ClientError):
     code = "already_member"
-    default_message = "This person is already a participant of the conversation."
+    default_message = N_("This person is already a participant of the conversation.")
 
 
 class UserDisabledError(ForbiddenError):
     code = "user_disabled"
-    default_message = "This account is disabled."
+    default_message = N_("This account is disabled.")
 
 
 class ConflictError(ClientError):
     code = "conflict"
-    default_message = "The request conflicts with the current state."
+    default_message = N_("The request conflicts with the current state.")
 
 
 class LoginTakenError(ConflictError):
     code = "login_taken"
-    default_message = "This login is already in use."
+    default_message = N_("This login is already in use.")
 
 
 class ConversationShreddedError(ClientError):
     """The conversation's data key was destroyed at the end of its retention period."""
 
     code = "conversation_expired"
-    default_message = "This conversation has reached the end of its retention period."
+    default_message = N_("This conversation has reached the end of its retention period.")
 
 
 class UnavailableError(ClientError):
     code = "unavailable"
-    default_message = "The service is temporarily unavailable; retry shortly."
+    default_message = N_("The service is temporarily unavailable; retry shortly.")
 
 
 # ------------------------------------------------------------------- gateway (auth, protocol)
@@ -161,70 +182,70 @@ class MalformedFrameError(ClientError):
     """A WebSocket frame that is not one msgpack map, or an HTTP body that is not JSON."""
 
     code = "malformed_frame"
-    default_message = "The frame is not a single msgpack map."
+    default_message = N_("The frame is not a single msgpack map.")
 
 
 class UnknownOpError(ClientError):
     code = "unknown_op"
-    default_message = "This operation does not exist."
+    default_message = N_("This operation does not exist.")
 
 
 class InvalidStateError(ClientError):
     """An operation not allowed in the session's current state (e.g. a second ``auth``)."""
 
     code = "invalid_state"
-    default_message = "This operation is not allowed now."
+    default_message = N_("This operation is not allowed now.")
 
 
 class FrameTooLargeError(ClientError):
     code = "frame_too_large"
-    default_message = "The request is larger than the server accepts."
+    default_message = N_("The request is larger than the server accepts.")
 
 
 class RateLimitedError(ClientError):
     code = "rate_limited"
-    default_message = "Too many requests; slow down and retry shortly."
+    default_message = N_("Too many requests; slow down and retry shortly.")
 
 
 class AuthError(ClientError):
     """Base of the authentication failures (HTTP 401 / WebSocket close 4001–4004)."""
 
     code = "unauthenticated"
-    default_message = "Authentication is required."
+    default_message = N_("Authentication is required.")
 
 
 class InvalidCredentialsError(AuthError):
     """Wrong login or password; deliberately does not say which."""
 
     code = "invalid_credentials"
-    default_message = "The login or the password is wrong."
+    default_message = N_("The login or the password is wrong.")
 
 
 class UnauthenticatedError(AuthError):
     """No token, an unknown token, or a token revoked by a logout."""
 
     code = "unauthenticated"
-    default_message = "This session is not valid; log in again."
+    default_message = N_("This session is not valid; log in again.")
 
 
 class TokenExpiredError(AuthError):
     code = "token_expired"
-    default_message = "This session has expired; log in again."
+    default_message = N_("This session has expired; log in again.")
 
 
 class TokenRevokedError(AuthError):
     code = "logged_out"
-    default_message = "This session was closed by a logout; log in again."
+    default_message = N_("This session was closed by a logout; log in again.")
 
 
 class TermsNotAcceptedError(ForbiddenError):
     code = "terms_not_accepted"
-    default_message = "Accept the current terms of use before using the service."
+    default_message = N_("Accept the current terms of use before using the service.")
 
 
 class TermsVersionError(ConflictError):
     code = "terms_version_mismatch"
-    default_message = "These are not the current terms of use; reload them and accept again."
+    default_message = N_("These are not the current terms of use; reload them and accept again.")
 
 
 # ---- passwords
@@ -235,7 +256,7 @@ class WeakPasswordError(ClientError):
     says which part, in a sentence for the person choosing it."""
 
     code = "weak_password"
-    default_message = "This password is too easy to guess; choose another one."
+    default_message = N_("This password is too easy to guess; choose another one.")
 
 
 class PasswordChangeRequiredError(ForbiddenError):
@@ -243,7 +264,7 @@ class PasswordChangeRequiredError(ForbiddenError):
     only changing the password (and logging out) is allowed."""
 
     code = "password_change_required"
-    default_message = "Choose a new password before using the service."
+    default_message = N_("Choose a new password before using the service.")
 
 
 # ---- attachments
@@ -253,14 +274,14 @@ class AttachmentError(ClientError):
     """An uploaded file was refused; ``details`` may carry a machine-readable ``reason``."""
 
     code = "invalid_attachment"
-    default_message = "This file cannot be attached."
+    default_message = N_("This file cannot be attached.")
 
 
 class UnsupportedFileType(AttachmentError):
     """The content is not one of the accepted types (decided from the bytes, never the name)."""
 
     code = "unsupported_file_type"
-    default_message = (
+    default_message = N_(
         "This type of file cannot be sent. Accepted: PDF, Word, Excel, and JPEG, PNG, GIF,"
         " WebP or HEIC images."
     )
@@ -270,28 +291,28 @@ class CorruptFile(AttachmentError):
     """The content starts like an accepted type but is damaged or incomplete."""
 
     code = "corrupt_file"
-    default_message = "This file is damaged or incomplete and cannot be sent."
+    default_message = N_("This file is damaged or incomplete and cannot be sent.")
 
 
 class AttachmentTooLarge(AttachmentError):
     """The upload is larger than ``CHATD_MAX_ATTACHMENT_BYTES`` (HTTP 413)."""
 
     code = "attachment_too_large"
-    default_message = "This file is larger than the size allowed for attachments."
+    default_message = N_("This file is larger than the size allowed for attachments.")
 
 
 class ImageTooLarge(AttachmentError):
     """The image has more pixels (or animation frames) than the server decodes."""
 
     code = "image_too_large"
-    default_message = "This image has too many pixels to be processed; send a smaller one."
+    default_message = N_("This image has too many pixels to be processed; send a smaller one.")
 
 
 class AttachmentFileMissing(IntegrityError):
     """Server side: the encrypted file of an attachment is not on disk."""
 
     code = "attachment_missing"
-    default_message = "The file of an attachment is missing from the server."
+    default_message = N_("The file of an attachment is missing from the server.")
 
 
 class AttachmentNotFound(NotFoundError):
@@ -301,30 +322,32 @@ class AttachmentNotFound(NotFoundError):
     """
 
     code = "attachment_not_found"
-    default_message = "This attachment does not exist or you may not see it."
+    default_message = N_("This attachment does not exist or you may not see it.")
 
 
 class AttachmentAlreadySent(ConflictError):
     """A message referred to an attachment that another message already carries."""
 
     code = "attachment_already_sent"
-    default_message = "This attachment was already sent in a message; upload it again."
+    default_message = N_("This attachment was already sent in a message; upload it again.")
 
 
 class AttachmentExpired(ClientError):
     """An upload was referred to after it had waited too long for a message."""
 
     code = "attachment_expired"
-    default_message = "This upload waited too long to be sent and was discarded; upload it again."
+    default_message = N_(
+        "This upload waited too long to be sent and was discarded; upload it again."
+    )
 
 
 class AttachmentArchived(ClientError):
     """The attachment's message is older than the user's visible window (HTTP 410)."""
 
     code = "attachment_archived"
-    default_message = "This attachment belongs to an archived message and is no longer served."
+    default_message = N_("This attachment belongs to an archived message and is no longer served.")
 
 
 class ThumbnailNotFound(NotFoundError):
     code = "thumbnail_not_found"
-    default_message = "This attachment has no thumbnail."
+    default_message = N_("This attachment has no thumbnail.")

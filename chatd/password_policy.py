@@ -14,9 +14,10 @@ own, so the obvious is refused too, each time with a sentence that says why:
 * fewer than :data:`MIN_DISTINCT` different characters.
 
 Nothing here does I/O at import: the list is read from the installed package the first time
-a password is checked.  The sentences are English for now (a later issue translates them) and
-all live in :data:`SENTENCES`.  :data:`RULE` is the rule as told to a person *before* they
-type a new password.
+a password is checked.  Each refusal is a sentence marked for translation (``N_``) with a
+stable ``reason`` key (:data:`REASONS`) in its details.  :data:`RULE` is the rule as told to a
+person *before* they type a new password (:data:`RULE_TEXT` filled, :func:`rule` in a
+language).
 """
 
 from __future__ import annotations
@@ -29,30 +30,30 @@ from collections.abc import Iterable
 
 from chatd.crypto.passwords import MAX_PASSWORD_BYTES
 from chatd.errors import WeakPasswordError
+from chatd.i18n import N_, Language, Text
 
 MIN_CHARS = 12  # ANSSI's floor for a password alone protecting sensitive data
 MIN_DISTINCT = 6
 MIN_NAME_CHARS = 3  # shorter name parts ("Li", "Ng") would refuse too much by coincidence
 COMMON_FILE = "common_passwords.txt"
 
-RULE = (
-    f"A password has at least {MIN_CHARS} characters, {MIN_DISTINCT} of them different;"
+RULE = N_(
+    "A password has at least {min} characters, {distinct} of them different;"
     " it must not contain your login or your name, nor be a common password"
     " or a keyboard or alphabet sequence."
 )
+RULE_TEXT = Text(RULE, {"min": MIN_CHARS, "distinct": MIN_DISTINCT})
 
-SENTENCES = {
-    "too_short": "A password has at least {min} characters; this one has {count}.",
-    "too_long": "A password has at most {max} bytes.",
-    "login": "A password must not contain your login.",
-    "name": "A password must not contain your first or last name.",
-    "common": "This is one of the most common passwords (or a simple variant of one):"
-    " it is tried first by anyone guessing. Choose another one.",
-    "sequence": "This password is a keyboard or alphabet sequence: it is tried first by"
-    " anyone guessing. Choose another one.",
-    "distinct": "A password needs at least {min} different characters; this one has {count}.",
-    "same": "The new password must be different from the current one.",
-}
+# The ``reason`` of each refusal (``WeakPasswordError.details["reason"]``): stable keys.
+REASONS = frozenset(
+    {"too_short", "too_long", "login", "name", "common", "sequence", "distinct", "same"}
+)
+
+
+def rule(lang: Language) -> str:
+    """The rule, said before a new password is typed, in ``lang``."""
+    return RULE_TEXT.render(lang)
+
 
 # Keyboard rows (AZERTY and QWERTY), digits and the alphabet: a password that is a stretch of
 # one of these, forwards or backwards, however many times repeated, is refused.
@@ -124,8 +125,9 @@ def _name_parts(names: Iterable[str]) -> set[str]:
     return parts
 
 
-def _refuse(key: str, **values: object) -> WeakPasswordError:
-    return WeakPasswordError(SENTENCES[key].format(**values), reason=key)
+def _refuse(key: str, sentence: str, **values: object) -> WeakPasswordError:
+    assert key in REASONS
+    return WeakPasswordError(sentence, reason=key, **values)
 
 
 def check_password(
@@ -136,15 +138,20 @@ def check_password(
     current: str | None = None,
 ) -> None:
     """Raise :class:`~chatd.errors.WeakPasswordError` (code ``weak_password``, its message
-    the reason in a sentence, ``details["reason"]`` a stable key of :data:`SENTENCES`) unless
+    the reason in a sentence, ``details["reason"]`` a stable key of :data:`REASONS`) unless
     ``password`` may become the password of the account ``login`` whose first and last names
     are ``names``.  ``current``: the password it replaces, which it must differ from."""
     if len(password) < MIN_CHARS:
-        raise _refuse("too_short", min=MIN_CHARS, count=len(password))
+        raise _refuse(
+            "too_short",
+            N_("A password has at least {min} characters; this one has {count}."),
+            min=MIN_CHARS,
+            count=len(password),
+        )
     if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
-        raise _refuse("too_long", max=MAX_PASSWORD_BYTES)
+        raise _refuse("too_long", N_("A password has at most {max} bytes."), max=MAX_PASSWORD_BYTES)
     if current is not None and password == current:
-        raise _refuse("same")
+        raise _refuse("same", N_("The new password must be different from the current one."))
     folded = fold(password)
     login_forms = {fold(login).strip(), login.strip().casefold()} - {""}
     bare_login = "".join(ch for ch in fold(login) if ch.isalnum())
@@ -154,18 +161,35 @@ def check_password(
     if any(form in folded or form in password.casefold() for form in login_forms) or (
         len(bare_login) >= 4 and bare_login in squeezed
     ):
-        raise _refuse("login")
+        raise _refuse("login", N_("A password must not contain your login."))
     if any(part in folded for part in _name_parts(names)):
-        raise _refuse("name")
+        raise _refuse("name", N_("A password must not contain your first or last name."))
     entries, deleeted = common_passwords()
     candidates = _candidates(folded)
     if candidates & entries or {_deleet(c) for c in candidates} & deleeted:
-        raise _refuse("common")
+        raise _refuse(
+            "common",
+            N_(
+                "This is one of the most common passwords (or a simple variant of one):"
+                " it is tried first by anyone guessing. Choose another one."
+            ),
+        )
     if _is_sequence(folded):
-        raise _refuse("sequence")
+        raise _refuse(
+            "sequence",
+            N_(
+                "This password is a keyboard or alphabet sequence: it is tried first by"
+                " anyone guessing. Choose another one."
+            ),
+        )
     distinct = len(set(folded))
     if distinct < MIN_DISTINCT:
-        raise _refuse("distinct", min=MIN_DISTINCT, count=distinct)
+        raise _refuse(
+            "distinct",
+            N_("A password needs at least {min} different characters; this one has {count}."),
+            min=MIN_DISTINCT,
+            count=distinct,
+        )
 
 
 def one_time_password(groups: int = 4, size: int = 4) -> str:

@@ -170,8 +170,14 @@ async def rename(
 
 
 def chatd_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a ``chatd`` subprocess: no inherited CHATD_* variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATD_")}
+    """The environment of a ``chatd`` subprocess: no inherited CHATD_* variable, and an
+    English terminal (the admin command speaks the terminal's language; ``extra`` may set
+    another one, or drop ``LANG`` with an empty value)."""
+    locale_vars = ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CHATD_") and k not in locale_vars
+    }
+    env["LANG"] = "en_GB.UTF-8"
     env["CHATD_DATA_DIR"] = str(data_dir)
     env.update(extra or {})
     return env

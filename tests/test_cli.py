@@ -71,9 +71,9 @@ async def test_users_add_list_disable(data_dir: Path) -> None:
         "--email", "anne@example.org", "--rpps", "10003456789", "--json",
         stdin=password + "\n",
     )  # fmt: skip
-    assert json.loads(out) == {"id": 1, "login": "alice.m"}
+    assert json.loads(out) == {"id": 1, "login": "alice.m", "language": None}
     ok(data_dir, "user", "add", "bob", "--first-name", "Bob", "--last-name", "Durand",
-       stdin="another pass phrase\n")  # fmt: skip
+       "--language", "en", stdin="another pass phrase\n")  # fmt: skip
 
     duplicate = run_chatd(
         data_dir, "user", "add", "ALICE.M", "--first-name", "X", "--last-name", "Y",
@@ -83,9 +83,9 @@ async def test_users_add_list_disable(data_dir: Path) -> None:
     assert "already in use" in duplicate.stderr
 
     listed = [json.loads(line) for line in ok(data_dir, "user", "list", "--json").splitlines()]
-    assert [(u["id"], u["login"], u["disabled"]) for u in listed] == [
-        (1, "alice.m", False),
-        (2, "bob", False),
+    assert [(u["id"], u["login"], u["language"], u["disabled"]) for u in listed] == [
+        (1, "alice.m", None, False),
+        (2, "bob", "en", False),
     ]
     assert listed[0] | {"disabled": False} == {
         "id": 1,
@@ -96,10 +96,13 @@ async def test_users_add_list_disable(data_dir: Path) -> None:
         "structure": "Cabinet du Parc",
         "email": "anne@example.org",
         "rpps": "10003456789",
+        "language": None,
         "disabled": False,
     }
-    human = ok(data_dir, "user", "list")
-    assert "alice.m" in human and "Anne Martin" in human
+    human = ok(data_dir, "user", "list").splitlines()
+    assert human[0].split()[1:4] == ["alice.m", "-", "Anne"]  # no language chosen: "-"
+    assert human[1].split()[1:4] == ["bob", "en", "Bob"]
+    assert "Anne Martin" in human[0]
 
     assert "disabled" in ok(data_dir, "user", "disable", "alice.m")
     listed = [json.loads(line) for line in ok(data_dir, "user", "list", "--json").splitlines()]
@@ -136,7 +139,7 @@ async def test_verify_ok(data_dir: Path) -> None:
         conv = (await create_conv(store, a, [b], first="hello")).conv_id
         await post(store, conv, b, "hi")
     out = ok(data_dir, "verify")
-    assert "1 conversations, 3 events, 0 attachments checked: OK" in out
+    assert "1 conversation, 3 events, 0 attachments checked: OK" in out
     assert json.loads(ok(data_dir, "verify", "--json"))["events"] == 3
 
 
@@ -202,7 +205,8 @@ async def test_retention_dry_run_then_apply(data_dir: Path) -> None:
     assert dry.returncode == 1, dry
     assert json.loads(dry.stdout) == {"applied": False, "conversations": old}
     human = run_chatd(data_dir, "retention", "run", "--dry-run")
-    assert human.returncode == 1 and f"Would shred 2 conversations: {old}" in human.stdout
+    assert human.returncode == 1
+    assert f"Would shred 2 conversations: {old[0]}, {old[1]}" in human.stdout
     async with store_of(data_dir) as store:  # a dry run changes nothing
         assert len((await store.visible_window(a, old[0])).events) == 2
 

@@ -12,12 +12,13 @@ import pexpect
 import pytest
 
 from chatd.crypto.passwords import verify_password
-from chatd.password_policy import RULE
+from chatd.password_policy import rule
 from chatd.store.records import SessionToken
 from tests.conftest import chatd_env, make_user, run_chatd
 from tests.test_cli import ok, store_of
 
 ADD_CAROL = ["user", "add", "carol.b", "--first-name", "Carole", "--last-name", "Bénard"]
+RULE = rule("en")  # the admin command's tests run in an English terminal (chatd_env)
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ async def test_reset_password_gives_a_one_time_password(data_dir: Path) -> None:
     }
     human = ok(data_dir, "user", "reset-password", "dan.r")
     second = human.splitlines()[0].rsplit(" ", 1)[1]
-    assert second != one_time and "0 open session(s) closed" in human
+    assert second != one_time and "0 open sessions closed." in human
     async with store_of(data_dir) as store:
         stored = await store.get_user(user.id)
         revoked = await store.find_session_token(b"t" * 32)
@@ -119,5 +120,6 @@ def test_help_texts_state_the_rule(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             check=True,
+            env=chatd_env(tmp_path),  # an English terminal
         )
         assert flat(RULE) in flat(cli_help.stdout), command

@@ -223,7 +223,7 @@ def test_clean_name_accepts_only_clean_names(raw: str) -> None:
     try:
         name = clean_name(raw)
     except ValidationError as exc:
-        assert exc.details == {"field": "name"}
+        assert exc.details["field"] == "name"
         stripped = unicodedata.normalize("NFC", raw).strip()
         assert (
             not stripped

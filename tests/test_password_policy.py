@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gettext
 import importlib.resources
 import re
 import subprocess
@@ -18,12 +19,12 @@ from chatd.password_policy import (
     COMMON_FILE,
     MIN_CHARS,
     MIN_DISTINCT,
-    RULE,
-    SENTENCES,
+    REASONS,
     check_password,
     common_passwords,
     fold,
     one_time_password,
+    rule,
 )
 from clients.cli import passwd as cli_passwd
 
@@ -38,15 +39,33 @@ def reason(password: str, **context: object) -> str:
     error = refused.value
     assert error.code == "weak_password"
     key = error.details["reason"]
-    assert key in SENTENCES
-    assert error.message.endswith(".") and "{" not in error.message  # a finished sentence
+    assert key in REASONS
+    for said in (error.message, error.message_in("fr"), error.message_in("en")):
+        assert said.endswith(".") and "{" not in said  # a finished sentence
+    assert error.message_in("fr") != error.message_in("en")  # translated
     return str(key)
 
 
 def test_the_rule_is_one_sentence_shared_by_server_and_terminal_client() -> None:
-    assert f"at least {MIN_CHARS} characters" in RULE
-    assert f"{MIN_DISTINCT} of them different" in RULE
-    assert cli_passwd.RULE == RULE  # the client says the server's rule before the prompt
+    english = rule("en")
+    assert f"at least {MIN_CHARS} characters" in english
+    assert f"{MIN_DISTINCT} of them different" in english
+    assert rule("fr").startswith(f"Un mot de passe compte au moins {MIN_CHARS} caractères")
+    # The client says the server's rule before the prompt, in English and in French.
+    assert english == cli_passwd.RULE
+    client_fr = gettext.translation("chatd_cli", ROOT / "clients/cli/locale", ["fr"])
+    assert " ".join(client_fr.gettext(cli_passwd.RULE).split()) == " ".join(rule("fr").split())
+
+
+def test_the_refusals_are_said_in_french_with_french_numbers() -> None:
+    with pytest.raises(WeakPasswordError) as refused:
+        check_password("short")
+    assert refused.value.message_in("fr") == (
+        "Un mot de passe compte au moins 12 caractères\u00a0; celui-ci en compte 5."
+    )
+    assert refused.value.message_in("en") == (
+        "A password has at least 12 characters; this one has 5."
+    )
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from typing import BinaryIO
 
 from chatd.crypto.chunks import DEFAULT_CHUNK_SIZE, ChunkOpener, ChunkSealer
 from chatd.errors import AttachmentFileMissing, IntegrityError
+from chatd.i18n import N_, Text
 
 _READ_BYTES = 1024 * 1024
 _TMP_SUFFIX = ".tmp"
@@ -68,7 +69,7 @@ class BlobVerdict:
     """The result of :meth:`BlobStore.verify`: ``bad_chunk`` names the first chunk that fails."""
 
     attachment_id: int
-    problem: str | None = None
+    problem: Text | None = None  # a sentence for the operator (str(): English)
     bad_chunk: int | None = None
 
     @property
@@ -213,7 +214,8 @@ class BlobStore:
             fp: BinaryIO = path.open("rb")
         except FileNotFoundError:
             raise AttachmentFileMissing(
-                f"The file of attachment {attachment_id} is missing.",
+                N_("The file of attachment {attachment} is missing."),
+                attachment=f"{attachment_id:016x}",
                 attachment_id=attachment_id,
             ) from None
         with fp:
@@ -239,10 +241,10 @@ class BlobStore:
                 for _plain in opener.chunks():
                     pass
         except AttachmentFileMissing as exc:
-            return BlobVerdict(attachment_id, exc.message)
+            return BlobVerdict(attachment_id, exc.text)
         except IntegrityError as exc:  # every chunk error names its chunk; header errors don't
             chunk = exc.details.get("chunk")
-            return BlobVerdict(attachment_id, exc.message, None if chunk is None else int(chunk))
+            return BlobVerdict(attachment_id, exc.text, None if chunk is None else int(chunk))
         return BlobVerdict(attachment_id)
 
 

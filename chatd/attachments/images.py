@@ -41,6 +41,7 @@ from PIL import Image, ImageCms, ImageSequence
 
 from chatd.attachments.kinds import FileKind
 from chatd.errors import ChatdError, CorruptFile, ImageTooLarge, UnsupportedFileType
+from chatd.i18n import N_
 
 # HEIC through libheif.  pillow-heif's binary wheels are GPLv2 (they bundle x265), so the
 # dependency may have to go: without it HEIC uploads are refused with a clear sentence.
@@ -113,7 +114,7 @@ def _binary(source: Path | bytes | BinaryIO) -> Iterator[BinaryIO]:
 
 
 def _unreadable() -> CorruptFile:
-    return CorruptFile("This image is damaged and cannot be read.", reason="image")
+    return CorruptFile(N_("This image is damaged and cannot be read."), reason="image")
 
 
 def open_image(fp: BinaryIO, kind: FileKind) -> Image.Image:
@@ -124,7 +125,7 @@ def open_image(fp: BinaryIO, kind: FileKind) -> Image.Image:
     """
     if kind is FileKind.HEIC and not HEIC_SUPPORTED:
         raise UnsupportedFileType(
-            "HEIC photos are not accepted by this server; send the photo as JPEG.",
+            N_("HEIC photos are not accepted by this server; send the photo as JPEG."),
             reason="heic_unavailable",
         )
     plugin, accepted = _PIL_FORMATS[kind]
@@ -147,9 +148,14 @@ def _check_pixels(img: Image.Image, limits: ImageLimits) -> None:
         raise _unreadable()
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
-            f"This image has {width} × {height} pixels; at most"
-            f" {limits.max_pixels // 1_000_000} megapixels are accepted.",
+            N_(
+                "This image has {width} × {height} pixels; at most {megapixels} megapixels"
+                " are accepted."
+            ),
             reason="pixels",
+            width=width,
+            height=height,
+            megapixels=limits.max_pixels // 1_000_000,
         )
 
 
@@ -244,7 +250,7 @@ def _frames(img: Image.Image, limits: ImageLimits) -> tuple[list[Image.Image], l
             limits.max_animation_pixels
         ):
             raise ImageTooLarge(
-                "This animation is too long or too large to be processed.", reason="frames"
+                N_("This animation is too long or too large to be processed."), reason="frames"
             )
         durations.append(int(frame.info.get("duration", 100) or 100))
         rgba = _to_srgb(frame.convert("RGBA"), icc)

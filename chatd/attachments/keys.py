@@ -26,6 +26,7 @@ from chatd.crypto.envelope import (
 )
 from chatd.crypto.keyring import KeyRing
 from chatd.errors import IntegrityError
+from chatd.i18n import N_
 
 ATTACHMENT_SCOPE = "attachment"
 ATTACHMENT_KEY_VERSION = 1
@@ -71,7 +72,9 @@ def open_file_name(dek: bytes, attachment_id: int, sealed: bytes) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError:
-        raise IntegrityError(f"The name of attachment {attachment_id} is not UTF-8.") from None
+        raise IntegrityError(
+            N_("The name of attachment {attachment} is not UTF-8."), attachment=str(attachment_id)
+        ) from None
 
 
 THUMBNAIL_DOMAIN = b"tn"

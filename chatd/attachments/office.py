@@ -26,8 +26,10 @@ from typing import BinaryIO
 
 from chatd.attachments.kinds import FileKind
 from chatd.errors import CorruptFile, UnsupportedFileType
+from chatd.i18n import N_
 
 ZIP_MAGIC = b"PK\x03\x04"
+BOTH_WORD_AND_EXCEL = N_("This document is both a Word and an Excel file.")
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,19 @@ _DEFLATE_SLACK = 64
 _RATIO_FLOOR = 64 * 1024
 
 
-def _human(size: int) -> str:
-    return f"{size // (1024 * 1024)} MiB" if size >= 1024 * 1024 else f"{size} bytes"
+def _bomb(message: str, **values: object) -> UnsupportedFileType:
+    return UnsupportedFileType(message, reason="zip_limits", **values)
 
 
-def _bomb(message: str) -> UnsupportedFileType:
-    return UnsupportedFileType(f"This document cannot be sent: {message}.", reason="zip_limits")
+def _expands_too_much(size: int) -> UnsupportedFileType:
+    if size >= 1024 * 1024:
+        return _bomb(
+            N_("This document cannot be sent: it expands to more than {mib} MiB."),
+            mib=size // (1024 * 1024),
+        )
+    return _bomb(
+        N_("This document cannot be sent: it expands to more than {size} bytes."), size=size
+    )
 
 
 def _check_name(name: str) -> None:
@@ -76,39 +85,51 @@ def _check_name(name: str) -> None:
         or ".." in parts
         or any(ord(ch) < 0x20 for ch in name)
     ):
-        raise CorruptFile("This document contains an entry with an unsafe path.", reason="zip_path")
+        raise CorruptFile(
+            N_("This document contains an entry with an unsafe path."), reason="zip_path"
+        )
 
 
 def _check_entries(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
     if len(infos) > limits.max_entries:
-        raise _bomb(f"it has more than {limits.max_entries} parts")
+        raise _bomb(
+            N_("This document cannot be sent: it has more than {max} parts."),
+            max=limits.max_entries,
+        )
     seen: set[str] = set()
     total = 0
     for info in infos:
         _check_name(info.filename)
         if info.filename in seen:
-            raise CorruptFile("This document has two parts of the same name.", reason="zip_dup")
+            raise CorruptFile(N_("This document has two parts of the same name."), reason="zip_dup")
         seen.add(info.filename)
         if info.flag_bits & 0x1:
             raise UnsupportedFileType(
-                "Password-protected documents cannot be checked and are not accepted.",
+                N_("Password-protected documents cannot be checked and are not accepted."),
                 reason="encrypted",
             )
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise CorruptFile("This document uses an unusual compression.", reason="zip_method")
+            raise CorruptFile(N_("This document uses an unusual compression."), reason="zip_method")
         declared, packed = info.file_size, info.compress_size
         if info.compress_type == zipfile.ZIP_STORED and declared != packed:
-            raise CorruptFile("This document has an inconsistent part.", reason="zip_sizes")
+            raise CorruptFile(N_("This document has an inconsistent part."), reason="zip_sizes")
         if packed > declared + declared // 1000 + _DEFLATE_SLACK:
-            raise _bomb("a part declares a size smaller than its data")
+            raise _bomb(
+                N_("This document cannot be sent: a part declares a size smaller than its data.")
+            )
         if declared > _RATIO_FLOOR and declared > limits.max_ratio * max(packed, 1):
-            raise _bomb("a part expands more than a document normally does")
+            raise _bomb(
+                N_(
+                    "This document cannot be sent: a part expands more than a document"
+                    " normally does."
+                )
+            )
         total += declared
         if total > limits.max_total_uncompressed:
-            raise _bomb(f"it expands to more than {_human(limits.max_total_uncompressed)}")
+            raise _expands_too_much(limits.max_total_uncompressed)
         if info.filename.lower().endswith("vbaproject.bin"):
             raise UnsupportedFileType(
-                "Documents with macros are not accepted; save it without macros.",
+                N_("Documents with macros are not accepted; save it without macros."),
                 reason="macros",
             )
 
@@ -123,30 +144,31 @@ def check_ooxml(fp: BinaryIO, limits: ZipLimits | None = None) -> FileKind:
     try:
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-        raise CorruptFile("This document is not a valid archive.", reason="zip") from None
+        raise CorruptFile(N_("This document is not a valid archive."), reason="zip") from None
     with archive:
         infos = archive.infolist()
         if not infos or min(info.header_offset for info in infos) != 0:
             # zipfile shifts offsets when data precedes the archive; ours must start at 0.
             raise UnsupportedFileType(
-                "This file contains something else before its document data.", reason="polyglot"
+                N_("This file contains something else before its document data."),
+                reason="polyglot",
             )
         _check_entries(infos, limits)
         names = {info.filename for info in infos}
         found = [kind for kind, (part, _ct) in _MAIN_PARTS.items() if part in names]
         if CONTENT_TYPES not in names or ROOT_RELS not in names or not found:
             raise UnsupportedFileType(
-                "This archive is not a Word or Excel document.", reason="not_office"
+                N_("This archive is not a Word or Excel document."), reason="not_office"
             )
         if len(found) > 1:
-            raise CorruptFile("This document is both a Word and an Excel file.", reason="ambiguous")
+            raise CorruptFile(BOTH_WORD_AND_EXCEL, reason="ambiguous")
         kind = found[0]
         content_types = _read_small(archive, CONTENT_TYPES, limits.max_content_types_bytes)
     if b"<!DOCTYPE" in content_types or b"<!ENTITY" in content_types:
-        raise CorruptFile("This document has a forbidden declaration.", reason="xml_dtd")
+        raise CorruptFile(N_("This document has a forbidden declaration."), reason="xml_dtd")
     if _MAIN_PARTS[kind][1] not in content_types:
         raise UnsupportedFileType(
-            "This document's type is not accepted (for example, it contains macros).",
+            N_("This document's type is not accepted (for example, it contains macros)."),
             reason="content_type",
         )
     return kind
@@ -155,12 +177,12 @@ def check_ooxml(fp: BinaryIO, limits: ZipLimits | None = None) -> FileKind:
 def _read_small(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
     info = archive.getinfo(name)
     if info.file_size > limit:
-        raise _bomb(f"{name} is too large")
+        raise _bomb(N_("This document cannot be sent: its part {part} is too large."), part=name)
     try:
         with archive.open(info) as part:
             data = part.read(limit + 1)
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, RuntimeError):
-        raise CorruptFile("This document is damaged.", reason="zip") from None
+        raise CorruptFile(N_("This document is damaged."), reason="zip") from None
     if len(data) > limit:
-        raise _bomb(f"{name} is too large")
+        raise _bomb(N_("This document cannot be sent: its part {part} is too large."), part=name)
     return data

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from chatd.attachments.kinds import FileKind
+from chatd.attachments.office import BOTH_WORD_AND_EXCEL
 from chatd.errors import CorruptFile, UnsupportedFileType
+from chatd.i18n import N_
 
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 _HEADER = struct.Struct("<8s16sHHHHH6sIIIIIIIII")
@@ -43,7 +45,8 @@ _MACRO_STORAGES = {"macros", "_vba_project_cur"}
 
 
 def _corrupt(what: str) -> CorruptFile:
-    return CorruptFile(f"This Office document is damaged ({what}).", reason="ole2")
+    """``what`` names the damaged structure, for diagnosis (a detail, not the sentence)."""
+    return CorruptFile(N_("This Office document is damaged."), reason="ole2", part=what)
 
 
 @dataclass(frozen=True)
@@ -190,12 +193,12 @@ def check_ole2(fp: BinaryIO) -> FileKind:
     children = compound.root_children()
     if "encryptedpackage" in children:
         raise UnsupportedFileType(
-            "Password-protected documents cannot be checked and are not accepted.",
+            N_("Password-protected documents cannot be checked and are not accepted."),
             reason="encrypted",
         )
     if _MACRO_STORAGES & children.keys():
         raise UnsupportedFileType(
-            "Documents with macros are not accepted; save it without macros.", reason="macros"
+            N_("Documents with macros are not accepted; save it without macros."), reason="macros"
         )
     word = children.get("worddocument")
     book = children.get("workbook") or children.get("book")
@@ -209,7 +212,9 @@ def check_ole2(fp: BinaryIO) -> FileKind:
             raise _corrupt("Excel stream")
         found.append(FileKind.XLS)
     if not found:
-        raise UnsupportedFileType("This file is not a Word or Excel document.", reason="not_office")
+        raise UnsupportedFileType(
+            N_("This file is not a Word or Excel document."), reason="not_office"
+        )
     if len(found) > 1:
-        raise _corrupt("both Word and Excel")
+        raise CorruptFile(BOTH_WORD_AND_EXCEL, reason="ole2", part="both Word and Excel")
     return found[0]

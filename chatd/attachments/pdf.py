@@ -21,6 +21,7 @@ import zipfile
 from typing import BinaryIO
 
 from chatd.errors import CorruptFile, UnsupportedFileType
+from chatd.i18n import N_
 
 HEADER_WINDOW = 1024
 TRAILER_WINDOW = 1024
@@ -44,26 +45,28 @@ def check_pdf(fp: BinaryIO) -> None:
     prefix = head[:at].strip(_BLANK)
     if prefix not in (b"", _BOM):
         raise UnsupportedFileType(
-            "This file contains something else before its PDF header and cannot be sent.",
+            N_("This file contains something else before its PDF header and cannot be sent."),
             reason="polyglot",
         )
     if not _VERSION.match(head, at):
-        raise CorruptFile("This PDF has an invalid header.", reason="pdf_header")
+        raise CorruptFile(N_("This PDF has an invalid header."), reason="pdf_header")
 
     size = fp.seek(0, os.SEEK_END)
     fp.seek(max(0, size - TRAILER_WINDOW))
     tail = fp.read(TRAILER_WINDOW)
     end = tail.rfind(b"%%EOF")
     if end < 0 or tail.rfind(b"startxref", 0, end) < 0:
-        raise CorruptFile("This PDF is incomplete (no end-of-file trailer).", reason="pdf_trailer")
+        raise CorruptFile(
+            N_("This PDF is incomplete (no end-of-file trailer)."), reason="pdf_trailer"
+        )
     if tail[end + 5 :].strip(_BLANK):
         raise UnsupportedFileType(
-            "This PDF has other data appended after its end and cannot be sent.",
+            N_("This PDF has other data appended after its end and cannot be sent."),
             reason="polyglot",
         )
     if is_zip(fp):
         raise UnsupportedFileType(
-            "This file is both a PDF and a ZIP archive and cannot be sent.", reason="polyglot"
+            N_("This file is both a PDF and a ZIP archive and cannot be sent."), reason="polyglot"
         )
 
 

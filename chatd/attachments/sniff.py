@@ -29,6 +29,7 @@ from typing import BinaryIO
 from chatd.attachments import images, office, ole2, pdf
 from chatd.attachments.kinds import FileKind
 from chatd.errors import UnsupportedFileType
+from chatd.i18n import N_
 
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
 _HEIF_GENERIC = {b"mif1", b"msf1"}
@@ -88,7 +89,7 @@ def classify(source: Path | bytes) -> FileKind:
     """
     with _binary(source) as fp:
         if fp.seek(0, os.SEEK_END) == 0:
-            raise UnsupportedFileType("This file is empty.", reason="empty")
+            raise UnsupportedFileType(N_("This file is empty."), reason="empty")
         fp.seek(0)
         head = fp.read(1024)
         families = _families(fp, head)
@@ -96,7 +97,7 @@ def classify(source: Path | bytes) -> FileKind:
             raise UnsupportedFileType(reason="unrecognised")
         if len(families) > 1:
             raise UnsupportedFileType(
-                "This file is several formats at once and cannot be sent.", reason="polyglot"
+                N_("This file is several formats at once and cannot be sent."), reason="polyglot"
             )
         (family,) = families
         if family == "pdf":

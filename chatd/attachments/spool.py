@@ -18,17 +18,21 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 
 from chatd.errors import AttachmentTooLarge
+from chatd.i18n import N_
 
 _FLUSH_BYTES = 256 * 1024
 
 
 def too_large(max_bytes: int) -> AttachmentTooLarge:
     if max_bytes % (1024 * 1024) == 0:
-        limit = f"{max_bytes // (1024 * 1024)} MiB"
-    else:
-        limit = f"{max_bytes} bytes"
+        return AttachmentTooLarge(
+            N_("This file is larger than {max_mib} MiB, the limit for attachments."),
+            max_bytes=max_bytes,
+            max_mib=max_bytes // (1024 * 1024),
+        )
     return AttachmentTooLarge(
-        f"This file is larger than {limit}, the limit for attachments.", max_bytes=max_bytes
+        N_("This file is larger than {max_bytes} bytes, the limit for attachments."),
+        max_bytes=max_bytes,
     )
 
 

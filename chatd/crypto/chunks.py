@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatd.errors import IntegrityError
+from chatd.i18n import N_
 
 MAGIC = b"CHTA"
 CHUNK_FORMAT = 1
@@ -68,12 +69,14 @@ class ChunkHeader:
     @classmethod
     def parse(cls, data: bytes) -> ChunkHeader:
         if len(data) < HEADER_BYTES:
-            raise IntegrityError("Sealed attachment is truncated: its header is incomplete.")
+            raise IntegrityError(N_("Sealed attachment is truncated: its header is incomplete."))
         magic, fmt, key_version, chunk_size = _HEADER.unpack_from(data)
         if magic != MAGIC or fmt != CHUNK_FORMAT:
-            raise IntegrityError("Sealed attachment has an unknown header (not a chatd file).")
+            raise IntegrityError(N_("Sealed attachment has an unknown header (not a chatd file)."))
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-            raise IntegrityError(f"Sealed attachment header names a bad chunk size {chunk_size}.")
+            raise IntegrityError(
+                N_("Sealed attachment header names a bad chunk size {size}."), size=chunk_size
+            )
         return cls(key_version, chunk_size)
 
     @property
@@ -94,14 +97,19 @@ class ChunkLayout:
         body = file_size - HEADER_BYTES
         full = header.sealed_chunk_bytes
         if body < CHUNK_OVERHEAD:
-            raise IntegrityError("Sealed attachment is truncated: it has no last chunk.", chunk=0)
+            raise IntegrityError(
+                N_("Sealed attachment is truncated: it has no last chunk."), chunk=0
+            )
         count, rest = divmod(body, full)
         if rest == 0:
             return cls(header, count, full)
         if rest < CHUNK_OVERHEAD:
             raise IntegrityError(
-                f"Sealed attachment is truncated inside chunk {count} ({rest} bytes of it left).",
+                N_(
+                    "Sealed attachment is truncated inside chunk {chunk} ({rest} bytes of it left)."
+                ),
                 chunk=count,
+                rest=rest,
             )
         return cls(header, count + 1, rest)
 
@@ -156,12 +164,17 @@ class _ChunkAead:
                 pass
             else:
                 raise IntegrityError(
-                    f"Attachment {self.attachment_id} is truncated after chunk {index}.",
+                    N_("Attachment {attachment} is truncated after chunk {last}."),
+                    attachment=str(self.attachment_id),
+                    last=index,
                     chunk=index + 1,
                 ) from None
         raise IntegrityError(
-            f"Chunk {index} of attachment {self.attachment_id} does not open"
-            " (tampered, reordered, or from another attachment).",
+            N_(
+                "Chunk {chunk} of attachment {attachment} does not open"
+                " (tampered, reordered, or from another attachment)."
+            ),
+            attachment=str(self.attachment_id),
             chunk=index,
         )
 
@@ -259,8 +272,10 @@ class ChunkOpener:
         self.header = ChunkHeader.parse(fp.read(HEADER_BYTES))
         if key_version is not None and self.header.key_version != key_version:
             raise IntegrityError(
-                f"Attachment {attachment_id} is sealed under key version"
-                f" {self.header.key_version}, not {key_version}."
+                N_("Attachment {attachment} is sealed under key version {found}, not {expected}."),
+                attachment=str(attachment_id),
+                found=self.header.key_version,
+                expected=key_version,
             )
         self.layout = ChunkLayout.of(self.header, fp.seek(0, os.SEEK_END))
         self._aead = _ChunkAead(dek, attachment_id, self.header)
@@ -282,7 +297,8 @@ class ChunkOpener:
         sealed = self._fp.read(want)
         if len(sealed) != want:
             raise IntegrityError(
-                f"Attachment {self._aead.attachment_id} changed size while it was read.",
+                N_("Attachment {attachment} changed size while it was read."),
+                attachment=str(self._aead.attachment_id),
                 chunk=index,
             )
         plain = self._aead.open(index, last, sealed)

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatd.crypto.keyring import KEY_BYTES, KeyRing
 from chatd.errors import IntegrityError, UnknownKeyError
+from chatd.i18n import N_
 
 SEAL_FORMAT = 1
 _HEADER = struct.Struct(">BI")
@@ -107,19 +108,22 @@ def unwrap_data_key(ring: KeyRing, wrapped: WrappedKey, scope: KeyScope) -> byte
     kek = ring.key(wrapped.kek_id)
     if kek is None:
         raise UnknownKeyError(
-            f"The data key of {scope.kind} {scope.scope_id} is wrapped by key"
-            f" {wrapped.kek_id}, which is not in the key file."
+            N_("The data key of {scope} is wrapped by key {kek_id}, which is not in the key file."),
+            scope=f"{scope.kind} {scope.scope_id}",
+            kek_id=wrapped.kek_id,
         )
     nonce, body = wrapped.blob[:NONCE_BYTES], wrapped.blob[NONCE_BYTES:]
     try:
         dek = AESGCM(kek).decrypt(nonce, body, scope.aad(wrapped.kek_id))
     except InvalidTag:
         raise IntegrityError(
-            f"The data key of {scope.kind} {scope.scope_id} does not unwrap"
-            " (tampered, or moved from another row)."
+            N_("The data key of {scope} does not unwrap (tampered, or moved from another row)."),
+            scope=f"{scope.kind} {scope.scope_id}",
         ) from None
     if len(dek) != KEY_BYTES:
-        raise IntegrityError(f"The data key of {scope.kind} {scope.scope_id} has a bad length.")
+        raise IntegrityError(
+            N_("The data key of {scope} has a bad length."), scope=f"{scope.kind} {scope.scope_id}"
+        )
     return dek
 
 
@@ -154,17 +158,19 @@ class Sealer:
 
     def open(self, seq: int, kind: str, sealed: bytes, binding: bytes = b"") -> bytes:
         if len(sealed) < SEAL_OVERHEAD:
-            raise IntegrityError(f"Sealed payload {self._where(seq)} is truncated.")
+            raise IntegrityError(N_("Sealed payload {where} is truncated."), where=self._where(seq))
         if sealed[: _HEADER.size] != self._header:
-            raise IntegrityError(f"Sealed payload {self._where(seq)} has an unexpected header.")
+            raise IntegrityError(
+                N_("Sealed payload {where} has an unexpected header."), where=self._where(seq)
+            )
         try:
             return self._aead.decrypt(
                 sealed[_HEADER.size : _BODY_AT], sealed[_BODY_AT:], self._aad(seq, kind, binding)
             )
         except InvalidTag:
             raise IntegrityError(
-                f"Sealed payload {self._where(seq)} does not open"
-                " (tampered, or moved from another row)."
+                N_("Sealed payload {where} does not open (tampered, or moved from another row)."),
+                where=self._where(seq),
             ) from None
 
     def _where(self, seq: int) -> str:
@@ -182,5 +188,5 @@ def event_binding(sender: int, ts: int) -> bytes:
 def sealed_key_version(sealed: bytes) -> int:
     """The data-key version named in a sealed payload's header."""
     if len(sealed) < _HEADER.size:
-        raise IntegrityError("Sealed payload is truncated.")
+        raise IntegrityError(N_("Sealed payload is truncated."))
     return int(_HEADER.unpack_from(sealed)[1])

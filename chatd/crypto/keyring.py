@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatd.errors import KeyFileError
+from chatd.i18n import N_
 
 KEY_BYTES = 32
 KEY_FILE_FORMAT = 1
@@ -41,10 +42,12 @@ class KeyRing:
 
     def __post_init__(self) -> None:
         if self.active_id not in self.keys:
-            raise KeyFileError("The active key id is not among the keys of the key file.")
+            raise KeyFileError(N_("The active key id is not among the keys of the key file."))
         for kid, key in self.keys.items():
             if len(key) != KEY_BYTES:
-                raise KeyFileError(f"Key {kid} is not {KEY_BYTES} bytes long.")
+                raise KeyFileError(
+                    N_("Key {kid} is not {size} bytes long."), kid=kid, size=KEY_BYTES
+                )
 
     @classmethod
     def generate(cls) -> KeyRing:
@@ -67,9 +70,9 @@ class KeyRing:
 
     def without(self, kid: str) -> KeyRing:
         if kid == self.active_id:
-            raise KeyFileError("The active key cannot be retired; rotate first.")
+            raise KeyFileError(N_("The active key cannot be retired; rotate first."))
         if kid not in self.keys:
-            raise KeyFileError(f"No key {kid} in the key file.")
+            raise KeyFileError(N_("No key {kid} in the key file."), kid=kid)
         return KeyRing(
             active_id=self.active_id, keys={k: v for k, v in self.keys.items() if k != kid}
         )
@@ -88,7 +91,7 @@ def _decode(raw: bytes, path: Path) -> KeyRing:
     try:
         doc = json.loads(raw)
         if doc.get("format") != KEY_FILE_FORMAT:
-            raise KeyFileError(f"Key file {path} has an unknown format.")
+            raise KeyFileError(N_("Key file {path} has an unknown format."), path=str(path))
         keys = {
             str(kid): base64.b64decode(value, validate=True) for kid, value in doc["keys"].items()
         }
@@ -97,7 +100,10 @@ def _decode(raw: bytes, path: Path) -> KeyRing:
         raise
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         # Deliberately no detail from the parser: it could quote key material.
-        raise KeyFileError(f"Key file {path} is malformed.") from None
+        raise KeyFileError(N_("Key file {path} is malformed."), path=str(path)) from None
+
+
+_EXISTS = N_("Key file {path} already exists; refusing to overwrite it.")
 
 
 def write_key_file(path: Path, ring: KeyRing, *, replace: bool) -> None:
@@ -107,7 +113,7 @@ def write_key_file(path: Path, ring: KeyRing, *, replace: bool) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not replace and path.exists():
-        raise KeyFileError(f"Key file {path} already exists; refusing to overwrite it.")
+        raise KeyFileError(_EXISTS, path=str(path))
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -124,7 +130,7 @@ def write_key_file(path: Path, ring: KeyRing, *, replace: bool) -> None:
             os.unlink(tmp)
     except FileExistsError:
         os.unlink(tmp)
-        raise KeyFileError(f"Key file {path} already exists; refusing to overwrite it.") from None
+        raise KeyFileError(_EXISTS, path=str(path)) from None
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -138,17 +144,22 @@ def load_key_file(path: Path) -> KeyRing:
         st = path.stat()
     except FileNotFoundError:
         raise KeyFileError(
-            f"Key file {path} does not exist; run 'chatd init' to create it."
+            N_("Key file {path} does not exist; run 'chatd init' to create it."), path=str(path)
         ) from None
     if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"Key file {path} is not a regular file.")
+        raise KeyFileError(N_("Key file {path} is not a regular file."), path=str(path))
     if st.st_mode & 0o077:
         raise KeyFileError(
-            f"Key file {path} is accessible to other users (mode {stat.S_IMODE(st.st_mode):o});"
-            " run 'chmod 600' on it."
+            N_(
+                "Key file {path} is accessible to other users (mode {mode}); run 'chmod 600' on it."
+            ),
+            path=str(path),
+            mode=f"{stat.S_IMODE(st.st_mode):o}",
         )
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise KeyFileError(f"Key file {path} cannot be read: {exc.strerror}.") from None
+        raise KeyFileError(
+            N_("Key file {path} cannot be read: {reason}."), path=str(path), reason=exc.strerror
+        ) from None
     return _decode(raw, path)

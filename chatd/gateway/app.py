@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from chatd.auth import LoginResult
+from chatd.auth import LoginResult, Principal
 from chatd.errors import (
     AuthError,
     ChatdError,
@@ -55,6 +55,7 @@ from chatd.errors import (
 from chatd.gateway.connection import Connection, log_internal
 from chatd.gateway.handlers import now_ms, user_map
 from chatd.gateway.services import Gateway
+from chatd.i18n import DEFAULT_LANGUAGE, N_, Language, from_accept_language, language
 
 log = logging.getLogger("chatd.gateway")
 MAX_BODY_BYTES = 4096
@@ -75,12 +76,33 @@ _STATUS: tuple[tuple[type[ChatdError], int], ...] = (
 )
 
 
-def error_response(exc: ChatdError) -> JSONResponse:
+def request_language(request: Request) -> Language:
+    """The account's language once the request is authenticated (:func:`authenticated`),
+    else its ``Accept-Language``, else the server's default."""
+    chosen: Language | None = getattr(request.state, "language", None)
+    gateway: Gateway = request.app.state.gateway
+    return (
+        chosen
+        or from_accept_language(request.headers.get("accept-language"))
+        or language(gateway.settings.default_language)
+        or DEFAULT_LANGUAGE
+    )
+
+
+async def authenticated(request: Request, gateway: Gateway) -> Principal:
+    """The session of the request's bearer token; its account's language applies from now."""
+    principal = await gateway.auth.authenticate(bearer_token(request))
+    request.state.language = principal.language
+    return principal
+
+
+def error_response(exc: ChatdError, request: Request) -> JSONResponse:
+    lang = request_language(request)
     for kind, status in _STATUS:
         if isinstance(exc, kind):
-            return JSONResponse({"code": exc.code, "message": exc.message}, status)
+            return JSONResponse({"code": exc.code, "message": exc.message_in(lang)}, status)
     generic = ChatdError()
-    return JSONResponse({"code": generic.code, "message": generic.message}, 500)
+    return JSONResponse({"code": generic.code, "message": generic.message_in(lang)}, 500)
 
 
 def _endpoint(
@@ -93,10 +115,10 @@ def _endpoint(
         except ChatdError as exc:
             if not isinstance(exc, (ClientError, StoreClosedError)):
                 log_internal(request.url.path, exc)
-            return error_response(exc)
+            return error_response(exc, request)
         except Exception as exc:
             log_internal(request.url.path, exc)
-            return error_response(ChatdError())
+            return error_response(ChatdError(), request)
 
     return endpoint
 
@@ -106,20 +128,24 @@ async def read_json(request: Request) -> dict[str, Any]:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise FrameTooLargeError(f"The body is larger than {MAX_BODY_BYTES} bytes.")
+            raise FrameTooLargeError(
+                N_("The request is larger than {max} bytes."), max=MAX_BODY_BYTES
+            )
     try:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         obj = None
     if not isinstance(obj, dict):
-        raise MalformedFrameError("The body must be one JSON object.")
+        raise MalformedFrameError(N_("The request body must be one JSON object."))
     return obj
 
 
 def bearer_token(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthenticatedError("Send the token as 'Authorization: Bearer <token>'.")
+        raise UnauthenticatedError(
+            N_("You are not logged in (send the token as 'Authorization: Bearer <token>').")
+        )
     return token.strip()
 
 
@@ -142,9 +168,19 @@ async def login(request: Request, gateway: Gateway) -> Response:
     body = await read_json(request)
     unknown = set(body) - {"login", "password"}
     if unknown:
-        raise ValidationError("Only login and password are expected.", field="body")
+        raise ValidationError(
+            N_("The request is malformed: only the login and the password are expected."),
+            field="body",
+        )
     result = await gateway.auth.login(body.get("login"), body.get("password"))
-    return JSONResponse({**login_body(result), "terms_url": gateway.settings.terms_url})
+    request.state.language = result.principal.language
+    return JSONResponse(
+        {
+            **login_body(result),
+            "terms_url": gateway.settings.terms_url,
+            "language": request_language(request),
+        }
+    )
 
 
 async def logout(request: Request, gateway: Gateway) -> Response:
@@ -157,7 +193,7 @@ async def terms(request: Request, gateway: Gateway) -> Response:
         return JSONResponse(
             {"terms_version": gateway.auth.terms_version, "terms_url": gateway.settings.terms_url}
         )
-    principal = await gateway.auth.authenticate(bearer_token(request))
+    principal = await authenticated(request, gateway)
     principal.require_usable()
     body = await read_json(request)
     principal = await gateway.auth.accept_terms(principal, body.get("version"))
@@ -168,11 +204,14 @@ async def terms(request: Request, gateway: Gateway) -> Response:
 
 async def change_password(request: Request, gateway: Gateway) -> Response:
     """Allowed behind the password gate (it is how one leaves it) and the terms gate."""
-    principal = await gateway.auth.authenticate(bearer_token(request))
+    principal = await authenticated(request, gateway)
     body = await read_json(request)
     unknown = set(body) - {"old_password", "new_password"}
     if unknown:
-        raise ValidationError("Only old_password and new_password are expected.", field="body")
+        raise ValidationError(
+            N_("The request is malformed: only the current and the new password are expected."),
+            field="body",
+        )
     principal, revoked = await gateway.auth.change_password(
         principal, body.get("old_password"), body.get("new_password")
     )

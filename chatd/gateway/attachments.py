@@ -59,9 +59,10 @@ from chatd.errors import (
     TermsNotAcceptedError,
     ValidationError,
 )
-from chatd.gateway.app import _endpoint, bearer_token, error_response
+from chatd.gateway.app import _endpoint, authenticated, error_response, request_language
 from chatd.gateway.connection import log_internal
 from chatd.gateway.services import Gateway
+from chatd.i18n import N_, Text
 from chatd.store.records import AttachmentAccess, AttachmentInfo
 
 log = logging.getLogger("chatd.gateway.attachments")
@@ -96,15 +97,16 @@ def attachment_routes() -> list[Route]:
     ]
 
 
-def _error(exc: ChatdError) -> Response:
+def _error(exc: ChatdError, request: Request) -> Response:
     for kind, status in _STATUS:
         if isinstance(exc, kind):
-            return JSONResponse({"code": exc.code, "message": exc.message}, status)
-    return error_response(exc)
+            message = exc.message_in(request_language(request))
+            return JSONResponse({"code": exc.code, "message": message}, status)
+    return error_response(exc, request)
 
 
 async def _principal(request: Request, gateway: Gateway) -> Principal:
-    principal = await gateway.auth.authenticate(bearer_token(request))
+    principal = await authenticated(request, gateway)
     principal.require_usable()
     if not principal.terms_accepted:
         raise TermsNotAcceptedError()
@@ -119,13 +121,14 @@ def file_name(raw: str | None) -> str:
     if raw is None or not raw.strip():
         return "attachment"
     if len(raw) > MAX_FILE_NAME_HEADER:
-        raise ValidationError("The file name is too long.", field=FILE_NAME_HEADER)
+        raise ValidationError(N_("The file name is too long."), field=FILE_NAME_HEADER)
     try:
         text = raw.encode("latin-1").decode("utf-8")  # headers arrive as latin-1
         return urllib.parse.unquote(text, encoding="utf-8", errors="strict")
     except UnicodeError:
         raise ValidationError(
-            "X-File-Name must be UTF-8, percent-encoded.", field=FILE_NAME_HEADER
+            N_("The file name is not valid (X-File-Name must be UTF-8, percent-encoded)."),
+            field=FILE_NAME_HEADER,
         ) from None
 
 
@@ -149,7 +152,7 @@ async def upload(request: Request, gateway: Gateway) -> Response:
     except ChatdError as exc:
         if not isinstance(exc, (ClientError, StoreClosedError)):
             log_internal(request.url.path, exc)
-        response = _error(exc)
+        response = _error(exc, request)
         if body.finished:
             return response
         if not body.started and request.headers.get("expect", "").lower() == "100-continue":
@@ -277,7 +280,7 @@ async def download(request: Request, gateway: Gateway) -> Response:
     try:
         access = await _access(request, gateway, thumbnail=False)
     except AttachmentArchived as exc:
-        return _error(exc)
+        return _error(exc, request)
     info = access.info
     headers = {**_file_headers(info, info.name, info.mime), "Accept-Ranges": "bytes"}
     wanted = parse_range(request.headers.get("range"), info.size)
@@ -286,7 +289,12 @@ async def download(request: Request, gateway: Gateway) -> Response:
         wanted = None
     if wanted == UNSATISFIABLE:
         response = JSONResponse(
-            {"code": "range_not_satisfiable", "message": "The range is outside the file."},
+            {
+                "code": "range_not_satisfiable",
+                "message": Text(N_("The range is outside the file.")).render(
+                    request_language(request)
+                ),
+            },
             416,
             headers={**SECURITY_HEADERS, "Content-Range": f"bytes */{info.size}"},
         )
@@ -295,12 +303,12 @@ async def download(request: Request, gateway: Gateway) -> Response:
     try:
         reader = await asyncio.to_thread(BlobReader.open, gateway.store.blobs, info, access.dek)
     except IntegrityError as exc:
-        return _integrity_failure(info, exc)
+        return _integrity_failure(info, exc, request)
     try:
         first = await asyncio.to_thread(reader.read, start, stop)
     except IntegrityError as exc:
         await asyncio.to_thread(reader.close)
-        return _integrity_failure(info, exc)
+        return _integrity_failure(info, exc, request)
     headers["Content-Length"] = str(stop - start)
     status = 200
     if wanted is not None:
@@ -313,16 +321,18 @@ async def thumbnail(request: Request, gateway: Gateway) -> Response:
     try:
         access = await _access(request, gateway, thumbnail=True)
     except AttachmentArchived as exc:
-        return _error(exc)
+        return _error(exc, request)
     assert access.thumbnail is not None
     name = access.info.name.rsplit(".", 1)[0] + ".thumbnail.jpg"
     return Response(access.thumbnail, 200, _file_headers(access.info, name, "image/jpeg"))
 
 
-def _integrity_failure(info: AttachmentInfo, exc: IntegrityError) -> Response:
+def _integrity_failure(info: AttachmentInfo, exc: IntegrityError, request: Request) -> Response:
     log.error("attachment %s failed its integrity check: %s", info.wire_id, exc.message)
-    error = exc if isinstance(exc, AttachmentFileMissing) else IntegrityError()
-    return JSONResponse({"code": error.code, "message": error.default_message}, 500)
+    # The class's own sentence, not the exception's (which names server-side details).
+    error = AttachmentFileMissing() if isinstance(exc, AttachmentFileMissing) else IntegrityError()
+    message = error.message_in(request_language(request))
+    return JSONResponse({"code": error.code, "message": message}, 500)
 
 
 class BlobReader:
@@ -341,14 +351,18 @@ class BlobReader:
             fp: BinaryIO = path.open("rb")
         except FileNotFoundError:
             raise AttachmentFileMissing(
-                f"The file of attachment {info.wire_id} is missing.", attachment_id=info.id
+                N_("The file of attachment {attachment} is missing."),
+                attachment=info.wire_id,
+                attachment_id=info.id,
             ) from None
         try:
             opener = ChunkOpener(fp, dek, info.id)
             if opener.size != info.size:  # opens (authenticates) the last chunk
                 raise IntegrityError(
-                    f"The file of attachment {info.wire_id} holds {opener.size} bytes,"
-                    f" not {info.size}."
+                    N_("The file of attachment {attachment} holds {size} bytes, not {expected}."),
+                    attachment=info.wire_id,
+                    size=opener.size,
+                    expected=info.size,
                 )
         except BaseException:
             fp.close()

@@ -44,6 +44,7 @@ from chatd.gateway.handlers import SyncJob, now_ms, user_map
 from chatd.gateway.hub import CloseAfterQueue, Subscription
 from chatd.gateway.services import Gateway
 from chatd.gateway.session import Delivery, Session, TokenBucket
+from chatd.i18n import DEFAULT_LANGUAGE, from_accept_language, language
 
 log = logging.getLogger("chatd.gateway")
 CloseCode = p.CloseCode
@@ -78,7 +79,10 @@ class Connection:
         self._ws = websocket
         self._gw = gateway
         self._settings = gateway.settings
-        self._session = Session()
+        self._session = Session(
+            requested_language=from_accept_language(websocket.headers.get("accept-language")),
+            default_language=language(gateway.settings.default_language) or DEFAULT_LANGUAGE,
+        )
         self._bucket = TokenBucket(self._settings.ws_rate, self._settings.ws_burst)
         self._sub: Subscription | None = None
         self._gone = False
@@ -166,6 +170,8 @@ class Connection:
         except StoreClosedError:  # the server is stopping
             await self._close(CloseCode.GOING_AWAY)
             return None
+        if request.lang is not None:  # the client's own word beats its Accept-Language
+            self._session.requested_language = request.lang
         self._session.authenticated(principal, time.monotonic())
         return principal, request.rid
 
@@ -177,6 +183,7 @@ class Connection:
                 "protocol": p.PROTOCOL_VERSION,
                 "server_time": now_ms(),
                 "user": user_map(principal),
+                "language": self._session.language,
                 "session_expires_at": principal.expires_at,
                 "terms_version": self._gw.auth.terms_version,
                 "terms_url": self._settings.terms_url,
@@ -207,7 +214,9 @@ class Connection:
                 # Every request read gets its answer, this one too; a client that keeps
                 # hammering (more refusals in a row than its burst) is then closed, once the
                 # replies already due have left (docs/protocol.md §12).  Nothing more is read.
-                sub.offer(p.encode_error(_peek_rid(data), RateLimitedError()))
+                sub.offer(
+                    p.encode_error(_peek_rid(data), RateLimitedError(), self._session.language)
+                )
                 if self._bucket.strikes > self._settings.ws_burst:
                     sub.finish(CloseCode.RATE_LIMITED)
                     await sub.closed.wait()
@@ -221,7 +230,7 @@ class Connection:
         try:
             request = p.decode_request(data)
         except p.BadRequest as bad:
-            return p.encode_error(bad.rid, bad.error)
+            return p.encode_error(bad.rid, bad.error, self._session.language)
         try:
             self._session.admit(request)
             await self._check_token()
@@ -232,14 +241,14 @@ class Connection:
             sub.fail(CloseCode.USER_DISABLED)
             return None
         except ClientError as exc:
-            return p.encode_error(request.rid, exc)
+            return p.encode_error(request.rid, exc, self._session.language)
         try:
             return await self._gw.handlers.handle(self._session, sub, request)
         except (ClientError, StoreClosedError) as exc:
-            return p.encode_error(request.rid, exc)
+            return p.encode_error(request.rid, exc, self._session.language)
         except Exception as exc:
             log_internal(f"op {type(request).__name__}", exc)
-            return p.encode_error(request.rid, ChatdError())
+            return p.encode_error(request.rid, ChatdError(), self._session.language)
 
     async def _check_token(self) -> None:
         """Authorisation on every operation: expiry here, always; revocation and account
@@ -307,7 +316,7 @@ class Connection:
         try:
             heads = await self._gw.store.conversation_heads(user)
         except (ClientError, StoreClosedError) as exc:
-            await self._send(p.encode_error(job.rid, exc))
+            await self._send(p.encode_error(job.rid, exc, self._session.language))
             return
         known = {head.conv_id: head.last_visible_seq for head in heads}
         expired: list[int] = []

@@ -64,6 +64,7 @@ def user_map(principal: Principal) -> dict[str, Any]:
         "last_name": profile.last_name,
         "profession": profile.profession,
         "structure": profile.structure,
+        "language": principal.language,
     }
 
 
@@ -172,6 +173,11 @@ class Handlers:
                 return SyncJob(rid, dict(request.convs))
             case p.Users():
                 return await self._users(rid, request.ids, request.logins)
+            case p.SetLanguage(language=chosen):
+                assert session.principal is not None
+                principal = await self._auth.set_language(session.principal, chosen)
+                session.refreshed(principal, time.monotonic())
+                return p.encode_ok(rid, language=chosen, speaking=session.language)
             case p.Auth():  # refused by Session.admit before it gets here
                 raise AssertionError("auth is handled by the connection")
         raise AssertionError(f"unhandled request {type(request).__name__}")  # pragma: no cover

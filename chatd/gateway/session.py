@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from chatd.auth import Principal
 from chatd.errors import InvalidStateError, TermsNotAcceptedError
-from chatd.gateway.protocol import AcceptTerms, Auth, Ping, Request
+from chatd.gateway.protocol import AcceptTerms, Auth, Ping, Request, SetLanguage
+from chatd.i18n import DEFAULT_LANGUAGE, N_, Language
 
 
 class State(enum.Enum):
@@ -40,7 +41,8 @@ class SessionStateError(InvalidStateError):
     pass
 
 
-_TERMS_FREE = (AcceptTerms, Ping)
+ALREADY_AUTHENTICATED = N_("This connection is already authenticated.")
+_TERMS_FREE = (AcceptTerms, Ping, SetLanguage)  # the terms may be read in another language
 
 
 @dataclass(slots=True)
@@ -50,14 +52,28 @@ class Session:
     checked_at: float = 0.0  # when the token was last checked against the store
     synced: bool = False
     cursors: dict[int, int] = field(default_factory=dict)
+    # What the client asked for (``auth``'s ``lang``, else its Accept-Language), and the
+    # server's default: the account's own choice comes first (:attr:`language`).
+    requested_language: Language | None = None
+    default_language: Language = DEFAULT_LANGUAGE
+
+    @property
+    def language(self) -> Language:
+        """The language this session's sentences are written in."""
+        chosen = self.principal.language if self.principal is not None else None
+        return chosen or self.requested_language or self.default_language
 
     # ------------------------------------------------------------------ transitions
 
     def _expect(self, *states: State) -> None:
         if self.state not in states:
-            raise SessionStateError(
-                f"Not allowed while the session is {self.state.value}.", state=self.state.value
-            )
+            if self.state is State.AWAITING_AUTH:
+                sentence = N_("Log in first: this connection is not authenticated yet.")
+            elif self.state is State.OPEN:
+                sentence = ALREADY_AUTHENTICATED
+            else:
+                sentence = N_("This connection is closed.")
+            raise SessionStateError(sentence, state=self.state.value)
 
     def authenticated(self, principal: Principal, now: float) -> None:
         self._expect(State.AWAITING_AUTH)
@@ -69,7 +85,7 @@ class Session:
         """The token was checked again (terms may have been accepted meanwhile)."""
         self._expect(State.OPEN)
         if self.principal is not None and principal.user_id != self.principal.user_id:
-            raise SessionStateError("A session cannot change user.")
+            raise SessionStateError(N_("A session cannot change user."))
         self.principal = principal
         self.checked_at = now
 
@@ -88,7 +104,7 @@ class Session:
         """Raise unless ``request`` may run now."""
         if isinstance(request, Auth):
             if self.state is State.OPEN:
-                raise SessionStateError("This connection is already authenticated.")
+                raise SessionStateError(ALREADY_AUTHENTICATED)
             self._expect(State.AWAITING_AUTH)
             return
         self._expect(State.OPEN)

@@ -105,6 +105,12 @@ class Store(abc.ABC):
         """Disable or re-enable an account (never deleted: the log names its users)."""
 
     @abc.abstractmethod
+    async def set_user_language(self, user_id: int, language: str | None) -> User:
+        """Record the language the person chose (``"fr"``, ``"en"``), or forget it (None:
+        their client's language applies, else the server's default).  UserNotFound if no
+        such user; the caller validates the value (the schema refuses any other)."""
+
+    @abc.abstractmethod
     async def set_terms_accepted(self, user_id: int, terms_version: str) -> User:
         """Record that the user accepted this version of the terms of use."""
 

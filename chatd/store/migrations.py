@@ -247,6 +247,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE users ADD COLUMN password_changed_at INTEGER;
         """,
     ),
+    Migration(
+        5,
+        "languages: the language each account chose (NULL: follow the client, then the server)",
+        """
+        -- A preference, not personal data: kept in clear like ``disabled``.
+        ALTER TABLE users ADD COLUMN language TEXT CHECK (language IN ('fr', 'en'));
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

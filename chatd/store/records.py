@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd.events import Event
+from chatd.i18n import N_, Language, Text
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class NewUser:
     login: str
     password_hash: str
     profile: UserProfile
+    language: str | None = None  # "fr", "en", or None: not chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,8 @@ class User:
     created_at: int
     # A one-time password set by an administrator: the user must choose a new one first.
     must_change_password: bool = False
+    # The language the person chose ("fr", "en"); None: their client's, else the server's.
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +102,43 @@ class ConversationHead:
 @dataclass(frozen=True, slots=True)
 class VerifyProblem:
     """The first broken place of a conversation (``user_id`` None), a broken user row, or a
-    broken attachment (``attachment_id``, also named in ``reason``; ``conv_id``/``seq`` of its
-    message, 0 if unsent)."""
+    broken attachment (``attachment_id``, also named in the reason; ``conv_id``/``seq`` of its
+    message, 0 if unsent).  ``why`` is the reason as a sentence to translate (the operator
+    reads it in the admin command's language); :attr:`reason` is its English text."""
 
     conv_id: int
     seq: int
-    reason: str
+    why: Text
     user_id: int | None = None
     attachment_id: int | None = None
 
-    def __str__(self) -> str:
+    @property
+    def reason(self) -> str:
+        return str(self.why)
+
+    def where(self) -> Text:
+        """The problem with its place: ``conversation 3, seq 12: hash mismatch …``."""
         if self.user_id is not None:
-            return f"user {self.user_id}: {self.reason}"
+            return Text(
+                N_("user {user}: {reason}"), {"user": str(self.user_id), "reason": self.why}
+            )
         if self.attachment_id is not None:  # the reason starts with "attachment <id>"
-            where = f"conversation {self.conv_id}, seq {self.seq}, " if self.conv_id else ""
-            return f"{where}{self.reason}"
-        return f"conversation {self.conv_id}, seq {self.seq}: {self.reason}"
+            if not self.conv_id:
+                return self.why
+            return Text(
+                N_("conversation {conv}, seq {seq}, {reason}"),
+                {"conv": str(self.conv_id), "seq": str(self.seq), "reason": self.why},
+            )
+        return Text(
+            N_("conversation {conv}, seq {seq}: {reason}"),
+            {"conv": str(self.conv_id), "seq": str(self.seq), "reason": self.why},
+        )
+
+    def said(self, lang: Language) -> str:
+        return self.where().render(lang)
+
+    def __str__(self) -> str:
+        return str(self.where())
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +147,8 @@ class VerifyReport:
     events: int
     problems: tuple[VerifyProblem, ...]
     attachments: int = 0  # attachments whose file was opened chunk by chunk
-    warnings: tuple[str, ...] = ()  # not broken, but worth a look (orphan files removed …)
+    # Not broken, but worth a look (orphan files removed …): sentences to translate.
+    warnings: tuple[Text, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -17,15 +17,18 @@ from types import TracebackType
 from typing import Self
 
 from chatd.errors import ChatdError
+from chatd.i18n import N_, Text
 
 
 class ServerRunningError(ChatdError):
     code = "server_running"
-    default_message = "A chatd server is using this database."
+    default_message = N_("A chatd server is using this database.")
 
 
 class ServerLock:
     def __init__(self, database: Path, purpose: str) -> None:
+        """``purpose``: what the lock is for, a message id marked with ``N_`` that ends
+        "stop it before you …" (``N_("rotate the master key")``)."""
         self.path = database.with_name(database.name + ".lock")
         self._purpose = purpose
         self._fd: int | None = None
@@ -38,8 +41,12 @@ class ServerLock:
         except BlockingIOError:
             os.close(fd)
             raise ServerRunningError(
-                f"A chatd server (or another admin command) is using {self.path.parent};"
-                f" stop it before you {self._purpose}."
+                N_(
+                    "A chatd server (or another admin command) is using {directory};"
+                    " stop it before you {purpose}."
+                ),
+                directory=str(self.path.parent),
+                purpose=Text(self._purpose),
             ) from None
         self._fd = fd
 

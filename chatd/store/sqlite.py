@@ -41,6 +41,7 @@ from chatd.errors import (
     ValidationError,
 )
 from chatd.events import Event
+from chatd.i18n import N_
 from chatd.store import sqlite_attachments, sqlite_sessions, sqlite_verify
 from chatd.store.abstract import Store
 from chatd.store.data_keys import (
@@ -77,7 +78,8 @@ VISIBLE = (
 )
 EVENT_COLUMNS = "e.conv_id, e.seq, e.kind, e.sender, e.ts, e.ciphertext"
 _USER_COLUMNS = (
-    "id, login, password_hash, profile, disabled, terms_version, created_at, must_change_password"
+    "id, login, password_hash, profile, disabled, terms_version, created_at,"
+    " must_change_password, language"
 )
 # How many system events a window read returns beyond the window's messages, at most.
 WINDOW_EXTRA_EVENTS = 1000
@@ -275,7 +277,9 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- users
 
     def _user(self, row: Any) -> User:
-        user_id, login, password_hash, profile, disabled, terms_version, created_at, must = row
+        user_id, login, password_hash, profile, disabled, terms_version, created_at, must, lang = (
+            row
+        )
         sealer = self._keys.sealer(
             DIRECTORY_SCOPE, 0, self._directory_version, PROFILE_DOMAIN, user_id
         )
@@ -289,6 +293,7 @@ class SqliteStore(Store):
             terms_version,
             created_at,
             bool(must),
+            lang,
         )
 
     async def create_user(self, new: NewUser) -> User:
@@ -304,9 +309,9 @@ class SqliteStore(Store):
             )
             profile = sealer.seal(0, "profile", msgpack.packb(dataclasses.asdict(new.profile)))
             await conn.execute(
-                "INSERT INTO users (id, login, password_hash, profile, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (user_id, login, new.password_hash, profile, self._clock_ms()),
+                "INSERT INTO users (id, login, password_hash, profile, created_at, language)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, login, new.password_hash, profile, self._clock_ms(), new.language),
             )
             return user_id
 
@@ -359,6 +364,14 @@ class SqliteStore(Store):
             user_id,
         )
 
+    async def set_user_language(self, user_id: int, language: str | None) -> User:
+        return await self._update_user(
+            "set_user_language",
+            "UPDATE users SET language = ? WHERE id = ?",
+            (language, user_id),
+            user_id,
+        )
+
     async def set_terms_accepted(self, user_id: int, terms_version: str) -> User:
         return await self._update_user(
             "set_terms_accepted",
@@ -384,7 +397,7 @@ class SqliteStore(Store):
             )
             if cursor.rowcount != 1:
                 await self._check_user_txn(conn, user_id)
-                raise ConflictError("The password was changed meanwhile; log in again.")
+                raise ConflictError(N_("The password was changed meanwhile; log in again."))
             return await sqlite_sessions.revoke_other_tokens_txn(conn, user_id, keep_token, now_ms)
 
         return await self.writer.run_exclusive(
@@ -746,13 +759,21 @@ class SqliteStore(Store):
 
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= 1000:
-        raise ValidationError("limit must be from 1 to 1000.", field="limit")
+        raise ValidationError(
+            N_("The number of items asked for must be from {min} to {max}."),
+            field="limit",
+            min=1,
+            max=1000,
+        )
 
 
 def normalize_login(raw: str) -> str:
     login = raw.strip().lower()
     if not 2 <= len(login) <= 64 or not all(ch.isalnum() or ch in "._-@" for ch in login):
         raise ValidationError(
-            "A login is 2 to 64 letters, digits or . _ - @ characters.", field="login"
+            N_("A login is {min} to {max} letters, digits or . _ - @ characters."),
+            field="login",
+            min=2,
+            max=64,
         )
     return login

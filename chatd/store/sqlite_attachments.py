@@ -67,6 +67,7 @@ from chatd.errors import (
     ValidationError,
 )
 from chatd.events import Event, EventDraft, EventKind
+from chatd.i18n import N_, Text
 from chatd.store.records import AttachmentAccess, AttachmentInfo, NewAttachment, VerifyProblem
 
 log = logging.getLogger("chatd.store.attachments")
@@ -81,7 +82,7 @@ _KEY_JOIN = (
 )
 _MAX_VARIABLES = 900
 VERIFY_PAGE = 200
-MISSING_FILE = "its file is missing"
+MISSING_FILE = Text(N_("its file is missing"))
 ORPHAN_GRACE_SECONDS = 3600  # a file without a row younger than this may be an upload in progress
 
 # The message-payload key that holds attachment references.
@@ -127,9 +128,9 @@ async def insert_attachment_txn(
     conn: aiosqlite.Connection, ring: KeyRing, new: NewAttachment, now: int
 ) -> AttachmentInfo:
     if not new.name or new.size < 0 or new.ttl_ms <= 0 or not new.kind or not new.mime:
-        raise ValidationError("The attachment record is incomplete.")
+        raise ValidationError(N_("The attachment record is incomplete."))
     if not 0 < new.id < 2**63:
-        raise ValidationError("Attachment ids are from 1 to 2**63 - 1.")
+        raise ValidationError(N_("The attachment number is not valid."))
     if not list(await conn.execute_fetchall("SELECT 1 FROM users WHERE id = ?", (new.uploader,))):
         raise UserNotFound(user=new.uploader)
     wrapped = wrap_data_key(ring, new.dek, attachment_scope(new.id))
@@ -161,7 +162,7 @@ async def insert_attachment_txn(
         )
     except sqlite3.IntegrityError:
         # The id was used before (an attachment, or the destroyed key of a discarded one).
-        raise ConflictError("This attachment id is already in use.") from None
+        raise ConflictError(N_("This attachment number is already in use.")) from None
     return AttachmentInfo(
         id=new.id,
         uploader=new.uploader,
@@ -250,8 +251,10 @@ def attach_to_drafts(
             found = attachments.get(attachment_id)
             if found is None or found.uploader != sender:
                 raise AttachmentNotFound(
-                    f"Attachment {wire} does not exist, was discarded, or was uploaded by"
-                    " someone else.",
+                    N_(
+                        "Attachment {attachment} does not exist, was discarded, or was uploaded"
+                        " by someone else."
+                    ),
                     attachment=wire,
                 )
             if found.sent or attachment_id in claimed:
@@ -413,22 +416,28 @@ class AttachmentAudit:
     missing: set[int] = field(default_factory=set)  # attachments whose file is missing
 
 
-def _check_file(blobs: BlobStore, attachment_id: int, dek: bytes, size: int) -> str | None:
+def _check_file(blobs: BlobStore, attachment_id: int, dek: bytes, size: int) -> Text | None:
     if not blobs.exists(attachment_id):
         return MISSING_FILE
     verdict = blobs.verify(attachment_id, dek)
-    if not verdict.ok:
-        # The crypto layer names attachments in decimal; admins see the hex id everywhere.
-        detail = str(verdict.problem).replace(
-            f"attachment {attachment_id}", f"attachment {attachment_id:016x}"
-        )
+    if verdict.problem is not None:
+        detail = verdict.problem
+        if "attachment" in detail.params:
+            # The crypto layer names attachments in decimal; admins see the hex id everywhere.
+            detail = Text(detail.msgid, {**detail.params, "attachment": f"{attachment_id:016x}"})
         if verdict.bad_chunk is None:
-            return f"the file does not open: {detail}"
-        return f"first bad chunk {verdict.bad_chunk}: {detail}"
+            return Text(N_("the file does not open: {reason}"), {"reason": detail})
+        return Text(
+            N_("first bad chunk {chunk}: {reason}"),
+            {"chunk": str(verdict.bad_chunk), "reason": detail},
+        )
     with blobs.open(attachment_id, dek) as opener:
         actual = opener.size
     if actual != size:
-        return f"the file holds {actual} bytes, the row says {size}"
+        return Text(
+            N_("the file holds {actual} bytes, the row says {size}"),
+            {"actual": str(actual), "size": str(size)},
+        )
     return None
 
 
@@ -461,7 +470,10 @@ async def verify_attachments_txn(
                     audit.missing.add(attachment_id)
                 # The reason names the attachment itself, so that every output of verify
                 # (text, JSON) carries it.
-                reason = f"attachment {attachment_id:016x}: {problem}"
+                reason = Text(
+                    N_("attachment {attachment}: {problem}"),
+                    {"attachment": f"{attachment_id:016x}", "problem": problem},
+                )
                 audit.problems.append(
                     VerifyProblem(conv or 0, seq or 0, reason, attachment_id=attachment_id)
                 )
@@ -472,41 +484,42 @@ async def verify_attachments_txn(
 
 async def _verify_one(
     blobs: BlobStore, ring: KeyRing, row: Sequence[Any], audit: AttachmentAudit
-) -> str | None:
+) -> Text | None:
     (aid, size, name, thumb, conv, _seq, kek_id, wrapped, has_key, shredded, kind, sender) = row[
         :12
     ]
     uploader = row[12]
     attachment_id = int(aid)
     if conv is not None and (kind != EventKind.MESSAGE or sender != uploader):
-        return "its reference is not a message of its uploader"
+        return Text(N_("its reference is not a message of its uploader"))
     if not has_key:
-        return "it has no data key"
+        return Text(N_("it has no data key"))
     if wrapped is None:
         if conv is not None and shredded is not None:
             audit.dead_files.append(attachment_id)  # shredded with its conversation: fine
             return None
-        return "its data key was destroyed but the attachment is in use"
+        return Text(N_("its data key was destroyed but the attachment is in use"))
     try:
         dek = unwrap_attachment_key(ring, WrappedKey(str(kek_id), bytes(wrapped)), attachment_id)
     except IntegrityError as exc:
-        return f"data key: {exc.message}"
+        return Text(N_("data key: {reason}"), {"reason": exc.text})
     try:
         open_file_name(dek, attachment_id, bytes(name))
     except IntegrityError:
-        return "the sealed file name does not open"
+        return Text(N_("the sealed file name does not open"))
     if thumb is not None:
         try:
             open_thumbnail(dek, attachment_id, bytes(thumb))
         except IntegrityError:
-            return "the sealed thumbnail does not open"
+            return Text(N_("the sealed thumbnail does not open"))
     audit.checked += 1
     try:
         return await asyncio.to_thread(_check_file, blobs, attachment_id, dek, int(size))
     except AttachmentFileMissing:
         return MISSING_FILE
     except (ChatdError, OSError) as exc:
-        return f"the file cannot be read: {exc}"
+        why = exc.text if isinstance(exc, ChatdError) else str(exc)
+        return Text(N_("the file cannot be read: {reason}"), {"reason": why})
 
 
 async def still_live_txn(conn: aiosqlite.Connection, audit: AttachmentAudit) -> None:
@@ -527,10 +540,10 @@ async def still_live_txn(conn: aiosqlite.Connection, audit: AttachmentAudit) -> 
 
 def sweep_orphans(
     blobs: BlobStore, known: set[int], dead: Iterable[int], *, now: float | None = None
-) -> list[str]:
+) -> list[Text]:
     """Remove files that no row names (older than the grace period) and files of shredded
     attachments; one warning each."""
-    warnings: list[str] = []
+    warnings: list[Text] = []
     cutoff = (time.time() if now is None else now) - ORPHAN_GRACE_SECONDS
     for attachment_id in blobs.ids():
         if attachment_id in known:
@@ -542,16 +555,28 @@ def sweep_orphans(
             continue
         if recent:
             warnings.append(
-                f"attachment file {attachment_id:016x} has no row yet (an upload in progress?);"
-                " kept"
+                Text(
+                    N_(
+                        "attachment file {attachment} has no row yet (an upload in progress?); kept"
+                    ),
+                    {"attachment": f"{attachment_id:016x}"},
+                )
             )
             continue
         with contextlib.suppress(FileNotFoundError):
             blobs.delete(attachment_id)
-        warnings.append(f"attachment file {attachment_id:016x} had no row; removed")
+        warnings.append(
+            Text(
+                N_("attachment file {attachment} had no row; removed"),
+                {"attachment": f"{attachment_id:016x}"},
+            )
+        )
     for attachment_id in dead:
         if blobs.delete(attachment_id):
             warnings.append(
-                f"attachment file {attachment_id:016x} of a shredded conversation; removed"
+                Text(
+                    N_("attachment file {attachment} of a shredded conversation; removed"),
+                    {"attachment": f"{attachment_id:016x}"},
+                )
             )
     return warnings

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiosqlite
 
 from chatd.errors import MigrationError
+from chatd.i18n import N_
 from chatd.store.migrations import LATEST_VERSION, MIGRATIONS
 
 log = logging.getLogger("chatd.store")
@@ -94,8 +95,12 @@ async def migrate(conn: aiosqlite.Connection) -> int:
         current = await schema_version_txn(conn)
     if current > LATEST_VERSION:
         raise MigrationError(
-            f"The database is at schema version {current}, newer than this chatd"
-            f" ({LATEST_VERSION}); upgrade chatd."
+            N_(
+                "The database is at schema version {current}, newer than this chatd"
+                " ({latest}); upgrade chatd."
+            ),
+            current=current,
+            latest=LATEST_VERSION,
         )
     for migration in MIGRATIONS:
         if migration.version <= current:
@@ -111,7 +116,11 @@ async def migrate(conn: aiosqlite.Connection) -> int:
                     (migration.version, migration.description, int(time.time())),
                 )
         except sqlite3.Error as exc:
-            raise MigrationError(f"Migration {migration.version} failed: {exc}") from exc
+            raise MigrationError(
+                N_("Migration {version} failed: {reason}"),
+                version=migration.version,
+                reason=str(exc),
+            ) from exc
         log.info("applied migration %d: %s", migration.version, migration.description)
         current = migration.version
     return current

@@ -25,6 +25,7 @@ from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
 from chatd.errors import IntegrityError
 from chatd.events import EventKind
+from chatd.i18n import N_, Text
 from chatd.store.data_keys import (
     CONV_SCOPE,
     CONV_STATE_DOMAIN,
@@ -38,6 +39,17 @@ from chatd.store.records import VerifyProblem, VerifyReport
 CHUNK = 2000
 
 
+def _why(exc: Exception) -> Text | str:
+    """What an exception says, to be said in the operator's language when it is ours."""
+    return exc.text if isinstance(exc, IntegrityError) else str(exc)
+
+
+def _problem(
+    conv_id: int, seq: int, msgid: str, user_id: int | None = None, **params: object
+) -> VerifyProblem:
+    return VerifyProblem(conv_id, seq, Text(msgid, params), user_id)
+
+
 async def verify_chains_txn(
     conn: aiosqlite.Connection, keys: DataKeys, conv_ids: Sequence[int] | None
 ) -> VerifyReport:
@@ -48,7 +60,7 @@ async def verify_chains_txn(
     problems: list[VerifyProblem] = []
     logged = {int(r[0]) for r in await conn.execute_fetchall("SELECT DISTINCT conv_id FROM events")}
     for orphan in sorted(logged - convs.keys()):
-        problems.append(VerifyProblem(orphan, 1, "events of a conversation that does not exist"))
+        problems.append(_problem(orphan, 1, N_("events of a conversation that does not exist")))
     selected = sorted(convs) if conv_ids is None else [c for c in conv_ids if c in convs]
     if conv_ids is None:
         problems.extend(await _verify_profiles_txn(conn, keys))
@@ -78,11 +90,13 @@ async def _verify_profiles_txn(conn: aiosqlite.Connection, keys: DataKeys) -> li
         try:
             version = sealed_key_version(profile)
             if version not in versions:
-                raise IntegrityError("sealed under an unknown key version")
+                raise IntegrityError(N_("Sealed under an unknown key version."))
             sealer = keys.sealer(DIRECTORY_SCOPE, 0, version, PROFILE_DOMAIN, user_id)
             msgpack.unpackb(sealer.open(0, "profile", profile))
         except (IntegrityError, ValueError, KeyError) as exc:
-            problems.append(VerifyProblem(0, 0, f"profile does not open: {exc}", user_id))
+            problems.append(
+                _problem(0, 0, N_("profile does not open: {reason}"), user_id, reason=_why(exc))
+            )
     return problems
 
 
@@ -100,10 +114,10 @@ async def _verify_one_txn(
             try:
                 keys.load(KeyScope(CONV_SCOPE, conv_id, version), WrappedKey(kek_id, blob))
             except IntegrityError as exc:
-                return 0, VerifyProblem(conv_id, 0, f"data key: {exc.message}")
+                return 0, _problem(conv_id, 0, N_("data key: {reason}"), reason=exc.text)
             live.add(int(version))
         if not live:
-            return 0, VerifyProblem(conv_id, 0, "no live data key for a conversation in use")
+            return 0, _problem(conv_id, 0, N_("no live data key for a conversation in use"))
         try:
             version = sealed_key_version(sealed_name)
             keys.sealer(CONV_SCOPE, conv_id, version, CONV_STATE_DOMAIN, conv_id).open(
@@ -112,7 +126,7 @@ async def _verify_one_txn(
                 sealed_name,
             )
         except (IntegrityError, KeyError):
-            return 0, VerifyProblem(conv_id, 0, "the sealed conversation name does not open")
+            return 0, _problem(conv_id, 0, N_("the sealed conversation name does not open"))
 
     expected, prev, count = 1, GENESIS, 0
     # Membership intervals replayed from the log: (user, joined_seq, left_seq).
@@ -129,24 +143,26 @@ async def _verify_one_txn(
         for seq, kind, sender, ts, ciphertext, prev_hash, stored_hash in rows:
             count += 1
             if seq != expected:
-                return count, VerifyProblem(conv_id, expected, "event missing (gap in seqs)")
+                return count, _problem(conv_id, expected, N_("event missing (gap in seqs)"))
             if prev_hash != prev:
-                return count, VerifyProblem(
-                    conv_id, seq, "prev_hash does not link to the event before"
+                return count, _problem(
+                    conv_id, seq, N_("prev_hash does not link to the event before")
                 )
             digest = link_hash(prev, conv_id, seq, kind, ciphertext)
             if digest != stored_hash:
-                return count, VerifyProblem(conv_id, seq, "hash mismatch: the row was altered")
+                return count, _problem(conv_id, seq, N_("hash mismatch: the row was altered"))
             if live:
                 try:
                     version = sealed_key_version(ciphertext)
                     if version not in live:
-                        raise IntegrityError("sealed under an unknown key version")
+                        raise IntegrityError(N_("Sealed under an unknown key version."))
                     sealer = keys.sealer(CONV_SCOPE, conv_id, version, EVENTS_DOMAIN, conv_id)
                     binding = event_binding(sender, ts)
                     payload = msgpack.unpackb(sealer.open(seq, kind, ciphertext, binding))
                 except (IntegrityError, ValueError) as exc:
-                    return count, VerifyProblem(conv_id, seq, f"seal does not open: {exc}")
+                    return count, _problem(
+                        conv_id, seq, N_("seal does not open: {reason}"), reason=_why(exc)
+                    )
                 if kind == EventKind.CREATED:
                     open_at.update((int(user), seq) for user in payload["members"])
                 elif kind == EventKind.JOINED:
@@ -158,15 +174,19 @@ async def _verify_one_txn(
         if len(rows) < CHUNK:
             break
     if expected - 1 != last_seq:
-        return count, VerifyProblem(
+        return count, _problem(
             conv_id,
             expected,
-            f"the log ends at seq {expected - 1} but the conversation"
-            f" records {last_seq} events (rows removed)",
+            N_(
+                "the log ends at seq {last} but the conversation records {count} events"
+                " (rows removed)"
+            ),
+            last=str(expected - 1),
+            count=str(last_seq),
         )
     if prev != last_hash:
-        return count, VerifyProblem(
-            conv_id, last_seq, "the last hash differs from the conversation's"
+        return count, _problem(
+            conv_id, last_seq, N_("the last hash differs from the conversation's")
         )
     if live:  # a shredded log cannot be replayed: its payloads no longer open
         intervals.update((user, joined, None) for user, joined in open_at.items())
@@ -179,7 +199,7 @@ async def _verify_one_txn(
         }
         if stored != intervals:
             first = min(joined for _, joined, _ in stored ^ intervals)
-            return count, VerifyProblem(
-                conv_id, first, "the membership rows differ from the log (who may read what)"
+            return count, _problem(
+                conv_id, first, N_("the membership rows differ from the log (who may read what)")
             )
     return count, None

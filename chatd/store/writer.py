@@ -37,6 +37,7 @@ import aiosqlite
 
 from chatd.conversations import CreateConversation, Operation, referenced_users
 from chatd.errors import ChatdError, StoreClosedError, UnavailableError
+from chatd.i18n import N_
 from chatd.store.data_keys import DataKeys
 from chatd.store.records import AppendResult
 from chatd.store.sqlite_attachments import load_claimables_txn
@@ -55,6 +56,7 @@ from chatd.store.sqlite_batch import (
 from chatd.store.sqlite_db import transaction
 
 log = logging.getLogger("chatd.store.writer")
+NOT_STORED = N_("The message could not be stored; retry.")
 T = TypeVar("T")
 
 
@@ -214,7 +216,7 @@ class GroupCommitWriter:
         await self._settle_inflight()
         if self._planner.generation != generation:
             # The batch in flight failed while this one was planned on top of it.
-            self._fail(ops, UnavailableError("The message could not be stored; retry."))
+            self._fail(ops, UnavailableError(NOT_STORED))
             self._planner.reset(plan.new_convs)
             return
         task = asyncio.get_running_loop().create_task(self._commit(plan, ops))
@@ -268,7 +270,7 @@ class GroupCommitWriter:
                 error: ChatdError = exc
             else:
                 log.warning("append_batch failed (%d operations): %s", len(requests), exc)
-                error = UnavailableError("The message could not be stored; retry.")
+                error = UnavailableError(NOT_STORED)
             self._fail(requests, error)
             self._planner.reset(plan.new_convs)
             return False

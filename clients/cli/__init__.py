@@ -15,5 +15,8 @@ keeping protocol logic free of I/O):
 - :mod:`~clients.cli.commands` — the scriptable subcommands;
 - :mod:`~clients.cli.watch` — ``watch``: live events until interrupted;
 - :mod:`~clients.cli.chat` — the interactive view;
-- :mod:`~clients.cli.main` — argument parsing and exit codes.
+- :mod:`~clients.cli.main` — argument parsing and exit codes;
+- :mod:`~clients.cli.i18n` — the language it speaks (French first, English on request), and
+  :mod:`~clients.cli.argparse_words`, argparse's own words marked for its catalogue
+  (``clients/cli/locale``).
 """

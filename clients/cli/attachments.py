@@ -22,44 +22,54 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from clients.cli.auth import TIMEOUT, _http_error
+from clients.cli import i18n
+from clients.cli.auth import TIMEOUT, _http_error, not_chatd
 from clients.cli.errors import CliError, NetworkError, UsageError
+from clients.cli.i18n import _, ngettext
 
 CHUNK = 64 * 1024
 MAX_NAME_CHARS = 200
 USUAL_LIMIT = 10 * 1024 * 1024  # the server's default max_attachment_bytes
-# What people call the accepted types (the server decides the type from the content).
-TYPE_NAMES = {
+# What people call the accepted types (the server decides the type from the content): names
+# of formats, the same in every language; an image is said "{format} image" (type_name).
+FORMATS = {
     "application/pdf": "PDF",
     "application/msword": "Word",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word",
     "application/vnd.ms-excel": "Excel",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "Excel",
-    "image/jpeg": "JPEG image",
-    "image/png": "PNG image",
-    "image/gif": "GIF image",
-    "image/webp": "WebP image",
-    "image/heic": "HEIC image",
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WebP",
+    "image/heic": "HEIC",
 }
 
 Progress = Callable[[int], None]  # bytes done so far
 
 
 def type_name(mime: object) -> str:
-    return TYPE_NAMES.get(str(mime), str(mime) if mime else "file")
+    """``PDF``, ``JPEG image``, the MIME type of a format without a name, or ``file``."""
+    if not mime:
+        return _("file")
+    name = FORMATS.get(str(mime))
+    if name is None:
+        return str(mime)
+    return _("{format} image", format=name) if str(mime).startswith("image/") else name
 
 
 def human_size(size: object) -> str:
-    """``532 bytes``, ``48.2 kB``, ``1.2 MB`` (decimal units, as file managers show them)."""
+    """``532 bytes``, ``48.2 kB``, ``1.2 MB`` (decimal units, as file managers show them);
+    ``48,2 ko`` in French."""
     if not isinstance(size, int):
-        return "? bytes"
+        return _("? bytes")
     if size < 1000:
-        return f"{size} byte{'s' if size != 1 else ''}"
+        return ngettext("{n} byte", "{n} bytes", size)
     if size < 1000**2:
-        return f"{size / 1000:.1f} kB"
+        return _("{size} kB", size=i18n.decimal(size / 1000, 1))
     if size < 1000**3:
-        return f"{size / 1000**2:.1f} MB"
-    return f"{size / 1000**3:.1f} GB"
+        return _("{size} MB", size=i18n.decimal(size / 1000**2, 1))
+    return _("{size} GB", size=i18n.decimal(size / 1000**3, 1))
 
 
 def label(attachment: object) -> str:
@@ -69,11 +79,13 @@ def label(attachment: object) -> str:
     box in others, which breaks the alignment of the lines under a message.
     """
     if not isinstance(attachment, dict):
-        return "[attachment]"
-    name = clean_name(str(attachment.get("name") or "")) or "(no name)"
-    return (
-        f"[attachment: {name} — {type_name(attachment.get('mime'))},"
-        f" {human_size(attachment.get('size'))}]"
+        return _("[attachment]")
+    name = clean_name(str(attachment.get("name") or "")) or _("(no name)")
+    return _(
+        "[attachment: {name} — {type}, {size}]",
+        name=name,
+        type=type_name(attachment.get("mime")),
+        size=human_size(attachment.get("size")),
     )
 
 
@@ -118,7 +130,12 @@ def free_path(directory: Path, name: str) -> Path:
 def _request(
     server: str, method: str, path: str, token: str, headers: dict[str, str], data: Any = None
 ) -> urllib.request.Request:
-    headers = {"User-Agent": "chatd-cli", "Authorization": f"Bearer {token}", **headers}
+    headers = {
+        "User-Agent": "chatd-cli",
+        "Authorization": f"Bearer {token}",
+        "Accept-Language": i18n.header(),
+        **headers,
+    }
     return urllib.request.Request(server + path, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only: normalise_server
 
 
@@ -146,7 +163,9 @@ def upload(
         size = path.stat().st_size
         file = path.open("rb")
     except OSError as exc:
-        raise UsageError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        raise UsageError(
+            _("Cannot read {path}: {reason}.", path=str(path), reason=exc.strerror or exc)
+        ) from None
     headers = {
         "Content-Type": "application/octet-stream",
         "Content-Length": str(size),
@@ -163,20 +182,29 @@ def upload(
         except urllib.error.HTTPError as exc:
             error = _http_error(exc)
             raise type(error)(
-                f"{path.name}: {error.message}", code=error.code, details=error.details
+                _("{file}: {message}", file=path.name, message=error.message),
+                code=error.code,
+                details=error.details,
             ) from None
         except OSError as exc:
             reason = getattr(exc, "reason", exc)
-            hint = (
-                f" It is {human_size(size)}: servers usually refuse files over 10 MiB."
-                if size > USUAL_LIMIT
-                else ""
+            said = _(
+                "Cannot upload {file} to {server}: {reason}.",
+                file=path.name,
+                server=server,
+                reason=reason,
             )
-            raise NetworkError(f"Cannot upload {path.name} to {server}: {reason}.{hint}") from None
+            if size > USUAL_LIMIT:
+                hint = _(
+                    "It is {size}: servers usually refuse files over 10 MiB.",
+                    size=human_size(size),
+                )
+                said = f"{said} {hint}"
+            raise NetworkError(said) from None
         except ValueError:
-            raise CliError(f"{server} did not answer like a chatd server.") from None
+            raise not_chatd(server) from None
     if not isinstance(answer, dict) or not isinstance(answer.get("id"), str):
-        raise CliError(f"{server} did not answer like a chatd server.")
+        raise not_chatd(server)
     return answer
 
 
@@ -193,7 +221,7 @@ def download(
     existing file; the path written.  The byte count must match (``size`` for the file)."""
     ident = str(attachment.get("id", ""))
     if not ident.isalnum():
-        raise CliError("The server sent an attachment without a valid id.")
+        raise CliError(_("The server sent an attachment without a valid id."))
     name = clean_name(str(attachment.get("name") or "")) or f"attachment-{ident}"
     route = f"/v1/attachments/{ident}"
     if thumbnail:
@@ -217,8 +245,13 @@ def download(
                         got += len(chunk)
                 if expected is not None and got != expected:
                     raise NetworkError(
-                        f"The download of {name} stopped after {got} of {expected} bytes;"
-                        " nothing was saved. Try again."
+                        _(
+                            "The download of {file} stopped after {got} of {expected} bytes;"
+                            " nothing was saved. Try again.",
+                            file=name,
+                            got=got,
+                            expected=expected,
+                        )
                     )
                 return _place(tmp, directory, name)
             finally:
@@ -229,9 +262,22 @@ def download(
         raise
     except OSError as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise CliError(f"Cannot write to {directory}: {exc.strerror or exc}.") from None
+            raise CliError(
+                _(
+                    "Cannot write to {directory}: {reason}.",
+                    directory=str(directory),
+                    reason=exc.strerror or exc,
+                )
+            ) from None
         reason = getattr(exc, "reason", exc)
-        raise NetworkError(f"Cannot download {name} from {server}: {reason}.") from None
+        raise NetworkError(
+            _(
+                "Cannot download {file} from {server}: {reason}.",
+                file=name,
+                server=server,
+                reason=reason,
+            )
+        ) from None
 
 
 def _place(tmp: Path, directory: Path, name: str) -> Path:
@@ -240,7 +286,13 @@ def _place(tmp: Path, directory: Path, name: str) -> Path:
     while True:
         target = free_path(directory, name)
         if target.resolve().parent != directory:  # cannot happen after clean_name: a guard
-            raise CliError(f"Refusing to write {name!r} outside {directory}.")
+            raise CliError(
+                _(
+                    "Refusing to write {file} outside {directory}.",
+                    file=repr(name),
+                    directory=str(directory),
+                )
+            )
         try:
             os.link(tmp, target)
         except FileExistsError:
@@ -266,8 +318,9 @@ class ProgressBar:
         self._last = percent
         filled = self.WIDTH * percent // 100
         bar = "#" * filled + "." * (self.WIDTH - filled)
+        shown = _("{percent}%", percent=str(percent).rjust(3))
         self.stream.write(
-            f"\r{self.name}  [{bar}] {percent:3d}%  {human_size(done)} / {human_size(self.total)}"
+            f"\r{self.name}  [{bar}] {shown}  {human_size(done)} / {human_size(self.total)}"
         )
         self.stream.flush()
 

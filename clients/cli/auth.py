@@ -12,7 +12,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from clients.cli import i18n
 from clients.cli.errors import CliError, NetworkError, server_error
+from clients.cli.i18n import _
 
 TIMEOUT = 15.0
 
@@ -25,7 +27,11 @@ def _call(
     token: str | None = None,
     timeout: float = TIMEOUT,
 ) -> dict[str, Any]:
-    headers = {"Accept": "application/json", "User-Agent": "chatd-cli"}
+    headers = {
+        "Accept": "application/json",
+        "Accept-Language": i18n.header(),  # the server's sentences in chatd-cli's language
+        "User-Agent": "chatd-cli",
+    }
     data = None
     if body is not None:
         # UTF-8 rather than \u escapes: two long non-ASCII passwords stay under the server's
@@ -45,12 +51,18 @@ def _call(
         raise _http_error(exc) from None
     except OSError as exc:  # URLError and timeouts are OSErrors
         reason = getattr(exc, "reason", exc)
-        raise NetworkError(f"Cannot reach {server}: {reason}.") from None
+        raise NetworkError(
+            _("Cannot reach {server}: {reason}.", server=server, reason=reason)
+        ) from None
     except ValueError:
-        raise CliError(f"{server} did not answer like a chatd server.") from None
+        raise not_chatd(server) from None
     if not isinstance(answer, dict):
-        raise CliError(f"{server} did not answer like a chatd server.")
+        raise not_chatd(server)
     return answer
+
+
+def not_chatd(server: str) -> CliError:
+    return CliError(_("{server} did not answer like a chatd server.", server=server))
 
 
 def _http_error(exc: urllib.error.HTTPError) -> CliError:
@@ -59,14 +71,19 @@ def _http_error(exc: urllib.error.HTTPError) -> CliError:
         code, message = str(body["code"]), str(body["message"])
     except (ValueError, KeyError, TypeError, OSError):
         if exc.code >= 500:
-            return NetworkError(f"The server answered HTTP {exc.code}; try again later.")
-        return CliError(f"The server answered HTTP {exc.code}: is this a chatd server?")
+            return NetworkError(
+                _("The server answered HTTP {status}; try again later.", status=str(exc.code))
+            )
+        return CliError(
+            _("The server answered HTTP {status}: is this a chatd server?", status=str(exc.code))
+        )
     return server_error(code, message)
 
 
 def login(server: str, login_name: str, password: str, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """The login answer: ``token``, ``expires_at``, ``user``, ``terms_version``,
-    ``terms_accepted``."""
+    """The login answer: ``token``, ``expires_at``, ``user`` (with ``language``, the
+    account's), ``language`` (the server's for this answer), ``terms_version``,
+    ``terms_accepted``, ``password_change_required``."""
     body = {"login": login_name, "password": password}
     return _call(server, "POST", "/v1/auth/login", body, timeout=timeout)
 

@@ -33,13 +33,15 @@ from clients.cli.config import Session
 from clients.cli.connection import Client, Status
 from clients.cli.directory import Directory
 from clients.cli.errors import CliError, NotFoundError, UsageError
+from clients.cli.i18n import N_, _, ngettext
 from clients.cli.outbox import OutboxEntry
 from clients.cli.protocol import MAX_INT, Push, history_fields, send_fields
 from clients.cli.render import attachment_lines, event_text, fmt_time, marker, quoted
 from clients.cli.state import ConversationLog
 
-# Each line fits an 80-column terminal; /help shows them all above the input line.
-HELP = (
+# Each line fits an 80-column terminal, in every language (a test checks the French);
+# /help shows them all above the input line.
+HELP = N_(
     "/important TEXT  important (!)        /question TEXT  a question (?)\n"
     "/add LOGIN       add someone          /rename NAME    rename the conversation\n"
     "/leave           leave (asks again)   /history        load older events\n"
@@ -95,8 +97,8 @@ class ChatView:
         self.me = session.user_id
         self.who = Directory(session.user)
         self.log = ConversationLog(conv, me=self.me)
-        self.status = Status.CONNECTING.value
-        self.notice = "Type a message and press Enter. /help lists the commands."
+        self.status = Status.CONNECTING
+        self.notice = _("Type a message and press Enter. /help lists the commands.")
         self.scroll = 0  # lines scrolled up from the bottom
         self._confirm_leave = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -146,8 +148,13 @@ class ChatView:
         left = [e for e in self.client.outbox.pending() if e.conv == self.conv]
         if left:
             print(
-                f"{len(left)} message(s) not delivered yet: they stay in the outbox and will be"
-                " sent by the next chatd-cli command that connects (see: chatd-cli outbox).",
+                ngettext(
+                    "{n} message not delivered yet: it stays in the outbox and will be sent by"
+                    " the next chatd-cli command that connects (see: chatd-cli outbox).",
+                    "{n} messages not delivered yet: they stay in the outbox and will be sent"
+                    " by the next chatd-cli command that connects (see: chatd-cli outbox).",
+                    len(left),
+                ),
                 file=sys.stderr,
             )
         return 0
@@ -183,7 +190,7 @@ class ChatView:
             if item["conv"] == self.conv:
                 entry = item
         if entry is None:
-            raise NotFoundError(f"You are not in a conversation #{self.conv}.")
+            raise NotFoundError(_("You are not in a conversation #{conv}.", conv=str(self.conv)))
         typed_meanwhile = self.log.pending
         self.log = ConversationLog.from_list_entry(entry, self.me)
         self.log.pending = typed_meanwhile
@@ -210,7 +217,7 @@ class ChatView:
         conv = push.fields.get("conv")
         if conv != self.conv:
             if push.op == "event" and push.fields.get("kind") == "message":
-                self.say(f"New message in #{conv} (chatd-cli chat {conv}).")
+                self.say(_("New message in #{conv} (chatd-cli chat {conv}).", conv=str(conv)))
             return
         if push.op == "event":
             self.log.add(push.fields)
@@ -222,7 +229,7 @@ class ChatView:
         self.app.invalidate()
 
     def _on_status(self, status: Status, detail: str) -> None:
-        self.status = status.value
+        self.status = status
         self.app.invalidate()
 
     def _on_outbox(self, entry: OutboxEntry, result: dict[str, Any] | CliError, mine: bool) -> None:
@@ -230,7 +237,7 @@ class ChatView:
             return
         if isinstance(result, CliError):
             self.log.dropped(entry.client_msg_id)
-            self.say(f"Not done: {result.message}")
+            self.say(_("Not done: {message}", message=result.message))
         else:
             self.log.acked(entry.client_msg_id, int(result["last_seq"]))
         self.app.invalidate()
@@ -270,7 +277,7 @@ class ChatView:
         if not line.startswith("/"):
             self.send(line)
             return
-        command, _, rest = line[1:].partition(" ")
+        command, _space, rest = line[1:].partition(" ")
         rest = rest.strip()
         if command != "leave":
             self._confirm_leave = False
@@ -281,53 +288,55 @@ class ChatView:
         elif command == "leave":
             if not self._confirm_leave:
                 self._confirm_leave = True
-                self.say("Type /leave again to leave; you will no longer see new messages.")
+                self.say(_("Type /leave again to leave; you will no longer see new messages."))
             else:
                 self._confirm_leave = False
                 self.change("leave", {"conv": self.conv})
         elif command == "rename":
             if not rest:
-                raise UsageError("/rename NAME")
+                raise UsageError(_("Usage: /rename NAME"))
             self.change("rename", {"conv": self.conv, "name": rest})
         elif command == "history":
             self._spawn(self._older())
         elif command in ("quit", "exit", "q"):
             self.app.exit()
         elif command == "help":
-            self.say(HELP)
+            self.say(_(HELP))
         else:
-            raise UsageError(f"Unknown command /{command}: /help lists the commands.")
+            raise UsageError(
+                _("Unknown command /{command}: /help lists the commands.", command=command)
+            )
 
     def send(self, text: str, tag: str | None = None) -> None:
         if not text.strip():
-            raise UsageError("The message is empty.")
+            raise UsageError(_("The message is empty."))
         self.change("send", send_fields(self.conv, text, tag))
 
     def change(self, op: str, fields: dict[str, Any]) -> None:
         if not self.log.member:
-            raise UsageError("You left this conversation: it is read-only.")
-        entry, _ = self.client.submit(op, fields)
+            raise UsageError(_("You left this conversation: it is read-only."))
+        entry, _done = self.client.submit(op, fields)
         self.log.queued(entry.client_msg_id, op, fields)
         self.scroll = 0
         self.app.invalidate()
 
     async def _add(self, login: str) -> None:
         if not login:
-            raise UsageError("/add LOGIN")
+            raise UsageError(_("Usage: /add LOGIN"))
         (user,) = await self.who.resolve(self.client, [login])
         self.change("add", {"conv": self.conv, "user": user})
 
     async def _older(self) -> None:
         first = self.log.first_seq
         if first is None or first <= 1 or self.log.archived_before is not None:
-            self.say("Nothing older to load.")
+            self.say(_("Nothing older to load."))
             return
         page = await self.client.request(
             "history", **history_fields(self.conv, before=first, limit=50)
         )
         added = self._add_page(page)
         await self._names(self.client)
-        self.say(f"Loaded {added} older event(s).")
+        self.say(ngettext("Loaded {n} older event.", "Loaded {n} older events.", added))
 
     def _keys(self) -> KeyBindings:
         keys = KeyBindings()
@@ -355,16 +364,23 @@ class ChatView:
 
     def _header(self) -> StyleAndTextTuples:
         names = ", ".join(sorted(self.who.name_with_structure(m) for m in self.log.members))
-        state = "" if self.log.member else "  (you left: read-only)"
-        title = f" #{self.conv} {quoted(self.log.name)}{state}"
-        return [("class:header", f"{title}  [{self.status}]\n"), ("", f" Members: {names}")]
+        title = f" #{self.conv} {quoted(self.log.name)}"
+        if not self.log.member:
+            left = _("(you left: read-only)")
+            title = f"{title}  {left}"
+        members = _("Members: {names}", names=names)
+        return [("class:header", f"{title}  [{self.status.label()}]\n"), ("", f" {members}")]
 
     def _width(self) -> int:
         return int(self.app.output.get_size().columns)
 
     def _status_state(self) -> str:
         pending = len(self.log.still_pending())
-        return f" {self.status}" + (f" · {pending} pending" if pending else "") + " "
+        state = self.status.label()
+        if pending:
+            waiting = ngettext("{n} pending", "{n} pending", pending)
+            state = f"{state} · {waiting}"
+        return f" {state} "
 
     def _status_text(self) -> list[str]:
         """The connection state, then the notice, wrapped between words."""
@@ -374,7 +390,7 @@ class ChatView:
         return wrap_words(self.notice, width, first=len(self._status_state()) + 1, indent=" ")
 
     def _status_line(self) -> StyleAndTextTuples:
-        ok = self.status == Status.CONNECTED.value
+        ok = self.status is Status.CONNECTED
         lines = self._status_text()[:NOTICE_MAX_LINES]
         out: StyleAndTextTuples = [
             ("class:status.ok" if ok else "class:status.bad", self._status_state())
@@ -385,9 +401,9 @@ class ChatView:
     def _message_lines(self) -> StyleAndTextTuples:
         out: StyleAndTextTuples = []
         if self.log.archived_before is not None:
-            out.append(("class:system", "(older events are archived)\n"))
+            out.append(("class:system", _("(older events are archived)") + "\n"))
         elif (self.log.first_seq or 1) > 1:
-            out.append(("class:system", "(/history loads older events)\n"))
+            out.append(("class:system", _("(/history loads older events)") + "\n"))
         width = self._width()
         for event in self.log.ordered():
             mark = marker(event)
@@ -407,20 +423,21 @@ class ChatView:
             body = wrap_words(str(event.get("text", "")), width, first=lead, indent=INDENT)
             out.append(("", ": " + "\n".join(body) + "\n"))
             for shown in attachment_lines(event):  # chatd-cli get CONV SEQ downloads them
-                out.append(("class:attachment", f"        {shown}  (seq {event.get('seq')})\n"))
-        offline = self.status != Status.CONNECTED.value
+                seq = _("(seq {seq})", seq=str(event.get("seq")))
+                out.append(("class:attachment", f"        {shown}  {seq}\n"))
+        offline = self.status is not Status.CONNECTED
         for line in self.log.still_pending():
             what = line.fields.get("text") or f"/{line.op} {line.fields.get('name', '')}".strip()
-            state = "queued, offline" if offline else "sending…"
+            state = _("queued, offline") if offline else _("sending…")
             out.append(("class:pending", f"      {what}  ({state})\n"))
         return out
 
     def _cursor(self) -> Point:
-        lines = sum(text.count("\n") for _, text, *_ in self._message_lines())
+        lines = sum(fragment[1].count("\n") for fragment in self._message_lines())
         return Point(0, max(0, lines - 1 - self.scroll))
 
 
 async def cmd_chat(ctx: Context, args: Any) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("chat needs a terminal; scripts use send, history and watch.")
+        raise UsageError(_("chat needs a terminal; scripts use send, history and watch."))
     return await ChatView(args.conv, ctx.session()).run()

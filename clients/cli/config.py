@@ -4,7 +4,8 @@ Layout, under the config directory (``$CHATD_CLI_CONFIG_DIR``, else
 ``$XDG_CONFIG_HOME/chatd-cli``, else ``~/.config/chatd-cli``; created mode 0700)::
 
     config.json                    {"server": <the server of the last login>}
-    servers/<server-slug>/session.json     the token of that server (mode 0600)
+    servers/<server-slug>/session.json     the token of that server, the user's profile and
+                                           their account's language (mode 0600)
     servers/<server-slug>/outbox-<user id>.json   changes not yet acknowledged (mode 0600)
 
 Tokens are cached per server, so that one can be logged in on a test and a production server
@@ -20,11 +21,12 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from clients.cli.errors import AuthError
+from clients.cli.i18n import _
 from clients.cli.protocol import normalise_server
 
 DEFAULT_SERVER = "http://127.0.0.1:8470"  # chatd serve's default address
@@ -110,7 +112,9 @@ class Session:
     server: str
     token: str
     expires_at: int  # ms since the epoch, server clock
-    user: dict[str, Any]  # the login answer's user: id, login, names, profession, structure
+    # The login answer's user: id, login, names, profession, structure, and ``language``, the
+    # account's language ("fr", "en", or None: not chosen), kept up to date by each ``hello``.
+    user: dict[str, Any]
 
     @property
     def user_id(self) -> int:
@@ -144,21 +148,54 @@ def load_session(server: str, *, now_ms: int | None = None) -> Session:
         session.user_id  # noqa: B018 - validates the cached user id
     except FileNotFoundError:
         raise AuthError(
-            f"You are not logged in on {server}; log in first: chatd-cli login --server {server}",
+            _(
+                "You are not logged in on {server}; log in first:"
+                " chatd-cli login --server {server}",
+                server=server,
+            ),
             code="unauthenticated",
         ) from None
     except (OSError, ValueError, KeyError, TypeError):
         raise AuthError(
-            f"The cached session for {server} is unreadable; please log in again: chatd-cli login",
+            _(
+                "The cached session for {server} is unreadable; please log in again:"
+                " chatd-cli login",
+                server=server,
+            ),
             code="unauthenticated",
         ) from None
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if session.expires_at <= now:
         raise AuthError(
-            "Your session has expired; please log in again: chatd-cli login",
+            _("Your session has expired; please log in again: chatd-cli login"),
             code="token_expired",
         )
     return session
+
+
+def cached_user(server: str) -> dict[str, Any] | None:
+    """The user map of the session cached for ``server``, expired or not, or None (no
+    session, or an unreadable one): what chatd-cli knows of the account before it connects
+    (its language, for one)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        user = json.loads(session_path(server).read_text())["user"]
+        if isinstance(user, dict):
+            return user
+    return None
+
+
+def remember_language(session: Session, chosen: str | None) -> Session:
+    """The account's language as the server now says it (login, ``hello``, ``set_language``),
+    kept in the cached session — if that file still holds this session: a logout or another
+    login meanwhile is not undone."""
+    updated = replace(session, user={**session.user, "language": chosen})
+    path = session_path(session.server)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        data = json.loads(path.read_text())
+        if data["token"] == session.token and data["user"].get("language", "") != chosen:
+            data["user"]["language"] = chosen
+            write_private(path, json.dumps(data, indent=1) + "\n")
+    return updated
 
 
 def forget_session(server: str) -> bool:

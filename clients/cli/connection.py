@@ -30,7 +30,8 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from clients.cli.config import Session
+from clients.cli import i18n
+from clients.cli.config import Session, remember_language
 from clients.cli.delivery import Delivery, OutboxHandler, Submitted
 from clients.cli.errors import (
     RETRY_LATER,
@@ -41,6 +42,7 @@ from clients.cli.errors import (
     close_error,
     server_error,
 )
+from clients.cli.i18n import N_, _
 from clients.cli.outbox import OutboxFile
 from clients.cli.protocol import (
     BACKOFF_CAP,
@@ -65,9 +67,15 @@ SLOW_CONSUMER = 4005  # reconnect at once (protocol §13)
 
 
 class Status(enum.Enum):
-    CONNECTING = "connecting…"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting…"
+    """The connection's state; its value is the message id of what a person is shown
+    (:meth:`label`)."""
+
+    CONNECTING = N_("connecting…")
+    CONNECTED = N_("connected")
+    RECONNECTING = N_("reconnecting…")
+
+    def label(self) -> str:
+        return _(self.value)
 
 
 def max_backoff() -> float:
@@ -80,11 +88,17 @@ def max_backoff() -> float:
 
 def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+        return _("connection refused")
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return _("timed out")
     text = str(exc) or type(exc).__name__
     return text[:200]
+
+
+def connection_closed(code: int | None) -> str:
+    if code is None:
+        return _("connection closed")
+    return _("connection closed ({code})", code=str(code))
 
 
 PushHandler = Callable[[Push], None]
@@ -185,8 +199,11 @@ class Client:
                 if self.fail_fast and isinstance(exc, ConnectionRefusedError):
                     self._stop(
                         NetworkError(
-                            f"The server {self.session.server} is not answering"
-                            f" ({self.last_error}): is it running?"
+                            _(
+                                "The server {server} is not answering ({reason}): is it running?",
+                                server=self.session.server,
+                                reason=self.last_error,
+                            )
                         )
                     )
                     return
@@ -195,13 +212,20 @@ class Client:
             except Exception as exc:  # a bug: end the client with a sentence, not a hang
                 if os.environ.get("CHATD_CLI_DEBUG"):
                     raise
-                self._stop(CliError(f"Unexpected client error: {describe(exc)}"))
+                self._stop(CliError(_("Unexpected client error: {reason}", reason=describe(exc))))
                 return
             if self.hello is not None:  # it was up: the next attempt starts the backoff anew
                 attempt = 0
             delay = 0.0 if close_code == SLOW_CONSUMER else backoff_delay(attempt, cap)
             attempt += 1
-            self._set_status(Status.RECONNECTING, f"{self.last_error}; retrying in {delay:.1f} s")
+            self._set_status(
+                Status.RECONNECTING,
+                _(
+                    "{reason}; retrying in {seconds} s",
+                    reason=self.last_error,
+                    seconds=i18n.decimal(delay, 1),
+                ),
+            )
             await asyncio.sleep(delay)
 
     def _stop(self, exc: CliError) -> None:
@@ -220,6 +244,7 @@ class Client:
             open_timeout=OPEN_TIMEOUT,
             close_timeout=2,
             user_agent_header="chatd-cli",
+            additional_headers={"Accept-Language": i18n.header()},
         )
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -244,7 +269,7 @@ class Client:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            lost = ConnectionLost(f"connection closed ({ws.close_code})")
+            lost = ConnectionLost(connection_closed(ws.close_code))
             for future in self._replies.values():
                 if not future.done():
                     future.set_exception(lost)
@@ -253,30 +278,47 @@ class Client:
         error = self._fatal or close_error(ws.close_code)
         if error is not None:
             raise error
-        self.last_error = self.last_error or f"connection closed ({ws.close_code})"
+        self.last_error = self.last_error or connection_closed(ws.close_code)
         return ws.close_code
 
     async def _authenticate(self, ws: ClientConnection) -> Hello:
-        await ws.send(encode_request("auth", next(self._rids), {"token": self.session.token}))
+        # ``lang``: the server writes its sentences in chatd-cli's language (unless the
+        # account chose one: then hello says so, and chatd-cli follows it).
+        auth = {"token": self.session.token, "lang": i18n.VOICE.lang}
+        await ws.send(encode_request("auth", next(self._rids), auth))
         try:
             raw = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT)
         except websockets.ConnectionClosed:
             raise close_error(ws.close_code) or ConnectionLost(
-                f"closed during login ({ws.close_code})"
+                _("closed during login ({code})", code=str(ws.close_code))
             ) from None
         frame = decode_frame(raw)
         if not isinstance(frame, Reply) or frame.op not in ("hello", "error"):
-            raise FrameError("The server did not answer auth with hello.")
+            raise FrameError(_("The server did not answer auth with hello."))
         if frame.op == "error":
             raise server_error(str(frame.fields.get("code")), str(frame.fields.get("message")))
         hello = Hello.from_reply(frame)
+        self._follow_account(hello)
         if not hello.terms_accepted:
             raise AuthError(
-                f"The terms of use (version {hello.terms_version}) are not accepted yet;"
-                " please log in again to read and accept them: chatd-cli login",
+                _(
+                    "The terms of use (version {version}) are not accepted yet; please log in"
+                    " again to read and accept them: chatd-cli login",
+                    version=hello.terms_version,
+                ),
                 code="terms_not_accepted",
             )
         return hello
+
+    def _follow_account(self, hello: Hello) -> None:
+        """The account's language as ``hello`` says it: cached for the next commands, and
+        spoken from now on (it may have been chosen on another device meanwhile)."""
+        chosen = hello.account_language
+        if chosen == "":  # a server that does not say: keep what we have
+            return
+        if chosen != self.session.user.get("language", ""):
+            self.session = remember_language(self.session, chosen)
+        i18n.follow(chosen)
 
     async def _read(self, ws: ClientConnection) -> None:
         try:
@@ -300,7 +342,7 @@ class Client:
         """One request on the current connection; :class:`ConnectionLost` if it drops."""
         ws = self._ws
         if ws is None:
-            raise ConnectionLost("not connected")
+            raise ConnectionLost(_("not connected"))
         rid = next(self._rids)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._replies[rid] = future
@@ -308,7 +350,7 @@ class Client:
             await ws.send(encode_request(op, rid, fields))
         except websockets.ConnectionClosed:
             self._replies.pop(rid, None)
-            raise ConnectionLost("connection closed") from None
+            raise ConnectionLost(connection_closed(None)) from None
         self._last_sent = time.monotonic()
         reply = await future
         if not reply.ok:

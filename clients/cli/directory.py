@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from clients.cli.errors import NotFoundError
+from clients.cli.i18n import _, ngettext
 
 MAX_LOOKUP = 200  # protocol: 1 to 200 ids and logins per request
 
@@ -22,7 +23,7 @@ class Requester(Protocol):
 
 def display_name(profile: dict[str, Any]) -> str:
     name = f"{profile.get('first_name', '')} {profile.get('last_name', '')}".strip()
-    return name or f"user {profile.get('id')}"
+    return name or _("user {id}", id=str(profile.get("id")))
 
 
 class Directory:
@@ -48,12 +49,14 @@ class Directory:
         if user_id is None:
             return "?"
         profile = self._profiles.get(user_id)
-        return display_name(profile) if profile else f"user {user_id}"
+        return display_name(profile) if profile else _("user {id}", id=str(user_id))
 
     def name_with_structure(self, user_id: int) -> str:
         profile = self._profiles.get(user_id) or {}
         structure = profile.get("structure")
-        return f"{self.name(user_id)} ({structure})" if structure else self.name(user_id)
+        if not structure:
+            return self.name(user_id)
+        return f"{self.name(user_id)} ({structure})"
 
     def login(self, user_id: int) -> str | None:
         """The login, only if this process learnt it (ours, or one the user typed)."""
@@ -83,6 +86,14 @@ class Directory:
             if profile is not None and profile.get("disabled"):
                 unknown.append(login)
         if unknown:
-            names = ", ".join(sorted(set(unknown)))
-            raise NotFoundError(f"No active user with login {names}.", code="user_not_found")
+            names = sorted(set(unknown))
+            raise NotFoundError(
+                ngettext(
+                    "No active user with login {logins}.",
+                    "No active users with logins {logins}.",
+                    len(names),
+                    logins=", ".join(names),
+                ),
+                code="user_not_found",
+            )
         return [self._by_login[login.lower()] for login in wanted]

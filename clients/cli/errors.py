@@ -1,7 +1,8 @@
 """What can go wrong, as exceptions that carry their exit code and a sentence for the user.
 
 Every failure the user can meet ends as one :class:`CliError`: ``main`` prints its message
-and exits with its code, never a traceback.  Server error codes (``docs/protocol.md`` §10) are
+— a sentence already translated (``clients.cli.i18n``) — and exits with its code, never a
+traceback.  Server error codes (``docs/protocol.md`` §10) are
 mapped to the four families a script can act on: log in again, check the conversation or
 person, check the network, or something else was refused.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import enum
 from typing import Any
+
+from clients.cli.i18n import _
 
 
 class ExitCode(enum.IntEnum):
@@ -58,19 +61,34 @@ class Cancelled(CliError):
     exit_code = ExitCode.FAILED
 
 
-LOGIN_AGAIN = "please log in again: chatd-cli login"
+def auth_sentence(code: str) -> str | None:
+    """Our own sentence for an authentication refusal (the server's does not know the
+    command to type), or None if ``code`` is not one."""
+    match code:
+        case "invalid_credentials":
+            return _("Wrong login or password.")
+        case "unauthenticated":
+            return _("You are not logged in on this server; please log in again: chatd-cli login")
+        case "token_expired":
+            return _("Your session has expired; please log in again: chatd-cli login")
+        case "logged_out":
+            return _("This session was logged out; please log in again: chatd-cli login")
+        case "user_disabled":
+            return _("This account is disabled; contact your administrator.")
+        case "terms_not_accepted":
+            return _(
+                "The terms of use must be accepted first; please log in again: chatd-cli login"
+            )
+        case "terms_version_mismatch":
+            return _("The terms of use changed; please log in again: chatd-cli login")
+        case "password_change_required":
+            return _(
+                "Your password was reset by an administrator; choose a new one first:"
+                " chatd-cli passwd"
+            )
+    return None
 
-_AUTH_CODES = {
-    "invalid_credentials": "Wrong login or password.",
-    "unauthenticated": f"You are not logged in on this server; {LOGIN_AGAIN}",
-    "token_expired": f"Your session has expired; {LOGIN_AGAIN}",
-    "logged_out": f"This session was logged out; {LOGIN_AGAIN}",
-    "user_disabled": "This account is disabled; contact your administrator.",
-    "terms_not_accepted": f"The terms of use must be accepted first; {LOGIN_AGAIN}",
-    "terms_version_mismatch": f"The terms of use changed; {LOGIN_AGAIN}",
-    "password_change_required": "Your password was reset by an administrator; choose a new"
-    " one first: chatd-cli passwd",
-}
+
 _NOT_FOUND_CODES = {
     "conversation_not_found",
     "not_a_member",
@@ -87,10 +105,11 @@ RETRY_LATER = frozenset({"unavailable", "internal_error", "rate_limited"})
 
 
 def server_error(code: str, message: str, details: dict[str, Any] | None = None) -> CliError:
-    """The :class:`CliError` for an error answer of the server."""
-    if code in _AUTH_CODES:
-        # Our own sentence: the server's does not know the command to type.
-        return AuthError(_AUTH_CODES[code], code=code, details=details)
+    """The :class:`CliError` for an error answer of the server; ``message`` is the server's
+    sentence, already in the language chatd-cli asked for: shown as it is."""
+    sentence = auth_sentence(code)
+    if sentence is not None:
+        return AuthError(sentence, code=code, details=details)
     if code in _NOT_FOUND_CODES:
         return NotFoundError(message, code=code, details=details)
     if code in RETRY_LATER:
@@ -111,7 +130,9 @@ def close_error(code: int | None) -> CliError | None:
     """The error a close code means for the user, or None if reconnecting is the answer."""
     if code in _AUTH_CLOSES:
         name = _AUTH_CLOSES[code]
-        return AuthError(_AUTH_CODES[name], code=name)
+        return AuthError(auth_sentence(name) or name, code=name)
     if code in (1003, 1009):  # our own bug: a text frame, a frame too large
-        return CliError(f"The server closed the connection ({code}): a client bug.")
+        return CliError(
+            _("The server closed the connection ({code}): a client bug.", code=str(code))
+        )
     return None

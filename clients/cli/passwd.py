@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from clients.cli import auth
 from clients.cli.errors import AuthError, CliError, UsageError
+from clients.cli.i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from clients.cli.commands import Context
@@ -24,19 +25,12 @@ if TYPE_CHECKING:
 ATTEMPTS = 3
 
 # The server's rule (chatd.password_policy.RULE; a test keeps the two the same), said before
-# a new password is typed.  The server's refusal names the part that was broken.
-RULE = (
+# a new password is typed — translated when said: _(RULE).  The server's refusal names the
+# part that was broken.
+RULE = N_(
     "A password has at least 12 characters, 6 of them different; it must not contain your"
     " login or your name, nor be a common password or a keyboard or alphabet sequence."
 )
-SENTENCES = {
-    "reset": "Your password was reset by an administrator: choose your own now.",
-    "differ": "The two passwords differ.",
-    "empty_stdin": "No new password on stdin (one line after the current one).",
-    "wrong_current": "The current password is wrong.",
-    "not_logged_in": "You are not logged in; log in again with the one-time password.",
-    "changed": "Password changed. {count} other session(s) closed; this one stays open.",
-}
 
 
 def _line() -> str:
@@ -47,18 +41,18 @@ def _ask_new(from_stdin: bool) -> str:
     if from_stdin:
         password = _line()
         if not password:
-            raise UsageError(SENTENCES["empty_stdin"])
+            raise UsageError(_("No new password on stdin (one line after the current one)."))
         return password
-    password = getpass.getpass("New password: ")  # no echo
-    if password != getpass.getpass("Again: "):
-        raise UsageError(SENTENCES["differ"])
+    password = getpass.getpass(_("New password: "))  # no echo
+    if password != getpass.getpass(_("Again: ")):
+        raise UsageError(_("The two passwords differ."))
     return password
 
 
 def change(ctx: Context, token: str, current: str, *, from_stdin: bool) -> dict[str, Any]:
     """Ask for a new password and set it; the server's answer."""
     if not from_stdin:
-        ctx.out.note(RULE)
+        ctx.out.note(_(RULE))
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return auth.change_password(
@@ -66,7 +60,7 @@ def change(ctx: Context, token: str, current: str, *, from_stdin: bool) -> dict[
             )
         except AuthError as exc:
             if exc.code == "invalid_credentials":
-                raise AuthError(SENTENCES["wrong_current"], code=exc.code) from None
+                raise AuthError(_("The current password is wrong."), code=exc.code) from None
             raise
         except CliError as exc:
             again = isinstance(exc, UsageError) or exc.code == "weak_password"
@@ -78,11 +72,15 @@ def change(ctx: Context, token: str, current: str, *, from_stdin: bool) -> dict[
 
 async def cmd_passwd(ctx: Context, args: Any) -> int:
     session = ctx.session()
-    current = _line() if args.password_stdin else getpass.getpass("Current password: ")
+    current = _line() if args.password_stdin else getpass.getpass(_("Current password: "))
     answer = change(ctx, session.token, current, from_stdin=args.password_stdin)
     count = int(answer.get("sessions_revoked", 0))
     ctx.out.result(
-        SENTENCES["changed"].format(count=count),
+        ngettext(
+            "Password changed. {n} other session closed; this one stays open.",
+            "Password changed. {n} other sessions closed; this one stays open.",
+            count,
+        ),
         {"server": ctx.server, "changed": True, "sessions_revoked": count},
     )
     return 0
@@ -91,12 +89,13 @@ async def cmd_passwd(ctx: Context, args: Any) -> int:
 def after_reset(ctx: Context, token: str, one_time_password: str, *, from_stdin: bool) -> None:
     """At login, with a one-time password: the new session may do nothing until the user
     chose their own password.  If they do not, the session is logged out again."""
-    ctx.out.note(SENTENCES["reset"])
+    ctx.out.note(_("Your password was reset by an administrator: choose your own now."))
     try:
         change(ctx, token, one_time_password, from_stdin=from_stdin)
     except BaseException as exc:  # refused, unreachable, Ctrl-C: leave no gated session
         with contextlib.suppress(CliError):  # else it expires; it can do nothing meanwhile
             auth.logout(ctx.server, token, ctx.timeout)
         if isinstance(exc, CliError):
-            exc.message += f" {SENTENCES['not_logged_in']}"
+            again = _("You are not logged in; log in again with the one-time password.")
+            exc.message = f"{exc.message} {again}"
         raise

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgpack
 
 from clients.cli.errors import UsageError
+from clients.cli.i18n import _
 
 WS_PATH = "/v1/ws"
 MAX_INT = 2**53 - 1
@@ -61,6 +62,14 @@ class Hello:
     terms_version: str
     terms_accepted: bool
     limits: dict[str, Any] = field(default_factory=dict)
+    language: str | None = None  # the language the server speaks to this session
+
+    @property
+    def account_language(self) -> str | None:
+        """The account's own choice (``user.language``: "fr", "en", None), or ``""`` from a
+        server that predates languages (then nothing is known)."""
+        value = self.user.get("language", "")
+        return value if value is None or isinstance(value, str) else ""
 
     @classmethod
     def from_reply(cls, reply: Reply) -> Hello:
@@ -72,6 +81,7 @@ class Hello:
             terms_version=str(f.get("terms_version") or ""),
             terms_accepted=bool(f.get("terms_accepted")),
             limits=dict(f.get("limits") or {}),
+            language=str(f["language"]) if isinstance(f.get("language"), str) else None,
         )
 
     @property
@@ -97,7 +107,9 @@ def normalise_server(url: str) -> str:
         url = "http://" + url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"Not a server URL: {url!r} (expected http(s)://host:port).")
+        raise UsageError(
+            _("Not a server URL: {url} (expected http(s)://host:port).", url=repr(url))
+        )
     return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
 
 
@@ -132,13 +144,13 @@ def encode_request(op: str, rid: int, fields: dict[str, Any]) -> bytes:
 def decode_frame(data: bytes | str) -> Reply | Push:
     """One frame from the server."""
     if isinstance(data, str):
-        raise FrameError("The server sent a text frame.")
+        raise FrameError(_("The server sent a text frame."))
     try:
         obj = msgpack.unpackb(data, raw=False)
     except Exception as exc:  # msgpack raises several ValueError subclasses
-        raise FrameError("The server sent a frame that is not msgpack.") from exc
+        raise FrameError(_("The server sent a frame that is not msgpack.")) from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("op"), str):
-        raise FrameError("The server sent a frame that is not a map with an op.")
+        raise FrameError(_("The server sent a frame that is not a map with an op."))
     op = obj.pop("op")
     if op in ("ok", "error", "hello"):
         rid = obj.pop("rid", None)

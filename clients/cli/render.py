@@ -2,8 +2,10 @@
 
 Human lines follow the protocol's "shown as" column (``docs/protocol.md`` §7): messages are
 ``[seq] time marker sender: text`` with ``!`` for important and ``?`` for a question, system
-events are sentences after ``*``.  Times are local; a time not of today carries its date.
-JSON lines keep the wire's field names so that scripts can read the protocol doc.
+events are sentences after ``*``.  Times are the terminal's; a time not of today carries its
+date, as the language writes it (``01/12/2026 14:05`` in French).  Sentences are in chatd-cli's
+language (:mod:`clients.cli.i18n`).  JSON lines keep the wire's field names so that scripts can
+read the protocol doc; they are the same in every language.
 """
 
 from __future__ import annotations
@@ -16,22 +18,33 @@ from typing import Any, TextIO
 from clients.cli.attachments import label
 from clients.cli.directory import Directory
 from clients.cli.errors import CliError
+from clients.cli.i18n import _, date_time, ngettext
 from clients.cli.protocol import Event
 
 MARKERS = {"important": "!", "question": "?"}
 
 
 def fmt_time(ts_ms: int | None, today: datetime.date | None = None) -> str:
+    """When an event happened: ``14:05`` today, ``01/12/2026 14:05`` another day."""
     if not isinstance(ts_ms, int):
         return "--:--"
-    moment = datetime.datetime.fromtimestamp(ts_ms / 1000)
+    moment = datetime.datetime.fromtimestamp(ts_ms / 1000).astimezone()  # the terminal's zone
     if moment.date() == (today or datetime.date.today()):
         return moment.strftime("%H:%M")
-    return moment.strftime("%Y-%m-%d %H:%M")
+    return date_time(moment)
+
+
+def fmt_date_time(ts_ms: int | None) -> str:
+    """A moment with its date always (``01/12/2026 14:05`` in French): the end of a session,
+    which may be tomorrow, reads unambiguously."""
+    if not isinstance(ts_ms, int):
+        return "--/--/---- --:--"
+    return date_time(datetime.datetime.fromtimestamp(ts_ms / 1000).astimezone())
 
 
 def quoted(name: object) -> str:
-    return f"« {name} »" if name is not None else "(no name)"
+    """A conversation's name as sentences quote it: « Suivi » (no-break spaces in French)."""
+    return _("« {name} »", name=name) if name is not None else _("(no name)")
 
 
 def marker(event: Event) -> str:
@@ -60,14 +73,18 @@ def event_text(event: Event, who: Directory) -> str:
         lines += attachment_lines(event)
         return f"{sender}: " + "\n".join(lines)
     if kind == "created":
-        return f"{sender} created {quoted(event.get('name'))}"
+        return _("{sender} created {name}", sender=sender, name=quoted(event.get("name")))
     if kind == "joined":
-        return f"{sender} added {who.name(event.get('user'))}"
+        return _("{sender} added {user}", sender=sender, user=who.name(event.get("user")))
     if kind == "left":
-        return f"{sender} left the conversation"
+        return _("{sender} left the conversation", sender=sender)
     if kind == "renamed":
-        return f"{sender} renamed the conversation {quoted(event.get('name'))}"
-    return f"({kind} event)"  # a kind from a later protocol version: a neutral line
+        return _(
+            "{sender} renamed the conversation {name}",
+            sender=sender,
+            name=quoted(event.get("name")),
+        )
+    return _("({kind} event)", kind=str(kind))  # a kind from a later protocol version
 
 
 def event_line(event: Event, who: Directory, *, label: str | None = None) -> str:
@@ -86,11 +103,12 @@ def conversation_label(conv: int, name: object) -> str:
 
 def conversation_line(entry: dict[str, Any], who: Directory) -> str:
     """One line of ``ls``."""
-    name = entry.get("name") or "(expired)"
+    name = str(entry.get("name") or _("(expired)"))
     if not entry.get("member", True):
-        name += " (left)"
+        name = _("{name} (left)", name=name)
     unread = int(entry.get("unread") or 0)
-    head = f"#{entry.get('conv'):<6} {name[:40]:<40} {f'{unread} unread' if unread else '':>10}"
+    count = ngettext("{n} unread", "{n} unread", unread) if unread else ""
+    head = f"#{entry.get('conv'):<6} {name[:40]:<40} {count:>10}"
     last = entry.get("last")
     if isinstance(last, dict):
         preview = event_text(last, who).replace("\n", " ")
@@ -129,5 +147,5 @@ class Output:
             }
             self._err.write(json_line(data) + "\n")
         else:
-            self._err.write(f"chatd-cli: {exc.message}\n")
+            self._err.write(_("chatd-cli: {message}", message=exc.message) + "\n")
         self._err.flush()

@@ -15,6 +15,7 @@ from typing import Any
 from clients.cli.commands import Context, report_outbox
 from clients.cli.connection import Client, Status
 from clients.cli.directory import Directory
+from clients.cli.i18n import _, ngettext
 from clients.cli.protocol import Push
 from clients.cli.render import conversation_label, event_line
 
@@ -35,9 +36,15 @@ async def cmd_watch(ctx: Context, args: Any) -> int:
 
     def status(state: Status, detail: str) -> None:
         if state is Status.CONNECTED:
-            ctx.out.note(f"Watching {ctx.server} as {session.login} (Ctrl-C to stop).")
+            ctx.out.note(
+                _(
+                    "Watching {server} as {login} (Ctrl-C to stop).",
+                    server=ctx.server,
+                    login=session.login,
+                )
+            )
         elif state is Status.RECONNECTING:
-            ctx.out.note(f"Connection lost ({detail}); reconnecting…")
+            ctx.out.note(_("Connection lost ({reason}); reconnecting…", reason=detail))
 
     client = Client(
         session,
@@ -79,7 +86,17 @@ async def _print_pushes(
                 await who.ensure(client, [x for x in (f.get("sender"), f.get("user")) if x])
             line = event_line(f, who, label=conversation_label(conv, names.get(conv)))
         elif push.op == "archived":
-            line = f"#{conv}: events before seq {f['window_start']} are archived."
+            line = _(
+                "#{conv}: events before seq {seq} are archived.",
+                conv=str(conv),
+                seq=str(f["window_start"]),
+            )
         else:
-            line = f"#{conv}: read up to seq {f.get('read_seq')} ({f.get('unread')} unread)."
+            line = ngettext(
+                "#{conv}: read up to seq {seq} ({n} unread).",
+                "#{conv}: read up to seq {seq} ({n} unread).",
+                int(f.get("unread") or 0),
+                conv=str(conv),
+                seq=str(f.get("read_seq")),
+            )
         ctx.out.result(line, {"op": push.op, **f})

@@ -198,7 +198,7 @@ def test_word_and_excel_streams_together_are_corrupt() -> None:
             Stream("Workbook", b"\x09\x08" + b"\0" * 100),
         ]
     )
-    with pytest.raises(CorruptFile, match="both Word and Excel"):
+    with pytest.raises(CorruptFile, match="both a Word and an Excel file"):
         classify(both)
 
 

@@ -4,6 +4,11 @@ whose CLI config directory (``CHATD_CLI_CONFIG_DIR``) holds a session for them.
 Commands run as real subprocesses (the ``chatd-cli`` console script).  Long-running ones
 (``watch``, ``send`` waiting for a server) are :class:`Running` processes whose output lines
 are collected by reader threads, so that tests wait on a line with a timeout — never sleep.
+
+chatd-cli speaks French unless told otherwise: these processes run in an English terminal
+(``LANG=en_GB.UTF-8``, whatever the shell running the tests says) so that the suite reads the
+English sentences; ``test_french`` runs them in a French one.  In-process tests get English
+too (:func:`english`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import pyte
 import pytest
 
 from clients.cli import config
+from clients.cli.i18n import VOICE
 from tests.gateway import conftest as gateway
 from tests.gateway.conftest import (
     HOUR_MS,
@@ -46,17 +52,37 @@ CLI = Path(sys.executable).with_name("chatd-cli")
 TIMEOUT = 20.0
 
 
+LOCALE_VARIABLES = ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE")
+ENGLISH = "en_GB.UTF-8"
+FRENCH = "fr_FR.UTF-8"
+
+
 def cli_env(config_dir: Path, server_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATD_", "XDG_"))}
+    """The environment of a chatd-cli process: its own config dir and server, an English
+    terminal unless ``extra`` says otherwise (``LANG=FRENCH``)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATD_", "XDG_")) and k not in LOCALE_VARIABLES
+    }
     env.update(
         CHATD_CLI_CONFIG_DIR=str(config_dir),
         CHATD_CLI_SERVER=server_url,
         CHATD_CLI_MAX_BACKOFF="1",  # reconnect quickly after a server restart
         PYTHONUNBUFFERED="1",
         PYTHONFAULTHANDLER="1",  # a client stuck past a deadline is made to show its stack
-        **extra,
     )
+    env.update({"LANG": ENGLISH, **extra})
     return env
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """In-process tests read English, whatever the terminal running them speaks."""
+    before = VOICE.lang
+    VOICE.use("en")
+    yield
+    VOICE.use(before)
 
 
 def write_session(
@@ -150,30 +176,32 @@ class CliUser:
     config_dir: Path
     server_url: str
     running: list[Running] = field(default_factory=list)
+    lang: str = ENGLISH  # the terminal's LANG
 
     @property
     def login(self) -> str:
         return self.account.login
 
     def env(self, **extra: str) -> dict[str, str]:
-        return cli_env(self.config_dir, self.server_url, **extra)
+        return cli_env(self.config_dir, self.server_url, **{"LANG": self.lang, **extra})
 
     def run(
-        self, *args: str, stdin: str = "", timeout: float = TIMEOUT
+        self, *args: str, stdin: str = "", timeout: float = TIMEOUT, **env: str
     ) -> subprocess.CompletedProcess[str]:
+        """``env``: more variables (``LANG=FRENCH``, ``TZ=…``) for this run."""
         return subprocess.run(
             [str(CLI), *args],
             input=stdin,
             capture_output=True,
             text=True,
-            env=self.env(),
+            env=self.env(**env),
             timeout=timeout,
             check=False,
             start_new_session=True,  # no controlling terminal: prompts read stdin
         )
 
-    def ok(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        result = self.run(*args, stdin=stdin)
+    def ok(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args, stdin=stdin, **env)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
 

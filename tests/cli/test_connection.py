@@ -88,7 +88,7 @@ async def test_outbox_survives_the_client_and_a_resend_is_idempotent(
     # The next command, whatever it is, delivers both, in order, and says so.
     listing = alice.run("ls")
     assert listing.returncode == 0, listing.stderr
-    assert "A queued send to #" in listing.stderr
+    assert f"Outbox: message to #{conv} — delivered" in listing.stderr
     assert box.pending() == []
     assert len(messages(bob, conv, "Hors ligne")) == 1
     assert len(messages(bob, conv, "Déjà reçu")) == 1

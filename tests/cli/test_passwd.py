@@ -66,7 +66,7 @@ async def test_passwd_changes_the_password_and_closes_the_other_sessions(
         terminal.type(NEW_PASSWORD + "\r")
         terminal.wait("Again:")
         terminal.type(NEW_PASSWORD + "\r")
-        terminal.wait("Password changed. 1 other session(s) closed; this one stays open.")
+        terminal.wait("Password changed. 1 other session closed; this one stays open.")
         assert terminal.wait_exit() == 0
     finally:
         terminal.kill()

@@ -42,7 +42,7 @@ def test_times_and_conversation_lines() -> None:
     noon = datetime.datetime(2026, 1, 2, 12, 30)
     ts = int(noon.timestamp() * 1000)
     assert fmt_time(ts, today=noon.date()) == "12:30"
-    assert fmt_time(ts, today=datetime.date(2026, 1, 3)) == "2026-01-02 12:30"
+    assert fmt_time(ts, today=datetime.date(2026, 1, 3)) == "02/01/2026, 12:30"
     entry = {"conv": 8, "name": "Suivi", "member": False, "unread": 2, "last": ev(3, "left")}
     line = conversation_line(entry, directory())
     assert line.startswith("#8      Suivi (left)") and "2 unread" in line

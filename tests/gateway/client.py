@@ -54,7 +54,10 @@ class WsClient:
         rcvbuf: int | None = None,
         max_queue: int = 16,
         ssl: Any = None,
+        lang: str | None = None,
     ) -> WsClient:
+        """``lang``: the language the client asks for in its ``auth`` (none: the server's
+        default, French)."""
         sock = None
         if rcvbuf is not None:
             host, port = ws_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
@@ -75,7 +78,8 @@ class WsClient:
         )
         client = cls(ws)
         if token is not None:
-            client.hello = await client.request("auth", token=token)
+            asked = {} if lang is None else {"lang": lang}
+            client.hello = await client.request("auth", token=token, **asked)
             assert client.hello["op"] == "hello", client.hello
         return client
 

@@ -243,6 +243,12 @@ async def test_an_upload_one_byte_over_the_limit_is_refused(
     # With a Content-Length: refused before the body is read.
     response = await http.post("/v1/attachments", content=data, headers=auth(alice))
     assert response.status_code == 413
+    assert response.json() == {  # French unless the client asks for another language
+        "code": "attachment_too_large",
+        "message": "Ce fichier dépasse 10 Mio, la taille maximale des pièces jointes.",
+    }
+    in_english = {**auth(alice), "Accept-Language": "en-GB,en;q=0.9"}
+    response = await http.post("/v1/attachments", content=data, headers=in_english)
     assert response.json() == {
         "code": "attachment_too_large",
         "message": "This file is larger than 10 MiB, the limit for attachments.",

@@ -30,11 +30,19 @@ async def login(server: ServerProcess, name: str, password: str) -> httpx.Respon
 
 
 async def change(
-    server: ServerProcess, token: str, old: str, new: str, **extra: Any
+    server: ServerProcess,
+    token: str,
+    old: str,
+    new: str,
+    *,
+    language: str | None = None,
+    **extra: Any,
 ) -> httpx.Response:
+    """``language``: the client's Accept-Language (none: the server's default, French)."""
     body = {"old_password": old, "new_password": new, **extra}
+    headers = bearer(token) | ({"Accept-Language": language} if language else {})
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        return await http.post("/v1/auth/password", json=body, headers=bearer(token))
+        return await http.post("/v1/auth/password", json=body, headers=headers)
 
 
 async def refused_on_connect(admin: Admin, token: str) -> tuple[int | None, str | None]:
@@ -90,7 +98,7 @@ async def test_a_wrong_old_password_counts_in_the_login_throttle(admin: Admin) -
         wrong = await change(admin.server, account.token, "not the password", NEW_PASSWORD)
         assert (wrong.status_code, wrong.json()) == (
             401,
-            {"code": "invalid_credentials", "message": "The current password is wrong."},
+            {"code": "invalid_credentials", "message": "Le mot de passe actuel est incorrect."},
         )
     assert (await login(admin.server, account.login, "still wrong")).status_code == 401
     # Five failures for this login within the minute: the right password is refused too,
@@ -120,12 +128,27 @@ async def test_a_weak_new_password_is_refused_with_the_sentence(
     account = await admin.user(first_name="Alice")
     witness = await admin.connect(token=await admin.token(account.id))
     before = (await admin.store.get_user(account.id)).password_hash
-    response = await change(admin.server, account.token, PASSWORD, new.format(login=account.login))
+    new = new.format(login=account.login)
+    response = await change(admin.server, account.token, PASSWORD, new, language="en")
     assert response.status_code == 400
     assert response.json()["code"] == "weak_password"
     assert sentence in response.json()["message"]
+    in_french = await change(admin.server, account.token, PASSWORD, new)
+    assert in_french.json()["code"] == "weak_password"
+    assert in_french.json()["message"] not in (response.json()["message"], "")
     assert (await admin.store.get_user(account.id)).password_hash == before
     await witness.ok("ping")  # no session was revoked
+
+
+async def test_the_refusal_is_in_french_unless_the_client_asks(admin: Admin) -> None:
+    account = await admin.user()
+    french = await change(admin.server, account.token, PASSWORD, "court")
+    assert french.json() == {
+        "code": "weak_password",
+        "message": "Un mot de passe compte au moins 12 caractères\u00a0; celui-ci en compte 5.",
+    }
+    english = await change(admin.server, account.token, PASSWORD, "court", language="en-US")
+    assert english.json()["message"] == "A password has at least 12 characters; this one has 5."
 
 
 @pytest.mark.parametrize(

@@ -54,8 +54,11 @@ def test_every_op_decodes_to_its_typed_request() -> None:
     assert decode(op="sync", rid=11, convs=[[1, 0], [2, 5]]) == p.Sync(11, ((1, 0), (2, 5)))
     assert decode(op="sync", rid=11) == p.Sync(11, ())
     assert decode(op="users", rid=12, ids=[1, 2]) == p.Users(12, (1, 2))
+    assert decode(op="auth", rid=13, token="t", lang="en-GB") == p.Auth(13, "t", "en")
+    assert decode(op="set_language", rid=14, language="fr") == p.SetLanguage(14, "fr")
+    assert decode(op="set_language", rid=15, language=None) == p.SetLanguage(15, None)
     expected = {"auth", "ping", "accept_terms", "create", "send", "add", "leave", "rename"}
-    assert expected | {"list", "history", "read", "sync", "users"} == p.OPS
+    assert expected | {"list", "history", "read", "sync", "users", "set_language"} == p.OPS
 
 
 @pytest.mark.parametrize(
@@ -156,7 +159,7 @@ def test_encodings() -> None:
         "attachments": [],
     }
     assert msgpack.unpackb(p.encode_ok(5, conv=1)) == {"op": "ok", "rid": 5, "conv": 1}
-    error = msgpack.unpackb(p.encode_error(5, UserNotFound(user=9, secret=object())))
+    error = msgpack.unpackb(p.encode_error(5, UserNotFound(user=9, secret=object()), "en"))
     assert error == {
         "op": "error",
         "rid": 5,
@@ -164,7 +167,9 @@ def test_encodings() -> None:
         "message": "No such user.",
         "details": {"user": 9},  # only plain values travel
     }
-    assert "details" not in msgpack.unpackb(p.encode_error(None, ValidationError()))
+    in_french = msgpack.unpackb(p.encode_error(5, UserNotFound(user=9), "fr"))
+    assert in_french == {**error, "message": "Cet utilisateur n'existe pas."}
+    assert "details" not in msgpack.unpackb(p.encode_error(None, ValidationError(), "fr"))
     assert msgpack.unpackb(p.encode_archived(3, 50)) == {
         "op": "archived",
         "conv": 3,

@@ -391,8 +391,11 @@ async def test_verify_sweeps_orphan_files(store: Store) -> None:
     assert report.ok, report.problems
     assert not store.blobs.exists(old_orphan)
     assert store.blobs.exists(new_orphan) and store.blobs.exists(kept.id)
-    assert any(f"{old_orphan:016x} had no row; removed" in w for w in report.warnings)
-    assert any(f"{new_orphan:016x} has no row yet" in w for w in report.warnings)
+    warnings = [str(warning) for warning in report.warnings]  # English
+    assert any(f"{old_orphan:016x} had no row; removed" in w for w in warnings)
+    assert any(f"{new_orphan:016x} has no row yet" in w for w in warnings)
+    french = [warning.render("fr") for warning in report.warnings]
+    assert f"fichier de pièce jointe {old_orphan:016x} sans ligne\u00a0; supprimé" in french
 
 
 async def test_schema_keeps_sent_attachments(store: Store) -> None:

@@ -95,3 +95,18 @@ async def test_terms_accepted_is_recorded(store: Store) -> None:
     assert again.terms_version == "2027-03"
     with pytest.raises(UserNotFound):
         await store.set_terms_accepted(999, "2026-01")
+
+
+async def test_the_language_a_person_chose_is_kept_and_can_be_forgotten(store: Store) -> None:
+    user = await make_user(store, "fanny")
+    assert user.language is None  # not chosen: the client's, else the server's default
+    assert (await store.set_user_language(user.id, "en")).language == "en"
+    assert (await store.get_user(user.id)).language == "en"
+    assert (await store.find_user_by_login("fanny")).language == "en"  # type: ignore[union-attr]
+    assert (await store.set_user_language(user.id, None)).language is None
+    chosen = await store.create_user(
+        NewUser("gilles", FAKE_PASSWORD_HASH, UserProfile("Gilles", "Roux"), language="fr")
+    )
+    assert chosen.language == "fr"
+    with pytest.raises(UserNotFound):
+        await store.set_user_language(999, "fr")
