@@ -96,11 +96,6 @@ class MigrationError(ChatdError):
     default_message = N_("The database schema cannot be brought up to date.")
 
 
-class StoreClosedError(ChatdError):
-    code = "unavailable"
-    default_message = N_("The store is shutting down; retry shortly.")
-
-
 # --------------------------------------------------------------------------- client-facing
 
 
@@ -173,6 +168,12 @@ class ConversationShreddedError(ClientError):
 class UnavailableError(ClientError):
     code = "unavailable"
     default_message = N_("The service is temporarily unavailable; retry shortly.")
+
+
+class StoreClosedError(UnavailableError):
+    """The store is closing (the server is stopping): the same wire code as its parent."""
+
+    default_message = N_("The store is shutting down; retry shortly.")
 
 
 # ------------------------------------------------------------------- gateway (auth, protocol)

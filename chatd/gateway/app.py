@@ -22,9 +22,8 @@ on the HTTP routes allows only those origins.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,117 +35,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from chatd.auth import LoginResult, Principal
+from chatd.auth import LoginResult
 from chatd.errors import (
-    AuthError,
-    ChatdError,
-    ClientError,
-    ConflictError,
-    ForbiddenError,
-    FrameTooLargeError,
-    MalformedFrameError,
-    NotFoundError,
-    RateLimitedError,
-    StoreClosedError,
-    UnauthenticatedError,
-    UnavailableError,
     ValidationError,
 )
-from chatd.gateway.connection import Connection, log_internal
+from chatd.gateway.attachments import attachment_routes
+from chatd.gateway.connection import Connection
 from chatd.gateway.handlers import now_ms, user_map
+from chatd.gateway.http import authenticated, bearer_token, endpoint, read_json, request_language
 from chatd.gateway.services import Gateway
-from chatd.i18n import DEFAULT_LANGUAGE, N_, Language, from_accept_language, language
+from chatd.i18n import N_
 
 log = logging.getLogger("chatd.gateway")
-MAX_BODY_BYTES = 4096
 POLICY_VIOLATION = 1008  # closing before accept makes the server answer HTTP 403
-
-_STATUS: tuple[tuple[type[ChatdError], int], ...] = (
-    (FrameTooLargeError, 413),
-    (MalformedFrameError, 400),
-    (ValidationError, 400),
-    (AuthError, 401),
-    (ForbiddenError, 403),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (RateLimitedError, 429),
-    (UnavailableError, 503),
-    (StoreClosedError, 503),
-    (ClientError, 400),
-)
-
-
-def request_language(request: Request) -> Language:
-    """The account's language once the request is authenticated (:func:`authenticated`),
-    else its ``Accept-Language``, else the server's default."""
-    chosen: Language | None = getattr(request.state, "language", None)
-    gateway: Gateway = request.app.state.gateway
-    return (
-        chosen
-        or from_accept_language(request.headers.get("accept-language"))
-        or language(gateway.settings.default_language)
-        or DEFAULT_LANGUAGE
-    )
-
-
-async def authenticated(request: Request, gateway: Gateway) -> Principal:
-    """The session of the request's bearer token; its account's language applies from now."""
-    principal = await gateway.auth.authenticate(bearer_token(request))
-    request.state.language = principal.language
-    return principal
-
-
-def error_response(exc: ChatdError, request: Request) -> JSONResponse:
-    lang = request_language(request)
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return JSONResponse({"code": exc.code, "message": exc.message_in(lang)}, status)
-    generic = ChatdError()
-    return JSONResponse({"code": generic.code, "message": generic.message_in(lang)}, 500)
-
-
-def _endpoint(
-    handler: Callable[[Request, Gateway], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        gateway: Gateway = request.app.state.gateway
-        try:
-            return await handler(request, gateway)
-        except ChatdError as exc:
-            if not isinstance(exc, (ClientError, StoreClosedError)):
-                log_internal(request.url.path, exc)
-            return error_response(exc, request)
-        except Exception as exc:
-            log_internal(request.url.path, exc)
-            return error_response(ChatdError(), request)
-
-    return endpoint
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise FrameTooLargeError(
-                N_("The request is larger than {max} bytes."), max=MAX_BODY_BYTES
-            )
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        obj = None
-    if not isinstance(obj, dict):
-        raise MalformedFrameError(N_("The request body must be one JSON object."))
-    return obj
-
-
-def bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise UnauthenticatedError(
-            N_("You are not logged in (send the token as 'Authorization: Bearer <token>').")
-        )
-    return token.strip()
 
 
 def login_body(result: LoginResult) -> dict[str, Any]:
@@ -234,8 +135,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 
 def create_app(gateway: Gateway) -> Starlette:
-    from chatd.gateway.attachments import attachment_routes  # it imports this module
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -256,11 +155,11 @@ def create_app(gateway: Gateway) -> Starlette:
     app = Starlette(
         middleware=[cors],
         routes=[
-            Route("/healthz", _endpoint(healthz), methods=["GET"]),
-            Route("/v1/auth/login", _endpoint(login), methods=["POST"]),
-            Route("/v1/auth/logout", _endpoint(logout), methods=["POST"]),
-            Route("/v1/auth/terms", _endpoint(terms), methods=["GET", "POST"]),
-            Route("/v1/auth/password", _endpoint(change_password), methods=["POST"]),
+            Route("/healthz", endpoint(healthz), methods=["GET"]),
+            Route("/v1/auth/login", endpoint(login), methods=["POST"]),
+            Route("/v1/auth/logout", endpoint(logout), methods=["POST"]),
+            Route("/v1/auth/terms", endpoint(terms), methods=["GET", "POST"]),
+            Route("/v1/auth/password", endpoint(change_password), methods=["POST"]),
             *attachment_routes(),
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],

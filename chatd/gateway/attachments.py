@@ -46,21 +46,16 @@ from chatd.auth import Principal
 from chatd.crypto.chunks import ChunkOpener
 from chatd.errors import (
     AttachmentArchived,
-    AttachmentError,
     AttachmentFileMissing,
     AttachmentNotFound,
-    AttachmentTooLarge,
     ChatdError,
     ClientError,
-    CorruptFile,
-    ImageTooLarge,
     IntegrityError,
-    StoreClosedError,
     TermsNotAcceptedError,
     ValidationError,
 )
-from chatd.gateway.app import _endpoint, authenticated, error_response, request_language
 from chatd.gateway.connection import log_internal
+from chatd.gateway.http import authenticated, endpoint, error_response, request_language
 from chatd.gateway.services import Gateway
 from chatd.i18n import N_, Text
 from chatd.store.records import AttachmentAccess, AttachmentInfo
@@ -77,13 +72,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "private, no-store",
     "Referrer-Policy": "no-referrer",
 }
-_STATUS: tuple[tuple[type[ChatdError], int], ...] = (
-    (AttachmentTooLarge, 413),
-    (ImageTooLarge, 422),
-    (CorruptFile, 422),
-    (AttachmentError, 415),  # unsupported_file_type and any other refusal of the content
-    (AttachmentArchived, 410),
-)
 _DIGITS = re.compile(r"[0-9]{1,18}")
 Unsatisfiable = Literal["unsatisfiable"]
 UNSATISFIABLE: Unsatisfiable = "unsatisfiable"
@@ -91,18 +79,10 @@ UNSATISFIABLE: Unsatisfiable = "unsatisfiable"
 
 def attachment_routes() -> list[Route]:
     return [
-        Route("/v1/attachments", _endpoint(upload), methods=["POST"]),
-        Route("/v1/attachments/{attachment_id}", _endpoint(download), methods=["GET"]),
-        Route("/v1/attachments/{attachment_id}/thumbnail", _endpoint(thumbnail), methods=["GET"]),
+        Route("/v1/attachments", endpoint(upload), methods=["POST"]),
+        Route("/v1/attachments/{attachment_id}", endpoint(download), methods=["GET"]),
+        Route("/v1/attachments/{attachment_id}/thumbnail", endpoint(thumbnail), methods=["GET"]),
     ]
-
-
-def _error(exc: ChatdError, request: Request) -> Response:
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            message = exc.message_in(request_language(request))
-            return JSONResponse({"code": exc.code, "message": message}, status)
-    return error_response(exc, request)
 
 
 async def _principal(request: Request, gateway: Gateway) -> Principal:
@@ -150,9 +130,9 @@ async def upload(request: Request, gateway: Gateway) -> Response:
         log.info("an upload was abandoned by its client")
         return Response(status_code=400)  # nobody is listening any more
     except ChatdError as exc:
-        if not isinstance(exc, (ClientError, StoreClosedError)):
+        if not isinstance(exc, ClientError):
             log_internal(request.url.path, exc)
-        response = _error(exc, request)
+        response = error_response(exc, request)
         if body.finished:
             return response
         if not body.started and request.headers.get("expect", "").lower() == "100-continue":
@@ -280,7 +260,7 @@ async def download(request: Request, gateway: Gateway) -> Response:
     try:
         access = await _access(request, gateway, thumbnail=False)
     except AttachmentArchived as exc:
-        return _error(exc, request)
+        return error_response(exc, request)
     info = access.info
     headers = {**_file_headers(info, info.name, info.mime), "Accept-Ranges": "bytes"}
     wanted = parse_range(request.headers.get("range"), info.size)
@@ -321,7 +301,7 @@ async def thumbnail(request: Request, gateway: Gateway) -> Response:
     try:
         access = await _access(request, gateway, thumbnail=True)
     except AttachmentArchived as exc:
-        return _error(exc, request)
+        return error_response(exc, request)
     assert access.thumbnail is not None
     name = access.info.name.rsplit(".", 1)[0] + ".thumbnail.jpg"
     return Response(access.thumbnail, 200, _file_headers(access.info, name, "image/jpeg"))

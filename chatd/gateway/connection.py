@@ -35,10 +35,10 @@ from chatd.errors import (
     RateLimitedError,
     StoreClosedError,
     TokenExpiredError,
-    TokenRevokedError,
     UserDisabledError,
 )
 from chatd.gateway import protocol as p
+from chatd.gateway.error_table import close_code_for
 from chatd.gateway.fanout import EventPush, StatePush
 from chatd.gateway.handlers import SyncJob, now_ms, user_map
 from chatd.gateway.hub import CloseAfterQueue, Subscription
@@ -52,16 +52,6 @@ CloseCode = p.CloseCode
 CATCH_UP_PAGE = 100
 TOKEN_CHECK_SECONDS = 1.0  # a session at the terms gate re-reads its principal this often
 CLOSE_TIMEOUT = 5.0
-
-
-def close_code_for(exc: BaseException) -> CloseCode:
-    if isinstance(exc, TokenExpiredError):
-        return CloseCode.TOKEN_EXPIRED
-    if isinstance(exc, TokenRevokedError):
-        return CloseCode.LOGGED_OUT
-    if isinstance(exc, UserDisabledError):
-        return CloseCode.USER_DISABLED
-    return CloseCode.UNAUTHENTICATED
 
 
 def log_internal(where: str, exc: BaseException) -> None:
@@ -244,7 +234,7 @@ class Connection:
             return p.encode_error(request.rid, exc, self._session.language)
         try:
             return await self._gw.handlers.handle(self._session, sub, request)
-        except (ClientError, StoreClosedError) as exc:
+        except ClientError as exc:  # StoreClosedError too: the server is stopping
             return p.encode_error(request.rid, exc, self._session.language)
         except Exception as exc:
             log_internal(f"op {type(request).__name__}", exc)
@@ -315,7 +305,7 @@ class Connection:
         user = self._session.user_id
         try:
             heads = await self._gw.store.conversation_heads(user)
-        except (ClientError, StoreClosedError) as exc:
+        except ClientError as exc:  # StoreClosedError too: the server is stopping
             await self._send(p.encode_error(job.rid, exc, self._session.language))
             return
         known = {head.conv_id: head.last_visible_seq for head in heads}

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from chatd.auth import AuthService
 from chatd.errors import AuthError, ChatdError, UserDisabledError
 from chatd.gateway import protocol as p
+from chatd.gateway.error_table import close_code_for
 from chatd.gateway.hub import Hub
 from chatd.store.abstract import Store
 
@@ -78,7 +79,5 @@ class RevocationSweeper:
         except UserDisabledError:
             return p.CloseCode.USER_DISABLED
         except AuthError as exc:
-            from chatd.gateway.connection import close_code_for
-
             return close_code_for(exc)
         return p.CloseCode.LOGGED_OUT  # valid again a moment later: close to be safe

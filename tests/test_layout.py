@@ -1,0 +1,50 @@
+"""The package's layout holds: no import cycle anywhere in ``chatd`` (function-level imports
+count too: a cycle hidden in a function is still a cycle)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules: dict[str, Path] = {}
+    for path in (ROOT / "chatd").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("chatd"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    targets.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.startswith("chatd")}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """A path start → … → start, if there is one."""
+    stack = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in sorted(graph[node]):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def test_chatd_has_no_import_cycle() -> None:
+    graph = import_graph()
+    assert len(graph) > 40  # the walk found the package
+    cycles = [c for m in sorted(graph) if (c := cycle_through(graph, m)) is not None]
+    assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
