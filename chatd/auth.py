@@ -24,19 +24,17 @@ from dataclasses import dataclass
 from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from chatd.errors import (
     InvalidCredentialsError,
-    PasswordChangeRequiredError,
     RateLimitedError,
     TermsVersionError,
-    TokenExpiredError,
-    TokenRevokedError,
     UnauthenticatedError,
     UserDisabledError,
     ValidationError,
 )
 from chatd.i18n import N_, Language, language
 from chatd.password_policy import check_password
+from chatd.principal import Principal, check_session
 from chatd.store.abstract import Store
-from chatd.store.records import SessionToken, User, UserProfile
+from chatd.store.records import SessionToken, User
 
 TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 128
@@ -60,48 +58,10 @@ def token_digest(token: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated session: who, with which token, until when."""
-
-    user_id: int
-    login: str
-    profile: UserProfile
-    token_hash: bytes
-    expires_at: int  # ms since the epoch
-    terms_accepted: bool
-    # The password is a one-time password set by an administrator: until the user chose a
-    # new one only changing it (and logging out) is allowed (see :meth:`require_usable`).
-    password_change_required: bool = False
-    # The language the person chose for their account (None: not chosen).
-    language: Language | None = None
-
-    def require_usable(self) -> None:
-        """Raise :class:`~chatd.errors.PasswordChangeRequiredError` while the password gate
-        is closed (HTTP routes and WebSocket operations other than changing the password,
-        logging out and ``ping``)."""
-        if self.password_change_required:
-            raise PasswordChangeRequiredError()
-
-
-@dataclass(frozen=True, slots=True)
 class LoginResult:
     token: str  # given to the client once, never stored
     principal: Principal
     terms_version: str
-
-
-def check_session(token: SessionToken | None, user: User | None, now_ms: int) -> None:
-    """Raise the :class:`~chatd.errors.AuthError` that applies, if any (pure)."""
-    if token is None or user is None or token.user_id != user.id:
-        raise UnauthenticatedError()
-    # Disabled before revoked: disabling an account also revokes its tokens, and the person
-    # must be told why they are out (4004, "your account is disabled"), not asked to log in.
-    if user.disabled:
-        raise UserDisabledError()
-    if token.revoked_at is not None:
-        raise TokenRevokedError()
-    if now_ms >= token.expires_at:
-        raise TokenExpiredError()
 
 
 def check_credentials_shape(login: object, password: object) -> tuple[str, str]:

@@ -1,9 +1,11 @@
 """The package's layout holds: no import cycle anywhere in ``chatd`` (function-level imports
-count too: a cycle hidden in a function is still a cycle)."""
+count too: a cycle hidden in a function is still a cycle), and the pure modules stay pure."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,31 @@ def test_chatd_has_no_import_cycle() -> None:
     assert len(graph) > 40  # the walk found the package
     cycles = [c for m in sorted(graph) if (c := cycle_through(graph, m)) is not None]
     assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+PURE_MODULES = (
+    "chatd.errors",
+    "chatd.i18n",
+    "chatd.events",
+    "chatd.conversations",
+    "chatd.principal",
+    "chatd.store.records",
+    "chatd.attachments.ids",
+    "chatd.gateway.protocol",
+    "chatd.gateway.session",
+)
+FORBIDDEN = ("aiosqlite", "sqlite3", "cryptography", "asyncio")
+
+
+def test_the_pure_modules_load_no_driver_no_crypto_no_asyncio() -> None:
+    """Rules and protocol decisions are plain code: importing them loads neither the database
+    driver nor the crypto library nor asyncio (checked in a fresh interpreter)."""
+    probe = (
+        "import sys\n"
+        f"for name in {PURE_MODULES!r}: __import__(name)\n"
+        f"print(','.join(m for m in {FORBIDDEN!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "", f"loaded by the pure modules: {done.stdout.strip()}"

@@ -79,8 +79,6 @@ def open_file_name(dek: bytes, attachment_id: int, sealed: bytes) -> str:
 
 THUMBNAIL_DOMAIN = b"tn"
 _THUMBNAIL_KIND = "thumbnail"
-WIRE_ID_CHARS = 16
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _thumbnail_sealer(dek: bytes, attachment_id: int) -> Sealer:
@@ -94,20 +92,3 @@ def seal_thumbnail(dek: bytes, attachment_id: int, data: bytes) -> bytes:
 
 def open_thumbnail(dek: bytes, attachment_id: int, sealed: bytes) -> bytes:
     return _thumbnail_sealer(dek, attachment_id).open(_NAME_SEQ, _THUMBNAIL_KIND, sealed)
-
-
-def format_attachment_id(attachment_id: int) -> str:
-    """The id as the protocol shows it: 16 lower-case hex digits (ids do not fit 2**53)."""
-    return f"{attachment_id:016x}"
-
-
-def parse_attachment_id(text: object) -> int | None:
-    """The id of a wire id (16 hex digits, any case), or None if it is not one."""
-    if (
-        not isinstance(text, str)
-        or len(text) != WIRE_ID_CHARS
-        or not all(ch in _HEX_DIGITS for ch in text)
-    ):
-        return None
-    value = int(text, 16)
-    return value if 0 < value < 2**63 else None

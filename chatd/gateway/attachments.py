@@ -40,9 +40,8 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from chatd.attachments.blobstore import BlobStore
-from chatd.attachments.keys import parse_attachment_id
+from chatd.attachments.ids import parse_attachment_id
 from chatd.attachments.spool import too_large
-from chatd.auth import Principal
 from chatd.crypto.chunks import ChunkOpener
 from chatd.errors import (
     AttachmentArchived,
@@ -58,6 +57,7 @@ from chatd.gateway.connection import log_internal
 from chatd.gateway.http import authenticated, endpoint, error_response, request_language
 from chatd.gateway.services import Gateway
 from chatd.i18n import N_, Text
+from chatd.principal import Principal
 from chatd.store.records import AttachmentAccess, AttachmentInfo
 
 log = logging.getLogger("chatd.gateway.attachments")

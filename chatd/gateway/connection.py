@@ -25,7 +25,6 @@ import traceback
 
 from starlette.websockets import WebSocket
 
-from chatd.auth import Principal
 from chatd.errors import (
     AuthError,
     ChatdError,
@@ -45,6 +44,7 @@ from chatd.gateway.hub import CloseAfterQueue, Subscription
 from chatd.gateway.services import Gateway
 from chatd.gateway.session import Delivery, Session, TokenBucket
 from chatd.i18n import DEFAULT_LANGUAGE, from_accept_language, language
+from chatd.principal import Principal
 
 log = logging.getLogger("chatd.gateway")
 CloseCode = p.CloseCode

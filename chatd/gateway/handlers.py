@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.auth import AuthService, Principal
+from chatd.auth import AuthService
 from chatd.conversations import (
     AddMember,
     CreateConversation,
@@ -34,6 +34,7 @@ from chatd.gateway.fanout import Fanout
 from chatd.gateway.hub import Subscription
 from chatd.gateway.session import Session
 from chatd.inbox import Inbox, InboxEntry
+from chatd.principal import Principal
 from chatd.store.abstract import Store
 from chatd.store.records import AppendResult, EventPage, User
 

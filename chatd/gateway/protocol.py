@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from chatd.attachments.keys import parse_attachment_id
+from chatd.attachments.ids import parse_attachment_id
 from chatd.conversations import (
     BAD_ATTACHMENTS,
     MALFORMED,

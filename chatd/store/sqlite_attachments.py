@@ -39,11 +39,11 @@ from typing import Any
 import aiosqlite
 
 from chatd.attachments.blobstore import BlobStore
+from chatd.attachments.ids import format_attachment_id
 from chatd.attachments.keys import (
     ATTACHMENT_KEY_VERSION,
     ATTACHMENT_SCOPE,
     attachment_scope,
-    format_attachment_id,
     open_file_name,
     open_thumbnail,
     seal_file_name,

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from chatd.attachments.ids import parse_attachment_id
 from chatd.attachments.images import HEIC_SUPPORTED
-from chatd.attachments.keys import parse_attachment_id
 from chatd.crypto.chunks import CHUNK_OVERHEAD, DEFAULT_CHUNK_SIZE, HEADER_BYTES
 from chatd.errors import ValidationError
 from chatd.gateway.attachments import UNSATISFIABLE, content_disposition, file_name, parse_range

@@ -1,0 +1,24 @@
+"""Attachment ids as the protocol writes them: pure, so that the protocol module can check
+them without loading the crypto that seals attachments."""
+
+from __future__ import annotations
+
+WIRE_ID_CHARS = 16
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def format_attachment_id(attachment_id: int) -> str:
+    """The id as the protocol shows it: 16 lower-case hex digits (ids do not fit 2**53)."""
+    return f"{attachment_id:016x}"
+
+
+def parse_attachment_id(text: object) -> int | None:
+    """The id of a wire id (16 hex digits, any case), or None if it is not one."""
+    if (
+        not isinstance(text, str)
+        or len(text) != WIRE_ID_CHARS
+        or not all(ch in _HEX_DIGITS for ch in text)
+    ):
+        return None
+    value = int(text, 16)
+    return value if 0 < value < 2**63 else None

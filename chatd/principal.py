@@ -1,0 +1,55 @@
+"""Who a session is: :class:`Principal`, and :func:`check_session`, the rule that says whether
+a token still opens one.  Pure (no store, no crypto, no asyncio), so that the gateway's
+session state machine loads without them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatd.errors import (
+    PasswordChangeRequiredError,
+    TokenExpiredError,
+    TokenRevokedError,
+    UnauthenticatedError,
+    UserDisabledError,
+)
+from chatd.i18n import Language
+from chatd.store.records import SessionToken, User, UserProfile
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated session: who, with which token, until when."""
+
+    user_id: int
+    login: str
+    profile: UserProfile
+    token_hash: bytes
+    expires_at: int  # ms since the epoch
+    terms_accepted: bool
+    # The password is a one-time password set by an administrator: until the user chose a
+    # new one only changing it (and logging out) is allowed (see :meth:`require_usable`).
+    password_change_required: bool = False
+    # The language the person chose for their account (None: not chosen).
+    language: Language | None = None
+
+    def require_usable(self) -> None:
+        """Raise :class:`~chatd.errors.PasswordChangeRequiredError` while the password gate
+        is closed (HTTP routes and WebSocket operations other than changing the password,
+        logging out and ``ping``)."""
+        if self.password_change_required:
+            raise PasswordChangeRequiredError()
+
+
+def check_session(token: SessionToken | None, user: User | None, now_ms: int) -> None:
+    """Raise the :class:`~chatd.errors.AuthError` that applies, if any (pure)."""
+    if token is None or user is None or token.user_id != user.id:
+        raise UnauthenticatedError()
+    # Disabled before revoked: disabling an account also revokes its tokens, and the person
+    # must be told why they are out (4004, "your account is disabled"), not asked to log in.
+    if user.disabled:
+        raise UserDisabledError()
+    if token.revoked_at is not None:
+        raise TokenRevokedError()
+    if now_ms >= token.expires_at:
+        raise TokenExpiredError()
