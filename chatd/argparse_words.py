@@ -1,5 +1,6 @@
-"""argparse's own words (``usage:``, ``options``, its error messages) in the admin command's
-language.
+"""argparse's own words (``usage:``, ``options``, its error messages) in the language of a
+command-line program: the admin command and chatd-cli both use this module, and
+``tools/catalogues.py`` extracts it into both catalogues.
 
 argparse looks every word it prints up through its module-level ``_`` and ``ngettext``
 (``from gettext import gettext as _, ngettext``) at the moment it prints it: :func:`speaking`

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract, extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,7 @@ class Domain:
     name: str
     sources: str  # a package directory, relative to the root
     locale: str
+    shared: tuple[str, ...] = ()  # files of another package whose sentences it says too
 
     def po_path(self, lang: str) -> Path:
         return ROOT / self.locale / lang / "LC_MESSAGES" / f"{self.name}.po"
@@ -35,7 +36,8 @@ class Domain:
 
 DOMAINS = (
     Domain("chatd", "chatd", "chatd/locale"),
-    Domain("chatd_cli", "clients/cli", "clients/cli/locale"),
+    # argparse's own words: one list, said by both programs.
+    Domain("chatd_cli", "clients/cli", "clients/cli/locale", shared=("chatd/argparse_words.py",)),
 )
 
 
@@ -47,6 +49,12 @@ def extracted(domain: Domain) -> Iterator[tuple[str, int, str | tuple[str, ...]]
         keywords=KEYWORDS,
     ):
         yield f"{domain.sources}/{filename}", lineno, message
+    for shared in domain.shared:
+        with (ROOT / shared).open("rb") as source:
+            for lineno, message, _comments, _context in extract(
+                "python", source, keywords=KEYWORDS
+            ):
+                yield shared, lineno, message
 
 
 def template(domain: Domain) -> Catalog:

@@ -16,7 +16,7 @@ keeping protocol logic free of I/O):
 - :mod:`~clients.cli.watch` — ``watch``: live events until interrupted;
 - :mod:`~clients.cli.chat` — the interactive view;
 - :mod:`~clients.cli.main` — argument parsing and exit codes;
-- :mod:`~clients.cli.i18n` — the language it speaks (French first, English on request), and
-  :mod:`~clients.cli.argparse_words`, argparse's own words marked for its catalogue
-  (``clients/cli/locale``).
+- :mod:`~clients.cli.i18n` — the language it speaks (French first, English on request); argparse's
+  own words are :mod:`chatd.argparse_words`, shared with the admin command and extracted into
+  both catalogues (``tools/catalogues.py``).
 """

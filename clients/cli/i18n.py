@@ -15,14 +15,14 @@ number, a seq) are passed as text.
 cached in the session file; ``"fr"``, ``"en"`` or null), else the terminal's (``LC_ALL``,
 ``LC_MESSAGES``, ``LANG``), else French.  ``main`` decides it from the cached session of the
 current server before it builds the argument parser (argparse's own words included, see
-:func:`teach_argparse`); a login answer or a ``hello`` that says otherwise changes it at once
+:func:`chatd.argparse_words.speaking`);
+a login answer or a ``hello`` that says otherwise changes it at once
 (:func:`follow`).  The server is told the same language (``lang`` in ``auth``,
 ``Accept-Language`` on HTTP requests), so that its sentences come in it too.
 """
 
 from __future__ import annotations
 
-import argparse
 from datetime import datetime
 from pathlib import Path
 
@@ -86,24 +86,3 @@ def language_name(lang: object) -> str:
             return _("English")
         case _:
             return str(lang)
-
-
-# ----------------------------------------------------------------------------- argparse
-
-
-def _argparse_gettext(message: str) -> str:
-    """argparse's ``_``: its message ids are %-style, filled by argparse itself — translate
-    without filling (``{}`` fields are ours, not argparse's)."""
-    return VOICE.catalogue.gettext(message) if message else message
-
-
-def _argparse_ngettext(singular: str, plural: str, n: int) -> str:
-    return VOICE.catalogue.ngettext(singular, plural, n)
-
-
-def teach_argparse() -> None:
-    """Make argparse say its own words (``usage:``, ``options``, its errors) in chatd-cli's
-    language: it looks them up through its module-level ``_`` and ``ngettext``, whose
-    message ids are marked in :mod:`clients.cli.argparse_words`."""
-    argparse._ = _argparse_gettext  # type: ignore[attr-defined]
-    argparse.ngettext = _argparse_ngettext  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from chatd.argparse_words import speaking
 from clients.cli import commands, i18n, passwd, watch
 from clients.cli.config import DEFAULT_SERVER, ENV_SERVER, cached_user, current_server
 from clients.cli.errors import CliError, ExitCode
@@ -320,13 +321,13 @@ def choose_language(argv: list[str]) -> None:
     with contextlib.suppress(CliError):
         account = (cached_user(current_server(_server_option(argv))) or {}).get("language")
     i18n.follow(account)
-    i18n.teach_argparse()
 
 
 def main(argv: list[str] | None = None) -> int:
     honour_ctrl_c()
     choose_language(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    with speaking(i18n.VOICE):  # argparse's own words too (usage, options, its errors)
+        args = build_parser().parse_args(argv)
     out = Output(getattr(args, "json", False))
     try:
         ctx = commands.Context(

@@ -103,6 +103,27 @@ def write_session(
             os.environ[config.ENV_CONFIG_DIR] = previous
 
 
+def run_cli(
+    env: dict[str, str],
+    *args: str,
+    stdin: str = "",
+    timeout: float = TIMEOUT,
+    as_module: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """One chatd-cli command to its end (``as_module``: ``python -m clients.cli``)."""
+    program = [sys.executable, "-m", "clients.cli"] if as_module else [str(CLI)]
+    return subprocess.run(
+        [*program, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        start_new_session=True,  # no controlling terminal: prompts read stdin
+    )
+
+
 class Running:
     """A chatd-cli process still running; its stdout and stderr lines as they come."""
 
@@ -189,16 +210,7 @@ class CliUser:
         self, *args: str, stdin: str = "", timeout: float = TIMEOUT, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """``env``: more variables (``LANG=FRENCH``, ``TZ=…``) for this run."""
-        return subprocess.run(
-            [str(CLI), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env(**env),
-            timeout=timeout,
-            check=False,
-            start_new_session=True,  # no controlling terminal: prompts read stdin
-        )
+        return run_cli(self.env(**env), *args, stdin=stdin, timeout=timeout)
 
     def ok(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, stdin=stdin, **env)

@@ -5,26 +5,16 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 from clients.cli.config import server_dir
-from tests.cli.conftest import TIMEOUT, MakeUser, Terminal, cli_env
+from tests.cli.conftest import TIMEOUT, MakeUser, Terminal, cli_env, run_cli
 from tests.gateway.conftest import PASSWORD, TERMS, TERMS_URL, Admin
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """``python -m clients.cli``: the module form of chatd-cli."""
-    return subprocess.run(
-        [sys.executable, "-m", "clients.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=TIMEOUT,
-        check=False,
-        start_new_session=True,
-    )
+    return run_cli(env, *args, stdin=stdin, as_module=True)
 
 
 def session_file(config_dir: Path, server_url: str) -> Path:

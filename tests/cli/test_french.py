@@ -9,7 +9,6 @@ typography: a no-break space (``N``) before ``:`` and inside « », a narrow one
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import gettext
 import json
@@ -20,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from chatd.argparse_words import speaking
 from chatd.errors import ConversationNotFound
 from chatd.i18n import number
 from clients.cli import i18n, main
@@ -33,13 +33,12 @@ from clients.cli.outbox import OutboxEntry, encode
 from clients.cli.protocol import MAX_INT
 from clients.cli.render import conversation_line, event_line, fmt_time
 from tests.cli.conftest import (
-    CLI,
     FRENCH,
-    TIMEOUT,
     CliUser,
     MakeUser,
     Terminal,
     cli_env,
+    run_cli,
 )
 from tests.gateway.conftest import PASSWORD, TERMS, TERMS_URL, Admin
 
@@ -65,19 +64,6 @@ def created_conv(result: subprocess.CompletedProcess[str], subject: str) -> str:
 def cached_language(user: CliUser) -> object:
     (path,) = user.config_dir.glob("servers/*/session.json")
     return json.loads(path.read_text())["user"].get("language", "absent")
-
-
-def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CLI), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=TIMEOUT,
-        check=False,
-        start_new_session=True,
-    )
 
 
 # ----------------------------------------------------------------------------- real processes
@@ -387,9 +373,7 @@ def test_the_language_is_the_accounts_else_the_terminals_else_french(
     assert i18n.choose(None) == "fr"
 
     # main reads the account's language from the session cached for the command's server,
-    # before the parser exists, and argparse speaks it.
-    monkeypatch.setattr(argparse, "_", argparse._)  # type: ignore[attr-defined]
-    monkeypatch.setattr(argparse, "ngettext", argparse.ngettext)  # type: ignore[attr-defined]
+    # before the parser exists, and argparse speaks it while main parses.
     monkeypatch.setenv("CHATD_CLI_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("LC_ALL", "en_GB.UTF-8")
     url = "http://chat.example.org:8470"
@@ -399,7 +383,9 @@ def test_the_language_is_the_accounts_else_the_terminals_else_french(
     session.write_text(json.dumps({"token": "t", "expires_at": 0, "user": user}))
     main.choose_language(["--server", url, "ls"])
     assert VOICE.lang == "fr"
-    assert "utilisation" in main.build_parser().format_usage()
+    with speaking(VOICE):
+        assert "utilisation" in main.build_parser().format_usage()
+    assert "usage:" in main.build_parser().format_usage()  # argparse left as it was
     main.choose_language(["ls", "--server=http://elsewhere:1"])  # nothing cached there
     assert VOICE.lang == "en"
     main.choose_language(["--server", "ftp://not-a-server", "ls"])  # never fails
