@@ -77,9 +77,9 @@ from websockets.uri import parse_uri
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from chatd.conversations import CreateConversation  # noqa: E402
+from chatd.core.conversations import CreateConversation  # noqa: E402
+from chatd.core.records import NewUser, SessionToken, UserProfile  # noqa: E402
 from chatd.crypto.keyring import KeyRing, write_key_file  # noqa: E402
-from chatd.store.records import NewUser, SessionToken, UserProfile  # noqa: E402
 from chatd.store.sqlite import SqliteStore  # noqa: E402
 
 TERMS = "bench-terms-1"

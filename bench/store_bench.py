@@ -28,11 +28,11 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chatd.conversations import CreateConversation, MessageBody, PostMessage
+from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
+from chatd.core.records import NewUser, UserProfile
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import Sealer, new_data_key
 from chatd.crypto.keyring import KeyRing
-from chatd.store.records import NewUser, UserProfile
 from chatd.store.sqlite import SqliteStore
 from chatd.store.sqlite_db import connect, migrate, transaction
 

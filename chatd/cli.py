@@ -29,12 +29,12 @@ import uvloop
 from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.config import Settings
+from chatd.core.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
+from chatd.core.password_policy import check_password, one_time_password, rule
+from chatd.core.records import NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.crypto.passwords import hash_password
-from chatd.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
 from chatd.i18n import LANGUAGES, N_
-from chatd.password_policy import check_password, one_time_password, rule
-from chatd.store.records import NewUser, User, UserProfile
 from chatd.store.server_lock import ServerLock, ServerRunningError
 from chatd.store.sqlite import SqliteStore
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from chatd.errors import ConfigError
+from chatd.core.errors import ConfigError
 from chatd.i18n import LANGUAGES, N_, Sentences, Text, fill
 
 PREFIX = "CHATD_"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chatd.conversations import (
+from chatd.core.conversations import (
     AddMember,
     CreateConversation,
     Leave,
@@ -23,10 +23,10 @@ from chatd.conversations import (
     PostMessage,
     Rename,
 )
+from chatd.core.events import MessageTag
+from chatd.core.records import AppendResult, NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing
-from chatd.events import MessageTag
 from chatd.store.abstract import Store
-from chatd.store.records import AppendResult, NewUser, User, UserProfile
 
 # ----------------------------------------------------------------------------- test order
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from chatd.core.errors import ConversationShreddedError
 from chatd.crypto.keyring import load_key_file, write_key_file
 from chatd.crypto.passwords import verify_password
-from chatd.errors import ConversationShreddedError
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import create_conv, make_users, post, run_chatd
 

@@ -14,7 +14,7 @@ import pexpect
 import pytest
 
 from chatd.admin_voice import admin_language
-from chatd.password_policy import rule
+from chatd.core.password_policy import rule
 from tests.conftest import chatd_env, run_chatd
 
 FRENCH = {"LANG": "fr_FR.UTF-8"}

@@ -11,9 +11,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from chatd.core.password_policy import rule
+from chatd.core.records import SessionToken
 from chatd.crypto.passwords import verify_password
-from chatd.password_policy import rule
-from chatd.store.records import SessionToken
 from tests.conftest import chatd_env, make_user, run_chatd
 from tests.test_cli import ok, store_of
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatd.config import Settings
-from chatd.errors import ConfigError
+from chatd.core.errors import ConfigError
 
 
 def test_defaults_from_an_empty_environment() -> None:

@@ -53,13 +53,13 @@ def test_chatd_has_no_import_cycle() -> None:
 
 
 PURE_MODULES = (
-    "chatd.errors",
+    "chatd.core.errors",
     "chatd.i18n",
-    "chatd.events",
-    "chatd.conversations",
-    "chatd.principal",
-    "chatd.store.records",
-    "chatd.attachments.ids",
+    "chatd.core.events",
+    "chatd.core.conversations",
+    "chatd.core.accounts",
+    "chatd.core.records",
+    "chatd.core.ids",
     "chatd.gateway.protocol",
     "chatd.gateway.session",
 )

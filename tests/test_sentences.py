@@ -13,13 +13,13 @@ from typing import Any
 import msgpack
 import pytest
 
-from chatd import conversations
-from chatd.conversations import MAX_ATTACHMENTS, MAX_MEMBERS, MAX_NAME_CHARS, MAX_TEXT_CHARS
-from chatd.errors import ChatdError, ClientError, ValidationError
+from chatd.core import conversations
+from chatd.core.conversations import MAX_ATTACHMENTS, MAX_MEMBERS, MAX_NAME_CHARS, MAX_TEXT_CHARS
+from chatd.core.errors import ChatdError, ClientError, ValidationError
+from chatd.core.records import VerifyProblem
 from chatd.gateway import protocol as p
 from chatd.gateway.session import SessionStateError
 from chatd.i18n import Text, server_catalogue
-from chatd.store.records import VerifyProblem
 from chatd.store.server_lock import ServerRunningError
 
 NNBSP = "\u202f"  # the thousands separator of French numbers

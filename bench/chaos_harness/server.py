@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatd.core.records import NewUser, SessionToken, UserProfile
 from chatd.crypto.keyring import KeyRing, write_key_file
-from chatd.store.records import NewUser, SessionToken, UserProfile
 from chatd.store.sqlite import SqliteStore
 
 TERMS = "chaos-terms-1"

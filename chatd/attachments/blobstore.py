@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from chatd.core.errors import AttachmentFileMissing, IntegrityError
 from chatd.crypto.chunks import DEFAULT_CHUNK_SIZE, ChunkOpener, ChunkSealer
-from chatd.errors import AttachmentFileMissing, IntegrityError
 from chatd.i18n import N_, Text
 
 _READ_BYTES = 1024 * 1024

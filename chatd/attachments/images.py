@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageCms, ImageSequence
 
 from chatd.attachments.kinds import FileKind
-from chatd.errors import ChatdError, CorruptFile, ImageTooLarge, UnsupportedFileType
+from chatd.core.errors import ChatdError, CorruptFile, ImageTooLarge, UnsupportedFileType
 from chatd.i18n import N_
 
 # HEIC through libheif.  pillow-heif's binary wheels are GPLv2 (they bundle x265), so the

@@ -21,7 +21,7 @@ from pathlib import Path
 from chatd.attachments.images import ImageLimits, process_image
 from chatd.attachments.kinds import KNOWN_EXTENSIONS, FileKind
 from chatd.attachments.sniff import classify
-from chatd.errors import AttachmentTooLarge
+from chatd.core.errors import AttachmentTooLarge
 
 MAX_NAME_CHARS = 200
 DEFAULT_STEM = "attachment"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 
+from chatd.core.errors import IntegrityError
 from chatd.crypto.envelope import (
     KeyScope,
     Sealer,
@@ -25,7 +26,6 @@ from chatd.crypto.envelope import (
     wrap_data_key,
 )
 from chatd.crypto.keyring import KeyRing
-from chatd.errors import IntegrityError
 from chatd.i18n import N_
 
 ATTACHMENT_SCOPE = "attachment"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from chatd.attachments.kinds import FileKind
-from chatd.errors import CorruptFile, UnsupportedFileType
+from chatd.core.errors import CorruptFile, UnsupportedFileType
 from chatd.i18n import N_
 
 ZIP_MAGIC = b"PK\x03\x04"

@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from chatd.attachments.kinds import FileKind
 from chatd.attachments.office import BOTH_WORD_AND_EXCEL
-from chatd.errors import CorruptFile, UnsupportedFileType
+from chatd.core.errors import CorruptFile, UnsupportedFileType
 from chatd.i18n import N_
 
 OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")

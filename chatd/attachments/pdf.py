@@ -20,7 +20,7 @@ import re
 import zipfile
 from typing import BinaryIO
 
-from chatd.errors import CorruptFile, UnsupportedFileType
+from chatd.core.errors import CorruptFile, UnsupportedFileType
 from chatd.i18n import N_
 
 HEADER_WINDOW = 1024

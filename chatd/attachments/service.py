@@ -33,10 +33,10 @@ from chatd.attachments.ingest import IngestedFile, ingest
 from chatd.attachments.keys import new_attachment_id
 from chatd.attachments.spool import spool_limited
 from chatd.config import Settings
+from chatd.core.errors import StoreClosedError
+from chatd.core.records import AttachmentAccess, AttachmentInfo, NewAttachment
 from chatd.crypto.envelope import new_data_key
-from chatd.errors import StoreClosedError
 from chatd.store.abstract import Store
-from chatd.store.records import AttachmentAccess, AttachmentInfo, NewAttachment
 
 log = logging.getLogger("chatd.attachments")
 INGEST_CONCURRENCY = 4  # images are decoded in memory: bound how many at once

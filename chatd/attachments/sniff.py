@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 from chatd.attachments import images, office, ole2, pdf
 from chatd.attachments.kinds import FileKind
-from chatd.errors import UnsupportedFileType
+from chatd.core.errors import UnsupportedFileType
 from chatd.i18n import N_
 
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}

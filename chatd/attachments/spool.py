@@ -4,7 +4,7 @@ The HTTP route hands the request body (an async iterator of byte strings) to
 :func:`spool_limited`, which writes it to a fresh file (``O_EXCL``, mode 0600) a few hundred
 KiB at a time — memory stays bounded whatever the upload — and stops reading the moment one
 byte more than ``max_bytes`` has arrived: the partial file is removed and
-:class:`~chatd.errors.AttachmentTooLarge` (``attachment_too_large``, HTTP 413) is raised.
+:class:`~chatd.core.errors.AttachmentTooLarge` (``attachment_too_large``, HTTP 413) is raised.
 The spooled file is plaintext: put it under ``BlobStore.spool_path()``, whose directory is
 emptied at start-up, and remove it once the upload is sealed or refused.
 """
@@ -17,7 +17,7 @@ import os
 from collections.abc import AsyncIterable
 from pathlib import Path
 
-from chatd.errors import AttachmentTooLarge
+from chatd.core.errors import AttachmentTooLarge
 from chatd.i18n import N_
 
 _FLUSH_BYTES = 256 * 1024

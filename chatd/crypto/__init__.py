@@ -1,5 +1,5 @@
 """Keys, sealing and opening of stored data, password hashing.
 
-Every foreign cryptography exception is translated into a :mod:`chatd.errors` error here, so
+Every foreign cryptography exception is translated into a :mod:`chatd.core.errors` error here, so
 the rest of chatd never imports ``cryptography``.
 """

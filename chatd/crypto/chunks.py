@@ -34,7 +34,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chatd.errors import IntegrityError
+from chatd.core.errors import IntegrityError
 from chatd.i18n import N_
 
 MAGIC = b"CHTA"

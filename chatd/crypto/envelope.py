@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from chatd.core.errors import IntegrityError, UnknownKeyError
 from chatd.crypto.keyring import KEY_BYTES, KeyRing
-from chatd.errors import IntegrityError, UnknownKeyError
 from chatd.i18n import N_
 
 SEAL_FORMAT = 1

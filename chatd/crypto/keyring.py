@@ -22,7 +22,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatd.errors import KeyFileError
+from chatd.core.errors import KeyFileError
 from chatd.i18n import N_
 
 KEY_BYTES = 32

@@ -35,8 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from chatd.auth import LoginResult
-from chatd.errors import (
+from chatd.core.errors import (
     ValidationError,
 )
 from chatd.gateway.attachments import attachment_routes
@@ -45,6 +44,7 @@ from chatd.gateway.handlers import now_ms, user_map
 from chatd.gateway.http import authenticated, bearer_token, endpoint, read_json, request_language
 from chatd.gateway.services import Gateway
 from chatd.i18n import N_
+from chatd.services.auth import LoginResult
 
 log = logging.getLogger("chatd.gateway")
 POLICY_VIOLATION = 1008  # closing before accept makes the server answer HTTP 403

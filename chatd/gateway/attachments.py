@@ -40,10 +40,9 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from chatd.attachments.blobstore import BlobStore
-from chatd.attachments.ids import parse_attachment_id
 from chatd.attachments.spool import too_large
-from chatd.crypto.chunks import ChunkOpener
-from chatd.errors import (
+from chatd.core.accounts import Principal
+from chatd.core.errors import (
     AttachmentArchived,
     AttachmentFileMissing,
     AttachmentNotFound,
@@ -53,12 +52,13 @@ from chatd.errors import (
     TermsNotAcceptedError,
     ValidationError,
 )
+from chatd.core.ids import parse_attachment_id
+from chatd.core.records import AttachmentAccess, AttachmentInfo
+from chatd.crypto.chunks import ChunkOpener
 from chatd.gateway.connection import log_internal
 from chatd.gateway.http import authenticated, endpoint, error_response, request_language
 from chatd.gateway.services import Gateway
 from chatd.i18n import N_, Text
-from chatd.principal import Principal
-from chatd.store.records import AttachmentAccess, AttachmentInfo
 
 log = logging.getLogger("chatd.gateway.attachments")
 

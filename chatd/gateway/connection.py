@@ -25,7 +25,8 @@ import traceback
 
 from starlette.websockets import WebSocket
 
-from chatd.errors import (
+from chatd.core.accounts import Principal
+from chatd.core.errors import (
     AuthError,
     ChatdError,
     ClientError,
@@ -44,7 +45,6 @@ from chatd.gateway.hub import CloseAfterQueue, Subscription
 from chatd.gateway.services import Gateway
 from chatd.gateway.session import Delivery, Session, TokenBucket
 from chatd.i18n import DEFAULT_LANGUAGE, from_accept_language, language
-from chatd.principal import Principal
 
 log = logging.getLogger("chatd.gateway")
 CloseCode = p.CloseCode

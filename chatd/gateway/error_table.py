@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chatd.errors import (
+from chatd.core.errors import (
     AttachmentArchived,
     AttachmentError,
     AttachmentTooLarge,

@@ -21,11 +21,11 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from chatd.events import Event
+from chatd.core.events import Event
+from chatd.core.records import AppendResult
 from chatd.gateway.hub import Hub, Subscription
 from chatd.gateway.protocol import encode_event
 from chatd.store.abstract import Store
-from chatd.store.records import AppendResult
 
 log = logging.getLogger("chatd.gateway.fanout")
 

@@ -1,8 +1,8 @@
 """One method per operation: typed request → service call → encoded reply.
 
-No business rule lives here: who may do what is decided by :mod:`chatd.conversations` inside
+No business rule lives here: who may do what is decided by :mod:`chatd.core.conversations` inside
 the store's writer, what a user may read by the store's queries, the inbox by
-:mod:`chatd.inbox`, sessions by :mod:`chatd.auth`.  This module only translates.
+:mod:`chatd.services.inbox`, sessions by :mod:`chatd.services.auth`.  This module only translates.
 
 Mutations run as their own task, shielded from the connection: if the client disconnects
 while its operation is being committed, the operation still completes and its events are
@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.auth import AuthService
-from chatd.conversations import (
+from chatd.core.accounts import Principal
+from chatd.core.conversations import (
     AddMember,
     CreateConversation,
     Leave,
@@ -28,15 +28,15 @@ from chatd.conversations import (
     PostMessage,
     Rename,
 )
-from chatd.errors import UserNotFound
+from chatd.core.errors import UserNotFound
+from chatd.core.records import AppendResult, EventPage, User
 from chatd.gateway import protocol as p
 from chatd.gateway.fanout import Fanout
 from chatd.gateway.hub import Subscription
 from chatd.gateway.session import Session
-from chatd.inbox import Inbox, InboxEntry
-from chatd.principal import Principal
+from chatd.services.auth import AuthService
+from chatd.services.inbox import Inbox, InboxEntry
 from chatd.store.abstract import Store
-from chatd.store.records import AppendResult, EventPage, User
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatd.errors import (
+from chatd.core.accounts import Principal
+from chatd.core.errors import (
     ChatdError,
     ClientError,
     FrameTooLargeError,
@@ -24,7 +25,6 @@ from chatd.gateway.connection import log_internal
 from chatd.gateway.error_table import transport
 from chatd.gateway.services import Gateway
 from chatd.i18n import DEFAULT_LANGUAGE, N_, Language, from_accept_language, language
-from chatd.principal import Principal
 
 MAX_BODY_BYTES = 4096
 

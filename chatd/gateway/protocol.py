@@ -3,7 +3,7 @@
 No I/O here (the ``websockets`` habit: ``protocol.py`` vs ``asyncio/connection.py``).
 :func:`decode_request` turns one binary frame into one frozen request dataclass, validating
 the type and size of every field, or raises :class:`BadRequest` carrying the request id (when
-one could be read) and a :class:`~chatd.errors.ClientError` with a stable code.  The
+one could be read) and a :class:`~chatd.core.errors.ClientError` with a stable code.  The
 ``encode_*`` functions build the server's frames.  ``docs/protocol.md`` is the reference for
 everything here.
 
@@ -21,8 +21,7 @@ from typing import Any
 
 import msgpack
 
-from chatd.attachments.ids import parse_attachment_id
-from chatd.conversations import (
+from chatd.core.conversations import (
     BAD_ATTACHMENTS,
     MALFORMED,
     MAX_ATTACHMENTS,
@@ -40,14 +39,15 @@ from chatd.conversations import (
     TOO_MANY_ATTACHMENTS,
     TOO_MANY_MEMBERS,
 )
-from chatd.errors import (
+from chatd.core.errors import (
     ChatdError,
     ClientError,
     MalformedFrameError,
     UnknownOpError,
     ValidationError,
 )
-from chatd.events import Event, MessageTag
+from chatd.core.events import Event, MessageTag
+from chatd.core.ids import parse_attachment_id
 from chatd.i18n import N_, Language, language
 
 PROTOCOL_VERSION = 1
@@ -59,12 +59,12 @@ HISTORY_DEFAULT = 50
 HISTORY_MAX = 100
 MAX_SYNC_CONVS = 5000
 MAX_USER_LOOKUP = 200
-MAX_LOGIN_CHARS = 64  # as chatd.auth (not imported: the protocol stays free of services)
+MAX_LOGIN_CHARS = 64  # as chatd.services.auth (not imported: the protocol stays free of services)
 MAX_REPLY_BYTES = 1024 * 1024  # history replies are cut (has_more) to stay under this
 # Raw sizes accepted before the rules normalise and check the exact limits.
 _MAX_NAME_INPUT = MAX_NAME_CHARS * 4
 
-# What a person is told about a field their client sent wrong (chatd.conversations has the
+# What a person is told about a field their client sent wrong (chatd.core.conversations has the
 # message's and the conversation's); MALFORMED for what only a program gets wrong.
 MISSING_FIELD = N_("The request is malformed (field {field} is missing).")
 UNKNOWN_FIELD = N_("The request is malformed (unknown field {field}).")
@@ -248,7 +248,7 @@ def _is_int(value: object) -> bool:
 class _Fields:
     """Typed access to a request map; remembers which keys were read.
 
-    Each validator refuses a bad value with a :class:`~chatd.errors.ValidationError` whose
+    Each validator refuses a bad value with a :class:`~chatd.core.errors.ValidationError` whose
     sentence is the one its caller gave for that field, written for the person using the
     client (``too_long=MESSAGE_TOO_LONG`` → "The message is over 20,000 characters."), and
     ``field=`` the field's name in the details.  A field a person cannot get wrong — only a

@@ -18,11 +18,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from chatd.auth import AuthService
-from chatd.errors import AuthError, ChatdError, UserDisabledError
+from chatd.core.errors import AuthError, ChatdError, UserDisabledError
 from chatd.gateway import protocol as p
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.hub import Hub
+from chatd.services.auth import AuthService
 from chatd.store.abstract import Store
 
 log = logging.getLogger("chatd.gateway.revocation")

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatd.attachments.service import AttachmentService
-from chatd.auth import AuthService
 from chatd.config import Settings
-from chatd.conversations import (
+from chatd.core.conversations import (
     MAX_ATTACHMENTS,
     MAX_CLIENT_MSG_ID_CHARS,
     MAX_MEMBERS,
@@ -20,7 +19,8 @@ from chatd.gateway.fanout import Fanout
 from chatd.gateway.handlers import Handlers
 from chatd.gateway.hub import Hub
 from chatd.gateway.revocation import RevocationSweeper
-from chatd.inbox import Inbox
+from chatd.services.auth import AuthService
+from chatd.services.inbox import Inbox
 from chatd.store.abstract import Store
 from chatd.store.writer import wall_clock_ms
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from chatd.errors import InvalidStateError, TermsNotAcceptedError
+from chatd.core.accounts import Principal
+from chatd.core.errors import InvalidStateError, TermsNotAcceptedError
 from chatd.gateway.protocol import AcceptTerms, Auth, Ping, Request, SetLanguage
 from chatd.i18n import DEFAULT_LANGUAGE, N_, Language
-from chatd.principal import Principal
 
 
 class State(enum.Enum):

@@ -1,6 +1,6 @@
 """The store: the only code that touches the database (design §1).
 
 Nothing is imported here: the contract (``chatd.store.abstract``) and the records
-(``chatd.store.records``) must load without the SQLite driver, which only
+(``chatd.core.records``) must load without the SQLite driver, which only
 ``chatd.store.sqlite`` brings in.
 """

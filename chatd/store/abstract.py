@@ -11,8 +11,9 @@ Guarantees every backend gives:
   to stable storage.  Concurrent mutations may be committed together (group commit).
 * **Dense seqs.** A conversation's events are numbered 1, 2, 3 … with no gap and no duplicate,
   whatever the concurrency.
-* **Rules are atomic.** Conversation operations are decided by :func:`chatd.conversations.decide`
-  against the committed state, under the write lock, so no interleaving can break them.
+* **Rules are atomic.** Conversation operations are decided by
+  :func:`chatd.core.conversations.decide` against the committed state, under the write lock,
+  so no interleaving can break them.
 * **Idempotency.** A conversation operation carrying a ``(sender, client_msg_id)`` already seen
   for that conversation (for a creation: for that sender) appends nothing and returns the
   original seqs with ``duplicate=True``.  Failed operations record nothing.
@@ -35,9 +36,8 @@ from types import TracebackType
 from typing import Self
 
 from chatd.attachments.blobstore import BlobStore
-from chatd.conversations import Operation
-from chatd.crypto.keyring import KeyRing
-from chatd.store.records import (
+from chatd.core.conversations import Operation
+from chatd.core.records import (
     AppendResult,
     AttachmentAccess,
     AttachmentInfo,
@@ -52,6 +52,7 @@ from chatd.store.records import (
     User,
     VerifyReport,
 )
+from chatd.crypto.keyring import KeyRing
 
 
 class Store(abc.ABC):
@@ -85,12 +86,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def create_user(self, new: NewUser) -> User:
-        """Create a user; :class:`~chatd.errors.LoginTakenError` if the login exists
+        """Create a user; :class:`~chatd.core.errors.LoginTakenError` if the login exists
         (logins compare case-insensitively)."""
 
     @abc.abstractmethod
     async def get_user(self, user_id: int) -> User:
-        """The user, or :class:`~chatd.errors.UserNotFound`."""
+        """The user, or :class:`~chatd.core.errors.UserNotFound`."""
 
     @abc.abstractmethod
     async def find_user_by_login(self, login: str) -> User | None:
@@ -131,14 +132,14 @@ class Store(abc.ABC):
 
         Compare-and-set: only if the stored hash is still ``expected_hash`` (the one the old
         password was checked against); otherwise — the password changed or was reset
-        meanwhile — nothing changes and :class:`~chatd.errors.ConflictError` is raised.
-        :class:`~chatd.errors.UserNotFound` for an unknown user."""
+        meanwhile — nothing changes and :class:`~chatd.core.errors.ConflictError` is raised.
+        :class:`~chatd.core.errors.UserNotFound` for an unknown user."""
 
     @abc.abstractmethod
     async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
         """An administrator set a one-time password: in one transaction, store
         ``password_hash``, set ``must_change_password``, and revoke every live token of the
-        user.  Returns how many tokens were revoked.  :class:`~chatd.errors.UserNotFound`
+        user.  Returns how many tokens were revoked.  :class:`~chatd.core.errors.UserNotFound`
         for an unknown user."""
 
     # ----------------------------------------------------------------- conversations
@@ -147,12 +148,12 @@ class Store(abc.ABC):
     async def apply(self, op: Operation) -> AppendResult:
         """Decide ``op`` with the conversation rules and append its events durably.
 
-        Raises the rules' :class:`~chatd.errors.ClientError` (nothing is then recorded).
+        Raises the rules' :class:`~chatd.core.errors.ClientError` (nothing is then recorded).
         A message's attachment ids are claimed atomically with the append (see the module
         docstring); the errors are ``attachment_not_found`` (unknown, discarded, or uploaded
         by someone else), ``attachment_already_sent`` and ``attachment_expired``.  The stored
         and returned payload's ``attachments`` is the list of
-        :meth:`~chatd.store.records.AttachmentInfo.message_ref` maps, in the order given.
+        :meth:`~chatd.core.records.AttachmentInfo.message_ref` maps, in the order given.
         """
 
     @abc.abstractmethod
@@ -169,7 +170,7 @@ class Store(abc.ABC):
         every visible event after the (W+1)-th most recent visible message, which is then
         archived (``archived=True``).  With W or fewer visible messages the window starts at
         the user's first visible event and nothing is archived.
-        :class:`~chatd.errors.ConversationNotFound` if the user never was a member."""
+        :class:`~chatd.core.errors.ConversationNotFound` if the user never was a member."""
 
     @abc.abstractmethod
     async def events_after(
@@ -211,7 +212,7 @@ class Store(abc.ABC):
     async def shred_conversation(self, conv_id: int) -> None:
         """Destroy the conversation's data keys: every event of it becomes unopenable, its
         log and hash chain stay.  Later operations on it raise
-        :class:`~chatd.errors.ConversationShreddedError`."""
+        :class:`~chatd.core.errors.ConversationShreddedError`."""
 
     @abc.abstractmethod
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
@@ -264,7 +265,7 @@ class Store(abc.ABC):
     async def mark_read(self, user_id: int, conv_id: int, seq: int) -> ReadState:
         """Move the user's read marker to ``seq``, clamped to the last seq they may see; a
         marker never moves back (an older ``seq`` leaves it where it is).  Returns the
-        marker and the unread count after it.  :class:`~chatd.errors.ConversationNotFound`
+        marker and the unread count after it.  :class:`~chatd.core.errors.ConversationNotFound`
         if the user never was a member."""
 
     @abc.abstractmethod
@@ -284,8 +285,8 @@ class Store(abc.ABC):
 
         Wraps ``new.dek`` with the active KEK and seals the name and thumbnail with it.  The
         attachment waits, unsent, until a message refers to it or ``new.ttl_ms`` have passed.
-        :class:`~chatd.errors.UserNotFound` for an unknown uploader,
-        :class:`~chatd.errors.ConflictError` if the id was ever used."""
+        :class:`~chatd.core.errors.UserNotFound` for an unknown uploader,
+        :class:`~chatd.core.errors.ConflictError` if the id was ever used."""
 
     @abc.abstractmethod
     async def attachment_for_user(
@@ -295,10 +296,10 @@ class Store(abc.ABC):
 
         A sent attachment: visibility is checked in the query — the user's membership
         intervals must contain its message's seq — and the message must be inside the user's
-        window (else :class:`~chatd.errors.AttachmentArchived`).  An unsent one: only its
+        window (else :class:`~chatd.core.errors.AttachmentArchived`).  An unsent one: only its
         uploader, until it expires.  Anything else (unknown id, discarded, not visible,
-        shredded) raises the same :class:`~chatd.errors.AttachmentNotFound`.
-        :class:`~chatd.errors.ThumbnailNotFound` if a thumbnail is asked and there is none."""
+        shredded) raises the same :class:`~chatd.core.errors.AttachmentNotFound`.
+        :class:`~chatd.core.errors.ThumbnailNotFound` if a thumbnail is asked and there is none."""
 
     @abc.abstractmethod
     async def expired_attachments(self, now_ms: int, limit: int = 1000) -> list[int]:

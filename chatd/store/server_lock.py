@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from chatd.errors import ChatdError
+from chatd.core.errors import ChatdError
 from chatd.i18n import N_, Text
 
 

@@ -22,16 +22,8 @@ import aiosqlite
 import msgpack
 
 from chatd.attachments.blobstore import BlobStore
-from chatd.conversations import Operation
-from chatd.crypto.envelope import (
-    KeyScope,
-    Sealer,
-    WrappedKey,
-    event_binding,
-    sealed_key_version,
-)
-from chatd.crypto.keyring import KeyRing
-from chatd.errors import (
+from chatd.core.conversations import Operation
+from chatd.core.errors import (
     ConflictError,
     ConversationNotFound,
     ConversationShreddedError,
@@ -40,18 +32,8 @@ from chatd.errors import (
     UserNotFound,
     ValidationError,
 )
-from chatd.events import Event
-from chatd.i18n import N_
-from chatd.store import sqlite_attachments, sqlite_sessions, sqlite_verify
-from chatd.store.abstract import Store
-from chatd.store.data_keys import (
-    CONV_SCOPE,
-    DIRECTORY_SCOPE,
-    EVENTS_DOMAIN,
-    PROFILE_DOMAIN,
-    DataKeys,
-)
-from chatd.store.records import (
+from chatd.core.events import Event
+from chatd.core.records import (
     AppendResult,
     AttachmentAccess,
     AttachmentInfo,
@@ -66,6 +48,24 @@ from chatd.store.records import (
     User,
     UserProfile,
     VerifyReport,
+)
+from chatd.crypto.envelope import (
+    KeyScope,
+    Sealer,
+    WrappedKey,
+    event_binding,
+    sealed_key_version,
+)
+from chatd.crypto.keyring import KeyRing
+from chatd.i18n import N_
+from chatd.store import sqlite_attachments, sqlite_sessions, sqlite_verify
+from chatd.store.abstract import Store
+from chatd.store.data_keys import (
+    CONV_SCOPE,
+    DIRECTORY_SCOPE,
+    EVENTS_DOMAIN,
+    PROFILE_DOMAIN,
+    DataKeys,
 )
 from chatd.store.sqlite_db import connect, migrate, transaction
 from chatd.store.writer import GroupCommitWriter, wall_clock_ms

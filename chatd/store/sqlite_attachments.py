@@ -39,7 +39,6 @@ from typing import Any
 import aiosqlite
 
 from chatd.attachments.blobstore import BlobStore
-from chatd.attachments.ids import format_attachment_id
 from chatd.attachments.keys import (
     ATTACHMENT_KEY_VERSION,
     ATTACHMENT_SCOPE,
@@ -50,10 +49,8 @@ from chatd.attachments.keys import (
     seal_thumbnail,
     unwrap_attachment_key,
 )
-from chatd.conversations import Operation, referenced_attachments
-from chatd.crypto.envelope import WrappedKey, wrap_data_key
-from chatd.crypto.keyring import KeyRing
-from chatd.errors import (
+from chatd.core.conversations import Operation, referenced_attachments
+from chatd.core.errors import (
     AttachmentAlreadySent,
     AttachmentArchived,
     AttachmentExpired,
@@ -66,9 +63,12 @@ from chatd.errors import (
     UserNotFound,
     ValidationError,
 )
-from chatd.events import Event, EventDraft, EventKind
+from chatd.core.events import Event, EventDraft, EventKind
+from chatd.core.ids import format_attachment_id
+from chatd.core.records import AttachmentAccess, AttachmentInfo, NewAttachment, VerifyProblem
+from chatd.crypto.envelope import WrappedKey, wrap_data_key
+from chatd.crypto.keyring import KeyRing
 from chatd.i18n import N_, Text
-from chatd.store.records import AttachmentAccess, AttachmentInfo, NewAttachment, VerifyProblem
 
 log = logging.getLogger("chatd.store.attachments")
 

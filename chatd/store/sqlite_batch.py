@@ -25,19 +25,19 @@ from typing import Any
 import aiosqlite
 import msgpack
 
-from chatd.conversations import (
+from chatd.core.conversations import (
     ConversationState,
     CreateConversation,
     Operation,
     apply_membership,
     decide,
 )
+from chatd.core.errors import ChatdError
+from chatd.core.events import Event, EventKind
+from chatd.core.records import AppendResult
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, Sealer, WrappedKey, event_binding
-from chatd.errors import ChatdError
-from chatd.events import Event, EventKind
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
-from chatd.store.records import AppendResult
 from chatd.store.sqlite_attachments import (
     Claimable,
     attach_to_drafts,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from chatd.errors import MigrationError
+from chatd.core.errors import MigrationError
 from chatd.i18n import N_
 from chatd.store.migrations import LATEST_VERSION, MIGRATIONS
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiosqlite
 
-from chatd.errors import ConversationNotFound, ConversationShreddedError
-from chatd.events import Event
-from chatd.store.records import InboxRow, Interval, ReadState, SessionToken
+from chatd.core.errors import ConversationNotFound, ConversationShreddedError
+from chatd.core.events import Event
+from chatd.core.records import InboxRow, Interval, ReadState, SessionToken
 
 OpenEvents = Callable[[aiosqlite.Connection, Iterable[Any]], Awaitable[list[Event]]]
 

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 import aiosqlite
 import msgpack
 
+from chatd.core.errors import IntegrityError
+from chatd.core.events import EventKind
+from chatd.core.records import VerifyProblem, VerifyReport
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
-from chatd.errors import IntegrityError
-from chatd.events import EventKind
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import (
     CONV_SCOPE,
@@ -34,7 +35,6 @@ from chatd.store.data_keys import (
     PROFILE_DOMAIN,
     DataKeys,
 )
-from chatd.store.records import VerifyProblem, VerifyReport
 
 CHUNK = 2000
 

@@ -35,11 +35,11 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from chatd.conversations import CreateConversation, Operation, referenced_users
-from chatd.errors import ChatdError, StoreClosedError, UnavailableError
+from chatd.core.conversations import CreateConversation, Operation, referenced_users
+from chatd.core.errors import ChatdError, StoreClosedError, UnavailableError
+from chatd.core.records import AppendResult
 from chatd.i18n import N_
 from chatd.store.data_keys import DataKeys
-from chatd.store.records import AppendResult
 from chatd.store.sqlite_attachments import load_claimables_txn
 from chatd.store.sqlite_batch import (
     BatchPlanner,

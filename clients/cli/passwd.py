@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 ATTEMPTS = 3
 
-# The server's rule (chatd.password_policy.RULE; a test keeps the two the same), said before
+# The server's rule (chatd.core.password_policy.RULE; a test keeps the two the same), said before
 # a new password is typed — translated when said: _(RULE).  The server's refusal names the
 # part that was broken.
 RULE = N_(

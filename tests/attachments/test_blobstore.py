@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from chatd.attachments.blobstore import BlobStore
+from chatd.core.errors import AttachmentFileMissing, IntegrityError
 from chatd.crypto.chunks import CHUNK_OVERHEAD, HEADER_BYTES
 from chatd.crypto.envelope import new_data_key
-from chatd.errors import AttachmentFileMissing, IntegrityError
 
 CHUNK = 1024
 AID = 0x2B12_3456_789A_BCDE

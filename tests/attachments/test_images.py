@@ -9,7 +9,7 @@ from PIL import Image, ImageCms, ImageOps, ImageSequence
 
 from chatd.attachments.images import ImageLimits, ProcessedImage, process_image
 from chatd.attachments.kinds import FileKind
-from chatd.errors import CorruptFile, ImageTooLarge
+from chatd.core.errors import CorruptFile, ImageTooLarge
 from tests.attachments import samples
 
 # Pillow warns between its limit and twice it; make sure that warning can never slip by.

@@ -19,8 +19,8 @@ from chatd.attachments.keys import (
 )
 from chatd.attachments.kinds import FileKind
 from chatd.attachments.spool import spool_limited
+from chatd.core.errors import AttachmentTooLarge, ImageTooLarge, UnsupportedFileType
 from chatd.crypto.keyring import KeyRing
-from chatd.errors import AttachmentTooLarge, ImageTooLarge, UnsupportedFileType
 from tests.attachments import samples
 from tests.attachments.ole2_builder import excel_workbook, word_document
 

@@ -11,9 +11,9 @@ from chatd.attachments.keys import (
     seal_file_name,
     unwrap_attachment_key,
 )
+from chatd.core.errors import IntegrityError
 from chatd.crypto.envelope import KeyScope, unwrap_data_key
 from chatd.crypto.keyring import KeyRing
-from chatd.errors import IntegrityError
 
 
 def test_ids_are_random_and_fit_63_bits() -> None:

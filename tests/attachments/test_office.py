@@ -16,7 +16,7 @@ from chatd.attachments.kinds import FileKind
 from chatd.attachments.office import ZipLimits, check_ooxml
 from chatd.attachments.ole2 import check_ole2
 from chatd.attachments.sniff import classify
-from chatd.errors import AttachmentError, CorruptFile, UnsupportedFileType
+from chatd.core.errors import AttachmentError, CorruptFile, UnsupportedFileType
 from tests.attachments import samples
 from tests.attachments.ole2_builder import (
     Storage,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from chatd.attachments.service import AttachmentService, wall_clock_ms
+from chatd.core.errors import AttachmentNotFound, AttachmentTooLarge, UnsupportedFileType
 from chatd.crypto.keyring import KeyRing
-from chatd.errors import AttachmentNotFound, AttachmentTooLarge, UnsupportedFileType
 from chatd.store.sqlite import SqliteStore
 from tests.attachments import samples
 from tests.conftest import make_users

@@ -11,7 +11,7 @@ import pytest
 
 from chatd.attachments.kinds import FileKind
 from chatd.attachments.sniff import classify, image_kind
-from chatd.errors import CorruptFile, ImageTooLarge, UnsupportedFileType
+from chatd.core.errors import CorruptFile, ImageTooLarge, UnsupportedFileType
 from tests.attachments import samples
 from tests.attachments.ole2_builder import excel_workbook, word_document
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chatd.argparse_words import speaking
-from chatd.errors import ConversationNotFound
+from chatd.core.errors import ConversationNotFound
 from chatd.i18n import number
 from clients.cli import i18n, main
 from clients.cli.attachments import human_size, label, type_name

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chatd.core.errors import IntegrityError
 from chatd.crypto.chunks import (
     CHUNK_OVERHEAD,
     HEADER_BYTES,
@@ -19,7 +20,6 @@ from chatd.crypto.chunks import (
     seal_bytes,
 )
 from chatd.crypto.envelope import new_data_key
-from chatd.errors import IntegrityError
 
 KEY = new_data_key()
 OTHER_KEY = new_data_key()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatd.core.errors import IntegrityError, UnknownKeyError
 from chatd.crypto.envelope import (
     SEAL_OVERHEAD,
     KeyScope,
@@ -15,7 +16,6 @@ from chatd.crypto.envelope import (
     wrap_data_key,
 )
 from chatd.crypto.keyring import KeyRing
-from chatd.errors import IntegrityError, UnknownKeyError
 
 DOMAIN = b"ev"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from chatd.core.errors import KeyFileError
 from chatd.crypto.keyring import KEY_BYTES, KeyRing, load_key_file, write_key_file
-from chatd.errors import KeyFileError
 
 
 def mode(path: Path) -> int:

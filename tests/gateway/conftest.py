@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
+from chatd.core.records import NewUser, SessionToken, UserProfile
 from chatd.crypto.keyring import load_key_file
 from chatd.crypto.passwords import hash_password
-from chatd.store.records import NewUser, SessionToken, UserProfile
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import chatd_env
 from tests.gateway.client import WsClient

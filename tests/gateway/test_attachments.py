@@ -18,10 +18,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from chatd.attachments.ids import parse_attachment_id
 from chatd.attachments.images import HEIC_SUPPORTED
+from chatd.core.errors import ValidationError
+from chatd.core.ids import parse_attachment_id
 from chatd.crypto.chunks import CHUNK_OVERHEAD, DEFAULT_CHUNK_SIZE, HEADER_BYTES
-from chatd.errors import ValidationError
 from chatd.gateway.attachments import UNSATISFIABLE, content_disposition, file_name, parse_range
 from tests.attachments import samples
 from tests.attachments.ole2_builder import excel_workbook, word_document

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from chatd import errors
+from chatd.core import errors
 from chatd.gateway.error_table import TABLE, close_code_for, transport
 from chatd.gateway.protocol import CloseCode
 

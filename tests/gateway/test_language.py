@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from chatd.errors import InvalidCredentialsError, UnknownOpError
+from chatd.core.errors import InvalidCredentialsError, UnknownOpError
 from tests.gateway.client import TIMEOUT, WsClient
 from tests.gateway.conftest import PASSWORD, Account, Admin, start_server, stop_server
 
@@ -101,7 +101,7 @@ async def test_set_language_is_allowed_at_the_terms_gate(admin: Admin) -> None:
 
 
 def refused_message(code: str, lang: str) -> str:
-    from chatd import errors
+    from chatd.core import errors
 
     (kind,) = [
         k

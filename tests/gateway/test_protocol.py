@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.errors import UserNotFound, ValidationError
-from chatd.events import Event, MessageTag
+from chatd.core.errors import UserNotFound, ValidationError
+from chatd.core.events import Event, MessageTag
 from chatd.gateway import protocol as p
 
 

@@ -4,7 +4,7 @@ the client program and do not change with the language."""
 
 from __future__ import annotations
 
-from chatd.conversations import MAX_TEXT_CHARS
+from chatd.core.conversations import MAX_TEXT_CHARS
 from tests.gateway.client import WsClient, cmid
 from tests.gateway.conftest import Admin
 

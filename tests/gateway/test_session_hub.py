@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from chatd.auth import LoginThrottle, Principal, check_session, new_token, token_digest
-from chatd.errors import (
+from chatd.core.errors import (
     RateLimitedError,
     TermsNotAcceptedError,
     TokenExpiredError,
@@ -15,10 +14,11 @@ from chatd.errors import (
     UnauthenticatedError,
     UserDisabledError,
 )
+from chatd.core.records import SessionToken, User, UserProfile
 from chatd.gateway import protocol as p
 from chatd.gateway.hub import Hub
 from chatd.gateway.session import Delivery, Session, SessionStateError, State, TokenBucket
-from chatd.store.records import SessionToken, User, UserProfile
+from chatd.services.auth import LoginThrottle, Principal, check_session, new_token, token_digest
 
 PROFILE = UserProfile("A", "B")
 

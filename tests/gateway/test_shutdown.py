@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from chatd.events import EventKind
+from chatd.core.events import EventKind
 from tests.gateway.client import WsClient
 from tests.gateway.conftest import LENIENT, Admin, start_server
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from chatd.core.events import Event, EventKind
 from chatd.crypto.keyring import KeyRing
-from chatd.events import Event, EventKind
 from chatd.store.abstract import Store
 from chatd.store.sqlite import SqliteStore
 

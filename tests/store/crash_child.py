@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from chatd.conversations import MessageBody, PostMessage
+from chatd.core.conversations import MessageBody, PostMessage
 from chatd.crypto.keyring import load_key_file
 from chatd.store.sqlite import SqliteStore
 

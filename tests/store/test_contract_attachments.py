@@ -11,11 +11,8 @@ import sqlite3
 import pytest
 
 from chatd.attachments.keys import new_attachment_id
-from chatd.conversations import CreateConversation, MessageBody, PostMessage
-from chatd.crypto.chunks import CHUNK_OVERHEAD, DEFAULT_CHUNK_SIZE, HEADER_BYTES
-from chatd.crypto.envelope import new_data_key
-from chatd.crypto.keyring import KeyRing
-from chatd.errors import (
+from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
+from chatd.core.errors import (
     AttachmentAlreadySent,
     AttachmentArchived,
     AttachmentExpired,
@@ -27,8 +24,11 @@ from chatd.errors import (
     UserNotFound,
     ValidationError,
 )
+from chatd.core.records import AttachmentInfo, NewAttachment
+from chatd.crypto.chunks import CHUNK_OVERHEAD, DEFAULT_CHUNK_SIZE, HEADER_BYTES
+from chatd.crypto.envelope import new_data_key
+from chatd.crypto.keyring import KeyRing
 from chatd.store.abstract import Store
-from chatd.store.records import AttachmentInfo, NewAttachment
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import add_member, create_conv, leave, make_users, msg_id, post
 from tests.store.conftest import StoreFactory

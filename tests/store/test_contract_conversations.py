@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chatd.conversations import (
+from chatd.core.conversations import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
     AddMember,
@@ -15,7 +15,7 @@ from chatd.conversations import (
     PostMessage,
     Rename,
 )
-from chatd.errors import (
+from chatd.core.errors import (
     AlreadyMemberError,
     ClientError,
     ConversationNotFound,
@@ -24,9 +24,9 @@ from chatd.errors import (
     UserNotFound,
     ValidationError,
 )
-from chatd.events import EventKind, MessageTag
+from chatd.core.events import EventKind, MessageTag
+from chatd.core.records import Interval
 from chatd.store.abstract import Store
-from chatd.store.records import Interval
 from tests.conftest import (
     add_member,
     create_conv,

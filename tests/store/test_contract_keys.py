@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chatd.core.errors import UnknownKeyError
 from chatd.crypto.keyring import KeyRing
-from chatd.errors import UnknownKeyError
 from chatd.store.abstract import Store
 from tests.conftest import create_conv, make_user, make_users, post
 from tests.store.conftest import StoreFactory

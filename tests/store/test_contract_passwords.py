@@ -12,9 +12,9 @@ import hashlib
 
 import pytest
 
-from chatd.errors import ConflictError, UserNotFound
+from chatd.core.errors import ConflictError, UserNotFound
+from chatd.core.records import SessionToken
 from chatd.store.abstract import Store
-from chatd.store.records import SessionToken
 from tests.conftest import FAKE_PASSWORD_HASH, make_user, make_users
 from tests.store.conftest import StoreFactory
 

@@ -12,10 +12,10 @@ import hashlib
 
 import pytest
 
-from chatd.errors import ConversationNotFound
-from chatd.events import EventKind
+from chatd.core.errors import ConversationNotFound
+from chatd.core.events import EventKind
+from chatd.core.records import SessionToken
 from chatd.store.abstract import Store
-from chatd.store.records import SessionToken
 from tests.conftest import add_member, create_conv, leave, make_users, post, rename
 from tests.store.conftest import StoreFactory
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from chatd.conversations import AddMember, Leave, MessageBody, PostMessage, Rename
-from chatd.errors import ConversationNotFound, ConversationShreddedError, UnavailableError
+from chatd.core.conversations import AddMember, Leave, MessageBody, PostMessage, Rename
+from chatd.core.errors import ConversationNotFound, ConversationShreddedError, UnavailableError
 from chatd.store.abstract import Store
 from tests.conftest import create_conv, make_users, msg_id, post
 from tests.store.conftest import StoreFactory

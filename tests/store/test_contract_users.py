@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.errors import LoginTakenError, UserNotFound, ValidationError
+from chatd.core.errors import LoginTakenError, UserNotFound, ValidationError
+from chatd.core.records import NewUser, UserProfile
 from chatd.store.abstract import Store
-from chatd.store.records import NewUser, UserProfile
 from tests.conftest import FAKE_PASSWORD_HASH, make_user
 
 

@@ -12,10 +12,10 @@ import itertools
 
 import pytest
 
-from chatd.errors import ValidationError
-from chatd.events import EventKind
+from chatd.core.errors import ValidationError
+from chatd.core.events import EventKind
+from chatd.core.records import EventPage, Interval
 from chatd.store.abstract import Store
-from chatd.store.records import EventPage, Interval
 from tests.conftest import add_member, create_conv, leave, make_users, post, rename
 from tests.store.conftest import StoreFactory
 

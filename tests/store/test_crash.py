@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
+from chatd.core.events import EventKind
 from chatd.crypto.keyring import KeyRing, write_key_file
-from chatd.events import EventKind
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import chatd_env, create_conv, make_users, post, run_chatd
 from tests.store.crash_child import text_of

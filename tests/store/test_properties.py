@@ -17,17 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatd.conversations import AddMember, Leave, MessageBody, Operation, PostMessage
-from chatd.crypto.keyring import KeyRing
-from chatd.errors import (
+from chatd.core.conversations import AddMember, Leave, MessageBody, Operation, PostMessage
+from chatd.core.errors import (
     AlreadyMemberError,
     ClientError,
     ConversationNotFound,
     NotAMemberError,
 )
-from chatd.events import Event, EventKind
+from chatd.core.events import Event, EventKind
+from chatd.core.records import AppendResult, EventPage, Interval
+from chatd.crypto.keyring import KeyRing
 from chatd.store.abstract import Store
-from chatd.store.records import AppendResult, EventPage, Interval
 from tests.conftest import create_conv, make_users
 from tests.store.conftest import BACKENDS, check_rules, make_store
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from chatd.core.errors import IntegrityError
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.keyring import KeyRing, write_key_file
-from chatd.errors import IntegrityError
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import create_conv, leave, make_users, post, run_chatd
 

@@ -1,4 +1,4 @@
-"""The password rule (chatd.password_policy): pure unit tests and properties."""
+"""The password rule (chatd.core.password_policy): pure unit tests and properties."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.errors import WeakPasswordError
-from chatd.password_policy import (
+from chatd.core.errors import WeakPasswordError
+from chatd.core.password_policy import (
     COMMON_FILE,
     MIN_CHARS,
     MIN_DISTINCT,
@@ -28,7 +28,7 @@ from chatd.password_policy import (
 )
 from clients.cli import passwd as cli_passwd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOGIN = "c.dupont"
 NAMES = ("Élodie", "Le Gall-Nguyễn")
 
@@ -141,7 +141,7 @@ def test_short_names_are_not_hunted_inside_words() -> None:
 
 
 def test_the_packaged_list_is_large_folded_and_of_long_entries() -> None:
-    text = importlib.resources.files("chatd").joinpath(COMMON_FILE).read_text("utf-8")
+    text = importlib.resources.files("chatd.core").joinpath(COMMON_FILE).read_text("utf-8")
     lines = [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
     assert len(lines) >= 300
     assert all(len(line) >= MIN_CHARS for line in lines)  # shorter ones fail on length anyway
@@ -155,9 +155,9 @@ def test_the_packaged_list_is_large_folded_and_of_long_entries() -> None:
 
 def test_the_list_is_package_data_and_read_only_when_needed() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert COMMON_FILE in config["tool"]["setuptools"]["package-data"]["chatd"]
+    assert COMMON_FILE in config["tool"]["setuptools"]["package-data"]["chatd.core"]
     probe = (
-        "import chatd.password_policy as p; a = p.common_passwords.cache_info().currsize;"
+        "import chatd.core.password_policy as p; a = p.common_passwords.cache_info().currsize;"
         " p.check_password('un cheval vert mange du foin');"
         " print(a, p.common_passwords.cache_info().currsize)"
     )

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from chatd.events import Event, EventKind
+from chatd.core.events import Event, EventKind
+from chatd.core.records import InboxRow, ReadState
 from chatd.store.abstract import Store
-from chatd.store.records import InboxRow, ReadState
 
 PREVIEW_CHARS = 200
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatd.conversations import (
+from chatd.core.conversations import (
     MAX_ATTACHMENTS,
     MAX_MEMBERS,
     MAX_NAME_CHARS,
@@ -26,7 +26,7 @@ from chatd.conversations import (
     decide,
     referenced_users,
 )
-from chatd.errors import (
+from chatd.core.errors import (
     AlreadyMemberError,
     ClientError,
     ConversationNotFound,
@@ -36,7 +36,7 @@ from chatd.errors import (
     UserNotFound,
     ValidationError,
 )
-from chatd.events import EventKind, MessageTag
+from chatd.core.events import EventKind, MessageTag
 
 ACTIVE = frozenset(range(1, 10))
 STATE = ConversationState(5, members=frozenset({1, 2}), ever_members=frozenset({1, 2, 3}))

@@ -6,7 +6,7 @@ own, so the obvious is refused too, each time with a sentence that says why:
 
 * the login, or anything containing it (case- and accent-insensitive);
 * the user's first or last name (each part of three letters or more);
-* a common password or a simple variant of one: ``chatd/common_passwords.txt``, a list written
+* a common password or a simple variant of one: ``chatd/core/common_passwords.txt``, a list written
   for chatd (French and English words with the usual suffixes, digit runs, keyboard walks on
   AZERTY and QWERTY, repeated characters), compared after folding case and accents and
   undoing the usual letter-for-digit swaps (``p@ssw0rd``);
@@ -28,8 +28,8 @@ import secrets
 import unicodedata
 from collections.abc import Iterable
 
+from chatd.core.errors import WeakPasswordError
 from chatd.crypto.passwords import MAX_PASSWORD_BYTES
-from chatd.errors import WeakPasswordError
 from chatd.i18n import N_, Language, Text
 
 MIN_CHARS = 12  # ANSSI's floor for a password alone protecting sensitive data
@@ -93,7 +93,7 @@ def _deleet(text: str) -> str:
 @functools.cache
 def common_passwords() -> tuple[frozenset[str], frozenset[str]]:
     """The packaged list, folded; and the same with letter-for-digit swaps undone."""
-    text = importlib.resources.files("chatd").joinpath(COMMON_FILE).read_text("utf-8")
+    text = importlib.resources.files("chatd.core").joinpath(COMMON_FILE).read_text("utf-8")
     entries = frozenset(
         fold(line.strip()) for line in text.splitlines() if line.strip() and line[0] != "#"
     )
@@ -137,7 +137,7 @@ def check_password(
     names: Iterable[str] = (),
     current: str | None = None,
 ) -> None:
-    """Raise :class:`~chatd.errors.WeakPasswordError` (code ``weak_password``, its message
+    """Raise :class:`~chatd.core.errors.WeakPasswordError` (code ``weak_password``, its message
     the reason in a sentence, ``details["reason"]`` a stable key of :data:`REASONS`) unless
     ``password`` may become the password of the account ``login`` whose first and last names
     are ``names``.  ``current``: the password it replaces, which it must differ from."""

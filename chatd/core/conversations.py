@@ -2,9 +2,9 @@
 
 Pure code, no I/O (the websockets/h11 habit): :func:`decide` takes the current state of a
 conversation and an operation, and returns the events to append or raises one clear
-:class:`~chatd.errors.ClientError`.  The store's single writer calls it while it holds the write
-lock, so a decision and its append are atomic: a member who leaves cannot have a message slip
-in after the leave, whatever the interleaving.
+:class:`~chatd.core.errors.ClientError`.  The store's single writer calls it while it holds
+the write lock, so a decision and its append are atomic: a member who leaves cannot have a
+message slip in after the leave, whatever the interleaving.
 
 Rules (from the practitioners' documentation the product follows):
 
@@ -25,7 +25,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatd.errors import (
+from chatd.core.errors import (
     AlreadyMemberError,
     ConversationNotFound,
     ConversationShreddedError,
@@ -34,7 +34,7 @@ from chatd.errors import (
     UserNotFound,
     ValidationError,
 )
-from chatd.events import EventDraft, EventKind, MessageTag
+from chatd.core.events import EventDraft, EventKind, MessageTag
 from chatd.i18n import N_
 
 MAX_NAME_CHARS = 200

@@ -253,7 +253,7 @@ class TermsVersionError(ConflictError):
 
 
 class WeakPasswordError(ClientError):
-    """A new password breaks the password rule (:mod:`chatd.password_policy`); the message
+    """A new password breaks the password rule (:mod:`chatd.core.password_policy`); the message
     says which part, in a sentence for the person choosing it."""
 
     code = "weak_password"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.events import Event
+from chatd.core.events import Event
 from chatd.i18n import N_, Language, Text
 
 

@@ -21,8 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
-from chatd.errors import (
+from chatd.core.accounts import Principal, check_session
+from chatd.core.errors import (
     InvalidCredentialsError,
     RateLimitedError,
     TermsVersionError,
@@ -30,11 +30,11 @@ from chatd.errors import (
     UserDisabledError,
     ValidationError,
 )
+from chatd.core.password_policy import check_password
+from chatd.core.records import SessionToken, User
+from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from chatd.i18n import N_, Language, language
-from chatd.password_policy import check_password
-from chatd.principal import Principal, check_session
 from chatd.store.abstract import Store
-from chatd.store.records import SessionToken, User
 
 TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 128
@@ -209,7 +209,7 @@ class AuthService:
     ) -> tuple[Principal, int]:
         """The user replaces their password: the old one is checked with Argon2id in a worker
         thread (failures count in the login throttle of their login, so this cannot be used
-        to guess), the new one against :func:`chatd.password_policy.check_password`.  Every
+        to guess), the new one against :func:`chatd.core.password_policy.check_password`.  Every
         other token of the user is revoked and its live connections closed (4003); this
         session stays valid and leaves the password gate.  Returns the session and how many
         other sessions were revoked."""

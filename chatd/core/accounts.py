@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatd.errors import (
+from chatd.core.errors import (
     PasswordChangeRequiredError,
     TokenExpiredError,
     TokenRevokedError,
     UnauthenticatedError,
     UserDisabledError,
 )
+from chatd.core.records import SessionToken, User, UserProfile
 from chatd.i18n import Language
-from chatd.store.records import SessionToken, User, UserProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Principal:
     language: Language | None = None
 
     def require_usable(self) -> None:
-        """Raise :class:`~chatd.errors.PasswordChangeRequiredError` while the password gate
+        """Raise :class:`~chatd.core.errors.PasswordChangeRequiredError` while the password gate
         is closed (HTTP routes and WebSocket operations other than changing the password,
         logging out and ``ping``)."""
         if self.password_change_required:
@@ -42,7 +42,7 @@ class Principal:
 
 
 def check_session(token: SessionToken | None, user: User | None, now_ms: int) -> None:
-    """Raise the :class:`~chatd.errors.AuthError` that applies, if any (pure)."""
+    """Raise the :class:`~chatd.core.errors.AuthError` that applies, if any (pure)."""
     if token is None or user is None or token.user_id != user.id:
         raise UnauthenticatedError()
     # Disabled before revoked: disabling an account also revokes its tokens, and the person
