@@ -30,13 +30,13 @@ from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.config import Settings
 from chatd.core.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
-from chatd.core.password_policy import check_password, one_time_password, rule
+from chatd.core.password_policy import check_password, rule
 from chatd.core.records import NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
-from chatd.crypto.passwords import hash_password
 from chatd.i18n import LANGUAGES, N_
+from chatd.services.accounts import AccountAdmin
 from chatd.store.server_lock import ServerLock, ServerRunningError
-from chatd.store.sqlite import SqliteStore
+from chatd.wiring import build_gateway, open_store, running
 
 EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY = 1, 2, 3, 4, 5
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
@@ -45,16 +45,6 @@ MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
 _ = ADMIN
 ngettext = ADMIN.ngettext
 KEY_FILE_CREATED = N_("Created key file {path} (mode 0600). Back it up: without it nothing opens.")
-
-
-def open_store(settings: Settings, ring: KeyRing | None = None) -> SqliteStore:
-    return SqliteStore(
-        settings.database_path,
-        ring or load_key_file(settings.key_file_path),
-        visible_window=settings.visible_window,
-        synchronous=settings.sqlite_synchronous,
-        max_batch=settings.max_batch,
-    )
 
 
 def _out(args: argparse.Namespace, human: str, data: object) -> None:
@@ -86,8 +76,8 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
     with ServerLock(settings.database_path, N_("start another server")):
-        async with open_store(settings) as store:
-            await serve(settings, store)
+        async with running(settings) as process:
+            await serve(settings, build_gateway(process))
     return 0
 
 
@@ -220,9 +210,10 @@ async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
         email=args.email,
         rpps=args.rpps,
     )
-    password_hash = await asyncio.to_thread(hash_password, password)
-    async with open_store(settings) as store:
-        user = await store.create_user(
+    async with running(settings) as process:
+        accounts = process.services.accounts
+        password_hash = await accounts.hash_password(password)
+        user = await accounts.create(
             NewUser(args.login, password_hash, profile, language=args.language)
         )
     _out(
@@ -234,8 +225,8 @@ async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_store(settings) as store:
-        users = await store.list_users()
+    async with running(settings) as process:
+        users = await process.services.accounts.list()
     for user in users:
         p = user.profile
         line = f"{user.id:>5}  {user.login:<20} {user.language or '-':<3} {profile_line(p)}"
@@ -270,22 +261,21 @@ def profile_line(p: UserProfile) -> str:
     return line
 
 
-async def _named_user(store: SqliteStore, login: str) -> User | None:
+async def _named_user(accounts: AccountAdmin, login: str) -> User | None:
     """The account named ``login``, or None after saying there is none."""
-    user = await store.find_user_by_login(login)
+    user = await accounts.find(login)
     if user is None:
         print(_("No user '{login}'.", login=login), file=sys.stderr)
     return user
 
 
 async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_store(settings) as store:
-        user = await _named_user(store, args.login)
+    async with running(settings) as process:
+        accounts = process.services.accounts
+        user = await _named_user(accounts, args.login)
         if user is None:
             return EXIT_PROBLEM
-        await store.set_user_disabled(user.id, not args.enable)
-        if not args.enable:  # a disabled account's sessions end (its sockets at next request)
-            await store.revoke_user_tokens(user.id, int(time.time() * 1000))
+        await accounts.set_disabled(user, not args.enable)
     if args.enable:
         print(_("User {login} enabled.", login=user.login))
     else:
@@ -294,14 +284,13 @@ async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_store(settings) as store:
-        user = await _named_user(store, args.login)
+    async with running(settings) as process:
+        accounts = process.services.accounts
+        user = await _named_user(accounts, args.login)
         if user is None:
             return EXIT_PROBLEM
-        password = one_time_password()
-        password_hash = await asyncio.to_thread(hash_password, password)
         # A running server closes the user's sockets within a second (its revocation sweep).
-        revoked = await store.reset_password(user.id, password_hash, now_ms=int(time.time() * 1000))
+        password, revoked = await accounts.reset_password(user)
     _out(
         args,
         _("One-time password for {login}: {password}", login=user.login, password=password)

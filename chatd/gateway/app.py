@@ -40,9 +40,9 @@ from chatd.core.errors import (
 )
 from chatd.gateway.attachments import attachment_routes
 from chatd.gateway.connection import Connection
+from chatd.gateway.context import Gateway
 from chatd.gateway.handlers import now_ms, user_map
 from chatd.gateway.http import authenticated, bearer_token, endpoint, read_json, request_language
-from chatd.gateway.services import Gateway
 from chatd.i18n import N_
 from chatd.services.auth import LoginResult
 

@@ -56,8 +56,8 @@ from chatd.core.ids import parse_attachment_id
 from chatd.core.records import AttachmentAccess, AttachmentInfo
 from chatd.crypto.chunks import ChunkOpener
 from chatd.gateway.connection import log_internal
+from chatd.gateway.context import Gateway
 from chatd.gateway.http import authenticated, endpoint, error_response, request_language
-from chatd.gateway.services import Gateway
 from chatd.i18n import N_, Text
 
 log = logging.getLogger("chatd.gateway.attachments")
@@ -281,7 +281,9 @@ async def download(request: Request, gateway: Gateway) -> Response:
         return response
     start, stop = (0, info.size) if wanted is None else wanted
     try:
-        reader = await asyncio.to_thread(BlobReader.open, gateway.store.blobs, info, access.dek)
+        reader = await asyncio.to_thread(
+            BlobReader.open, gateway.attachments.store.blobs, info, access.dek
+        )
     except IntegrityError as exc:
         return _integrity_failure(info, exc, request)
     try:

@@ -38,11 +38,11 @@ from chatd.core.errors import (
     UserDisabledError,
 )
 from chatd.gateway import protocol as p
+from chatd.gateway.context import Gateway
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.fanout import EventPush, StatePush
 from chatd.gateway.handlers import SyncJob, now_ms, user_map
 from chatd.gateway.hub import CloseAfterQueue, Subscription
-from chatd.gateway.services import Gateway
 from chatd.gateway.session import Delivery, Session, TokenBucket
 from chatd.i18n import DEFAULT_LANGUAGE, from_accept_language, language
 
@@ -291,7 +291,7 @@ class Connection:
         user = self._session.user_id
         after = self._session.cursor(conv)
         while True:
-            page = await self._gw.store.events_after(user, conv, after, CATCH_UP_PAGE)
+            page = await self._gw.reading.after(user, conv, after, CATCH_UP_PAGE)
             if page.archived:
                 await self._send(p.encode_archived(conv, page.window_start))
             for event in page.events:
@@ -304,7 +304,7 @@ class Connection:
     async def _sync(self, job: SyncJob) -> None:
         user = self._session.user_id
         try:
-            heads = await self._gw.store.conversation_heads(user)
+            heads = await self._gw.reading.heads(user)
         except ClientError as exc:  # StoreClosedError too: the server is stopping
             await self._send(p.encode_error(job.rid, exc, self._session.language))
             return

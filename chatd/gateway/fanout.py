@@ -1,17 +1,18 @@
-"""Fan-out of committed events to every session of every user who may read them.
+"""This node's side of the broker: committed events, read markers and session ends, delivered
+to the sessions connected here.
 
-:meth:`Fanout.publish` is called right after ``store.apply`` returned — after the durable
-commit — with no ``await`` in between, so results enter the dispatcher in the order the
-writer resolved them, which is seq order within each conversation.  One dispatcher task then
-takes them in that order, asks the store who may read each event (:meth:`Store.audience`:
+The fan-out subscribes to the broker (:mod:`chatd.broker`).  Committed events enter a queue
+in the order the broker hands them over — on the in-memory broker, the order the writer
+resolved them, seq order within each conversation — and one dispatcher task takes them in
+that order, asks who may read each event (:meth:`~chatd.services.reading.Reading.audience`:
 the users whose membership intervals contain its seq, so a ``left`` event reaches the leaver
 and nothing after it does, a ``joined`` event reaches the added user), encodes each event once
 and offers it to every session of each of those users through the hub.
 
 Routing never trusts what a client claims: the audience comes from the store.  And delivery
-does not trust timing either: each connection's cursors (:mod:`chatd.gateway.session`) drop
-what was already sent and fill any gap from the store, so the guarantee "in seq order, exactly
-once, no silent gap" holds even if a publication were lost or late.
+does not trust the broker either: each connection's cursors (:mod:`chatd.gateway.session`)
+drop what was already sent and fill any gap from the store, so the guarantee "in seq order,
+exactly once, no silent gap" holds even if a publication is lost, repeated or late.
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from chatd.broker.base import Broker, Committed, EndSessions, Publication, ReadMarker, SessionEnd
 from chatd.core.events import Event
-from chatd.core.records import AppendResult
-from chatd.gateway.hub import Hub, Subscription
-from chatd.gateway.protocol import encode_event
-from chatd.store.abstract import Store
+from chatd.gateway.hub import Hub
+from chatd.gateway.protocol import CloseCode, encode_event, encode_state
+from chatd.services.reading import Reading
 
 log = logging.getLogger("chatd.gateway.fanout")
+
+CLOSE_CODES = {
+    SessionEnd.LOGGED_OUT: CloseCode.LOGGED_OUT,
+    SessionEnd.USER_DISABLED: CloseCode.USER_DISABLED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,32 +54,45 @@ class StatePush:
 
 
 class Fanout:
-    def __init__(self, store: Store, hub: Hub) -> None:
-        self._store = store
+    def __init__(self, broker: Broker, reading: Reading, hub: Hub) -> None:
+        self._broker = broker
+        self._reading = reading
         self._hub = hub
-        self._pending: deque[AppendResult] = deque()
+        self._pending: deque[Committed] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         self.published = 0  # events dispatched, for tests and metrics
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chatd-fanout")
+        self._unsubscribe = self._broker.subscribe(self.receive)
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def publish(self, result: AppendResult) -> None:
-        """Queue a committed result for fan-out.  Synchronous on purpose: see the module."""
-        if result.duplicate or not result.events:
-            return
-        self._pending.append(result)
-        self._wake.set()
-
-    def publish_state(self, user_id: int, data: bytes, exclude: Subscription | None) -> None:
-        self._hub.deliver(user_id, StatePush(data), exclude)
+    def receive(self, publication: Publication) -> None:
+        """The broker's receiver: never blocks (events are queued for the dispatcher)."""
+        match publication:
+            case Committed():
+                if publication.events:
+                    self._pending.append(publication)
+                    self._wake.set()
+            case ReadMarker(user_id=user, state=state, origin=origin):
+                push = StatePush(encode_state(state.conv_id, state.read_seq, state.unread))
+                self._hub.deliver(user, push, exclude=origin)
+            case EndSessions(reason=reason, token_hashes=tokens, user_id=user):
+                code = CLOSE_CODES[reason]
+                for token_hash in tokens:
+                    self._hub.close_token(token_hash, code)
+                if user is not None:
+                    self._hub.close_user(user, code)
 
     async def _run(self) -> None:
         while True:
@@ -83,14 +103,14 @@ class Fanout:
                 self._pending.clear()
                 await self._dispatch(batch)
 
-    async def _dispatch(self, batch: list[AppendResult]) -> None:
+    async def _dispatch(self, batch: list[Committed]) -> None:
         by_conv: dict[int, list[Event]] = {}
-        for result in batch:
-            by_conv.setdefault(result.conv_id, []).extend(result.events)
+        for committed in batch:
+            by_conv.setdefault(committed.conv_id, []).extend(committed.events)
         for conv_id, events in by_conv.items():
             seqs = [event.seq for event in events]
             try:
-                audience = await self._store.audience(conv_id, min(seqs), max(seqs))
+                audience = await self._reading.audience(conv_id, min(seqs), max(seqs))
             except Exception as exc:
                 # Sessions that miss these resume (their cursors see the gap); log no content.
                 log.warning("fan-out of conversation %d failed: %s", conv_id, type(exc).__name__)

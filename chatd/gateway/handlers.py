@@ -1,19 +1,14 @@
 """One method per operation: typed request → service call → encoded reply.
 
-No business rule lives here: who may do what is decided by :mod:`chatd.core.conversations` inside
-the store's writer, what a user may read by the store's queries, the inbox by
-:mod:`chatd.services.inbox`, sessions by :mod:`chatd.services.auth`.  This module only translates.
-
-Mutations run as their own task, shielded from the connection: if the client disconnects
-while its operation is being committed, the operation still completes and its events are
-still published (the client learns the outcome on retry, by ``client_msg_id``).  The publish
-happens right after ``store.apply`` returns, with no ``await`` in between (see
-:mod:`chatd.gateway.fanout`).
+No business rule lives here, and no store: every operation is one call to a service
+(:mod:`chatd.services`) — changes through :class:`~chatd.services.messaging.Messaging`, the
+one door that commits then publishes; reads through
+:class:`~chatd.services.reading.Reading`; the inbox, sessions and the directory through
+theirs.  This module only translates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,15 +23,12 @@ from chatd.core.conversations import (
     PostMessage,
     Rename,
 )
-from chatd.core.errors import UserNotFound
-from chatd.core.records import AppendResult, EventPage, User
+from chatd.core.records import EventPage, User
 from chatd.gateway import protocol as p
-from chatd.gateway.fanout import Fanout
 from chatd.gateway.hub import Subscription
 from chatd.gateway.session import Session
-from chatd.services.auth import AuthService
-from chatd.services.inbox import Inbox, InboxEntry
-from chatd.store.abstract import Store
+from chatd.services.container import Services
+from chatd.services.inbox import InboxEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +104,12 @@ def page_fields(page: EventPage, newest_first_cut: bool) -> dict[str, Any]:
 
 
 class Handlers:
-    def __init__(self, store: Store, auth: AuthService, inbox: Inbox, fanout: Fanout) -> None:
-        self._store = store
-        self._auth = auth
-        self._inbox = inbox
-        self._fanout = fanout
-        self._inflight: set[asyncio.Task[AppendResult]] = set()
+    def __init__(self, services: Services) -> None:
+        self._auth = services.auth
+        self._inbox = services.inbox
+        self._messaging = services.messaging
+        self._reading = services.reading
+        self._directory = services.directory
 
     async def handle(self, session: Session, sub: Subscription, request: p.Request) -> Reply:
         user = session.user_id
@@ -163,10 +155,7 @@ class Handlers:
             case p.History():
                 return await self._history(user, request)
             case p.MarkRead():
-                state = await self._inbox.mark_read(user, request.conv, request.seq)
-                self._fanout.publish_state(
-                    user, p.encode_state(state.conv_id, state.read_seq, state.unread), sub
-                )
+                state = await self._inbox.mark_read(user, request.conv, request.seq, origin=sub.id)
                 return p.encode_ok(
                     rid, conv=state.conv_id, read_seq=state.read_seq, unread=state.unread
                 )
@@ -197,10 +186,7 @@ class Handlers:
     # ------------------------------------------------------------------ mutations
 
     async def _mutate(self, rid: int, op: Operation) -> bytes:
-        task = asyncio.get_running_loop().create_task(self._apply_and_publish(op))
-        self._inflight.add(task)
-        task.add_done_callback(_forget(self._inflight))
-        result = await asyncio.shield(task)
+        result = await self._messaging.apply(op)
         return p.encode_ok(
             rid,
             conv=result.conv_id,
@@ -209,50 +195,21 @@ class Handlers:
             duplicate=result.duplicate,
         )
 
-    async def _apply_and_publish(self, op: Operation) -> AppendResult:
-        result = await self._store.apply(op)
-        self._fanout.publish(result)  # no await in between: see chatd.gateway.fanout
-        return result
-
-    async def drain(self) -> None:
-        """Wait for the mutations still being committed (at shutdown)."""
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-
     # ------------------------------------------------------------------ reads
 
     async def _history(self, user: int, request: p.History) -> bytes:
         if request.after is not None:
-            page = await self._store.events_after(user, request.conv, request.after, request.limit)
+            page = await self._reading.after(user, request.conv, request.after, request.limit)
             return p.encode_ok(request.rid, **page_fields(page, newest_first_cut=False))
         before = p.MAX_INT + 1 if request.before is None else request.before
-        page = await self._store.events_before(user, request.conv, before, request.limit)
+        page = await self._reading.before(user, request.conv, before, request.limit)
         return p.encode_ok(request.rid, **page_fields(page, newest_first_cut=True))
 
     async def _users(self, rid: int, ids: tuple[int, ...], logins: tuple[str, ...]) -> bytes:
-        found: list[dict[str, Any]] = []
-        unknown: list[int] = []
-        unknown_logins: list[str] = []
-        for user_id in dict.fromkeys(ids):
-            try:
-                found.append(public_profile(await self._store.get_user(user_id)))
-            except UserNotFound:
-                unknown.append(user_id)
+        by_id, unknown = await self._directory.by_ids(ids)
+        by_login, unknown_logins = await self._directory.by_logins(logins)
         # A login is shown only to someone who already typed it: looking up by id never
         # reveals one (logins are half of a credential).
-        for login in dict.fromkeys(logins):
-            user = await self._store.find_user_by_login(login)
-            if user is None:
-                unknown_logins.append(login)
-            else:
-                found.append({**public_profile(user), "login": user.login})
+        found = [public_profile(user) for user in by_id]
+        found += [{**public_profile(user), "login": user.login} for user in by_login]
         return p.encode_ok(rid, users=found, unknown=unknown, unknown_logins=unknown_logins)
-
-
-def _forget(tasks: set[asyncio.Task[AppendResult]]) -> Any:
-    def done(task: asyncio.Task[AppendResult]) -> None:
-        tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller may be gone; the error was answered
-
-    return done

@@ -22,8 +22,8 @@ from chatd.core.errors import (
     UnauthenticatedError,
 )
 from chatd.gateway.connection import log_internal
+from chatd.gateway.context import Gateway
 from chatd.gateway.error_table import transport
-from chatd.gateway.services import Gateway
 from chatd.i18n import DEFAULT_LANGUAGE, N_, Language, from_accept_language, language
 
 MAX_BODY_BYTES = 4096

@@ -15,6 +15,8 @@ Logout and token expiry use the same path (:meth:`Hub.close_token`).
 from __future__ import annotations
 
 import asyncio
+import itertools
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,7 +37,8 @@ class CloseAfterQueue:
 class Subscription:
     """One connected session's outbound queue and close signal."""
 
-    def __init__(self, user_id: int, token_hash: bytes, maxsize: int) -> None:
+    def __init__(self, session_id: str, user_id: int, token_hash: bytes, maxsize: int) -> None:
+        self.id = session_id  # unique across nodes: a publication can name the session it spares
         self.user_id = user_id
         self.token_hash = token_hash
         self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
@@ -72,12 +75,14 @@ class Subscription:
 class Hub:
     def __init__(self, queue_size: int) -> None:
         self.queue_size = queue_size
+        self.node = uuid.uuid4().hex[:12]  # this process; session ids are unique across nodes
+        self._ids = itertools.count(1)
         self._by_user: dict[int, set[Subscription]] = {}
         self._by_token: dict[bytes, set[Subscription]] = {}
 
     @asynccontextmanager
     async def subscribe(self, user_id: int, token_hash: bytes) -> AsyncIterator[Subscription]:
-        sub = Subscription(user_id, token_hash, self.queue_size)
+        sub = Subscription(f"{self.node}.{next(self._ids)}", user_id, token_hash, self.queue_size)
         self._by_user.setdefault(user_id, set()).add(sub)
         self._by_token.setdefault(token_hash, set()).add(sub)
         try:
@@ -86,11 +91,12 @@ class Hub:
             _discard(self._by_user, user_id, sub)
             _discard(self._by_token, token_hash, sub)
 
-    def deliver(self, user_id: int, item: object, exclude: Subscription | None = None) -> int:
-        """Offer ``item`` to every session of the user; how many accepted it."""
+    def deliver(self, user_id: int, item: object, exclude: str | None = None) -> int:
+        """Offer ``item`` to every session of the user but the one whose id is ``exclude``;
+        how many accepted it."""
         accepted = 0
         for sub in tuple(self._by_user.get(user_id, ())):
-            if sub is not exclude and sub.offer(item):
+            if sub.id != exclude and sub.offer(item):
                 accepted += 1
         return accepted
 

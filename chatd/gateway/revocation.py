@@ -2,8 +2,9 @@
 
 A token can stop being valid behind a connection's back: ``POST /v1/auth/logout`` from another
 device, or ``chatd user disable`` run by an admin in another process (it revokes the user's
-tokens in the database).  Logout on this server closes its sockets at once (``on_revoke``);
-everything else is found here: every second one read asks the store which of the tokens that
+tokens in the database).  What the services publish on the broker closes sockets at once
+(:class:`~chatd.broker.base.EndSessions`); what nobody published, or a publication lost,
+is found here: every second one read asks the store which of the tokens that
 have live sessions are no longer valid, and those sessions are closed with the code that says
 why (4003 logged out, 4004 account disabled, 4002 expired).
 
@@ -16,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from chatd.core.errors import AuthError, ChatdError, UserDisabledError
 from chatd.gateway import protocol as p
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.hub import Hub
 from chatd.services.auth import AuthService
-from chatd.store.abstract import Store
 
 log = logging.getLogger("chatd.gateway.revocation")
 SWEEP_SECONDS = 1.0
@@ -32,16 +31,12 @@ SWEEP_SECONDS = 1.0
 class RevocationSweeper:
     def __init__(
         self,
-        store: Store,
         hub: Hub,
         auth: AuthService,
-        clock_ms: Callable[[], int],
         every: float = SWEEP_SECONDS,
     ) -> None:
-        self._store = store
         self._hub = hub
         self._auth = auth
-        self._clock_ms = clock_ms
         self._every = every
         self._task: asyncio.Task[None] | None = None
 
@@ -67,7 +62,7 @@ class RevocationSweeper:
         live = self._hub.live_tokens()
         if not live:
             return 0
-        invalid = await self._store.invalid_session_tokens(live, self._clock_ms())
+        invalid = await self._auth.invalid_tokens(live)
         for token_hash in invalid:
             self._hub.close_token(token_hash, await self._close_code(token_hash))
         return len(invalid)

@@ -17,18 +17,15 @@ import logging
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 
 import uvicorn
 
 from chatd.config import Settings
 from chatd.gateway.app import create_app
-from chatd.gateway.services import Gateway
-from chatd.store.abstract import Store
+from chatd.gateway.context import Gateway
 
 log = logging.getLogger("chatd.gateway")
-TOKEN_PURGE_AFTER_MS = 24 * 3_600_000  # expired tokens are kept a day, then deleted
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,7 +59,7 @@ def uvicorn_config(settings: Settings, gateway: Gateway) -> uvicorn.Config:
 
 
 async def serve(
-    settings: Settings, store: Store, *, announce: Callable[[str], None] | None = None
+    settings: Settings, gateway: Gateway, *, announce: Callable[[str], None] | None = None
 ) -> None:
     """Serve until SIGINT/SIGTERM, then shut down gracefully (sockets get close 1012)."""
     logging.basicConfig(
@@ -70,10 +67,9 @@ async def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    purged = await store.purge_session_tokens(time.time_ns() // 1_000_000 - TOKEN_PURGE_AFTER_MS)
+    purged = await gateway.auth.purge_expired_tokens()
     if purged:
         log.info("purged %d expired login tokens", purged)
-    gateway = Gateway.build(settings, store)
     server = uvicorn.Server(uvicorn_config(settings, gateway))
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

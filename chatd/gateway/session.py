@@ -120,8 +120,13 @@ class Session:
     def on_event(self, conv: int, seq: int) -> Delivery:
         if not self.synced or self.state is not State.OPEN:
             return Delivery.DROP
-        cursor = self.cursors.get(conv)
-        if cursor is None or seq == cursor + 1:
+        # A conversation the session has no cursor for is one the user was not in when the
+        # client synced (created since, or they were added): everything they may see of it
+        # is new to the client, from its first visible seq.  Only seq 1 can be that without
+        # a look at the store; a later first push (they were added, or the earlier
+        # publications were lost on the way) is a catch-up from the start.
+        cursor = self.cursors.get(conv, 0)
+        if seq == cursor + 1:
             return Delivery.SEND
         if seq <= cursor:
             return Delivery.DROP

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chatd.broker.base import Broker, EndSessions, SessionEnd
 from chatd.core.accounts import Principal, check_session
 from chatd.core.errors import (
     InvalidCredentialsError,
@@ -40,6 +41,7 @@ TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 128
 MAX_LOGIN_CHARS = 64
 MS_PER_HOUR = 3_600_000
+TOKEN_PURGE_AFTER_MS = 24 * MS_PER_HOUR  # expired tokens are kept a day, then deleted
 HASHING_CONCURRENCY = 2  # Argon2id costs ~19 MiB and tens of ms of CPU each
 
 
@@ -126,17 +128,17 @@ class AuthService:
     def __init__(
         self,
         store: Store,
+        broker: Broker,
         *,
         session_hours: int,
         terms_version: str,
         clock_ms: Callable[[], int] = wall_clock_ms,
-        on_revoke: Callable[[bytes], object] | None = None,
     ) -> None:
         self._store = store
+        self._broker = broker
         self._session_ms = session_hours * MS_PER_HOUR
         self.terms_version = terms_version
         self._clock_ms = clock_ms
-        self._on_revoke = on_revoke
         self._throttle = LoginThrottle()
         self._hashing = asyncio.Semaphore(HASHING_CONCURRENCY)
         self._dummy_hash: str | None = None
@@ -200,9 +202,17 @@ class AuthService:
         """Revoke the token and close its live connections; False if it was not live."""
         principal = await self.authenticate(token)
         revoked = await self._store.revoke_session_token(principal.token_hash, self._clock_ms())
-        if self._on_revoke is not None:
-            self._on_revoke(principal.token_hash)
+        self._broker.publish(EndSessions(SessionEnd.LOGGED_OUT, (principal.token_hash,)))
         return revoked
+
+    async def purge_expired_tokens(self) -> int:
+        """Delete the tokens expired for more than a day; how many."""
+        return await self._store.purge_session_tokens(self._clock_ms() - TOKEN_PURGE_AFTER_MS)
+
+    async def invalid_tokens(self, token_hashes: list[bytes]) -> set[bytes]:
+        """Which of these tokens no longer open a session (revoked, expired, account
+        disabled): one read for all of a node's live sessions."""
+        return await self._store.invalid_session_tokens(token_hashes, self._clock_ms())
 
     async def change_password(
         self, principal: Principal, old_password: object, new_password: object
@@ -235,9 +245,8 @@ class AuthService:
             keep_token=principal.token_hash,
             now_ms=self._clock_ms(),
         )
-        if self._on_revoke is not None:
-            for token_hash in revoked:
-                self._on_revoke(token_hash)
+        if revoked:
+            self._broker.publish(EndSessions(SessionEnd.LOGGED_OUT, tuple(revoked)))
         return dataclasses.replace(principal, password_change_required=False), len(revoked)
 
     async def set_language(self, principal: Principal, chosen: Language | None) -> Principal:

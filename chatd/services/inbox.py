@@ -8,14 +8,16 @@ they keep the conversation in their list, with the name it had and the last thin
 and nothing that happened after (no later preview, no unread count for later messages).
 
 Read markers are per-user state (design §2): never part of the conversation log, never shown
-to others, pushed only to the user's own sessions.  A marker only moves forward, and never
-past the last seq the user may see.
+to others, pushed only to the user's own sessions (published on the broker, so that the
+user's sessions on every node hear it).  A marker only moves forward, and never past the
+last seq the user may see.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from chatd.broker.base import Broker, ReadMarker
 from chatd.core.events import Event, EventKind
 from chatd.core.records import InboxRow, ReadState
 from chatd.store.abstract import Store
@@ -60,12 +62,19 @@ def entry(row: InboxRow) -> InboxEntry:
 
 
 class Inbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, broker: Broker) -> None:
         self._store = store
+        self._broker = broker
 
     async def conversations(self, user_id: int) -> list[InboxEntry]:
         """Most recent activity first."""
         return [entry(row) for row in await self._store.inbox(user_id)]
 
-    async def mark_read(self, user_id: int, conv_id: int, seq: int) -> ReadState:
-        return await self._store.mark_read(user_id, conv_id, seq)
+    async def mark_read(
+        self, user_id: int, conv_id: int, seq: int, *, origin: str | None = None
+    ) -> ReadState:
+        """Move the user's marker; their other sessions (not ``origin``, which gets the
+        answer) are told."""
+        state = await self._store.mark_read(user_id, conv_id, seq)
+        self._broker.publish(ReadMarker(user_id, state, origin))
+        return state

@@ -1,4 +1,5 @@
-"""The gateway's services, wired once per server: store, hub, fan-out, auth, inbox, handlers."""
+"""What one gateway runs on: its settings, the services, and its node-local delivery (hub,
+fan-out from the broker, revocation sweep), wired once per server by :mod:`chatd.wiring`."""
 
 from __future__ import annotations
 
@@ -20,38 +21,36 @@ from chatd.gateway.handlers import Handlers
 from chatd.gateway.hub import Hub
 from chatd.gateway.revocation import RevocationSweeper
 from chatd.services.auth import AuthService
-from chatd.services.inbox import Inbox
-from chatd.store.abstract import Store
-from chatd.store.writer import wall_clock_ms
+from chatd.services.container import Services
+from chatd.services.reading import Reading
 
 
 @dataclass(slots=True)
 class Gateway:
     settings: Settings
-    store: Store
+    services: Services
     hub: Hub
     fanout: Fanout
-    auth: AuthService
-    inbox: Inbox
     handlers: Handlers
     attachments: AttachmentService
     revocation: RevocationSweeper
 
     @classmethod
-    def build(cls, settings: Settings, store: Store) -> Gateway:
+    def build(
+        cls, settings: Settings, services: Services, attachments: AttachmentService
+    ) -> Gateway:
         hub = Hub(settings.ws_queue)
-        fanout = Fanout(store, hub)
-        auth = AuthService(
-            store,
-            session_hours=settings.session_hours,
-            terms_version=settings.terms_version,
-            on_revoke=lambda token_hash: hub.close_token(token_hash, p.CloseCode.LOGGED_OUT),
-        )
-        inbox = Inbox(store)
-        handlers = Handlers(store, auth, inbox, fanout)
-        attachments = AttachmentService.from_settings(settings, store)
-        revocation = RevocationSweeper(store, hub, auth, wall_clock_ms)
-        return cls(settings, store, hub, fanout, auth, inbox, handlers, attachments, revocation)
+        fanout = Fanout(services.broker, services.reading, hub)
+        revocation = RevocationSweeper(hub, services.auth)
+        return cls(settings, services, hub, fanout, Handlers(services), attachments, revocation)
+
+    @property
+    def auth(self) -> AuthService:
+        return self.services.auth
+
+    @property
+    def reading(self) -> Reading:
+        return self.services.reading
 
     async def start(self) -> None:
         self.fanout.start()
@@ -62,7 +61,7 @@ class Gateway:
         self.hub.close_all(p.CloseCode.GOING_AWAY)
         await self.revocation.stop()
         await self.attachments.stop()
-        await self.handlers.drain()
+        await self.services.messaging.drain()
         await self.fanout.stop()
 
     def limits(self) -> dict[str, Any]:
@@ -75,7 +74,7 @@ class Gateway:
             "burst": s.ws_burst,
             "queue": s.ws_queue,
             "idle_seconds": s.ws_idle_seconds,
-            "window": self.store.window_size,
+            "window": self.services.reading.window_size,
             "history_max": p.HISTORY_MAX,
             "max_text_chars": MAX_TEXT_CHARS,
             "max_name_chars": MAX_NAME_CHARS,

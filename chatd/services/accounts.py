@@ -1,0 +1,65 @@
+"""Account administration: create, list, disable and enable, reset a password.
+
+What an operator does with ``chatd user …`` and, later, an administration screen.  The rules
+that go with it live here rather than in a command: disabling an account revokes every one of
+its tokens and ends its live sessions; a password reset revokes the tokens too and puts the
+account behind the password gate (only ``ping`` until a new password is chosen).
+
+Sessions end through the broker (:class:`~chatd.broker.base.EndSessions`), so that every node
+closes its sockets at once.  In a process that runs no server (the admin command) nobody
+hears the publication: the server's revocation sweep then closes them within a second, from
+the revoked tokens in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from chatd.broker.base import Broker, EndSessions, SessionEnd
+from chatd.core.password_policy import one_time_password
+from chatd.core.records import NewUser, User
+from chatd.crypto.passwords import hash_password
+from chatd.services.auth import wall_clock_ms
+from chatd.store.abstract import Store
+
+
+class AccountAdmin:
+    def __init__(
+        self, store: Store, broker: Broker, clock_ms: Callable[[], int] = wall_clock_ms
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._clock_ms = clock_ms
+
+    async def create(self, new: NewUser) -> User:
+        """``new.password_hash`` is already an Argon2id hash (see :meth:`hash_password`)."""
+        return await self._store.create_user(new)
+
+    @staticmethod
+    async def hash_password(password: str) -> str:
+        """Argon2id in a worker thread (tens of milliseconds of CPU)."""
+        return await asyncio.to_thread(hash_password, password)
+
+    async def find(self, login: str) -> User | None:
+        return await self._store.find_user_by_login(login)
+
+    async def list(self) -> list[User]:
+        return await self._store.list_users()
+
+    async def set_disabled(self, user: User, disabled: bool) -> User:
+        """Disable (every token revoked, every live session closed with 4004) or enable."""
+        changed = await self._store.set_user_disabled(user.id, disabled)
+        if disabled:
+            await self._store.revoke_user_tokens(user.id, self._clock_ms())
+            self._broker.publish(EndSessions(SessionEnd.USER_DISABLED, user_id=user.id))
+        return changed
+
+    async def reset_password(self, user: User) -> tuple[str, int]:
+        """A one-time password for the account (shown once to the operator, never stored in
+        clear), and how many of its sessions were revoked."""
+        password = one_time_password()
+        password_hash = await self.hash_password(password)
+        revoked = await self._store.reset_password(user.id, password_hash, now_ms=self._clock_ms())
+        self._broker.publish(EndSessions(SessionEnd.LOGGED_OUT, user_id=user.id))
+        return password, revoked

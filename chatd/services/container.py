@@ -1,0 +1,41 @@
+"""The services of one process, built once over one store and one broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatd.broker.base import Broker
+from chatd.services.accounts import AccountAdmin
+from chatd.services.auth import AuthService
+from chatd.services.directory import Directory
+from chatd.services.inbox import Inbox
+from chatd.services.messaging import Messaging
+from chatd.services.reading import Reading
+from chatd.store.abstract import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    broker: Broker
+    messaging: Messaging
+    reading: Reading
+    inbox: Inbox
+    auth: AuthService
+    accounts: AccountAdmin
+    directory: Directory
+
+    @classmethod
+    def build(
+        cls, store: Store, broker: Broker, *, session_hours: int, terms_version: str
+    ) -> Services:
+        return cls(
+            broker=broker,
+            messaging=Messaging(store, broker),
+            reading=Reading(store),
+            inbox=Inbox(store, broker),
+            auth=AuthService(
+                store, broker, session_hours=session_hours, terms_version=terms_version
+            ),
+            accounts=AccountAdmin(store, broker),
+            directory=Directory(store),
+        )

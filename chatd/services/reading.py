@@ -1,0 +1,37 @@
+"""What a user may read of the log: history pages, catch-up, sync heads, fan-out audiences.
+
+Visibility is decided by the store's queries (the user's membership intervals and the
+visible window, :mod:`chatd.core.visibility` is the rule they implement); this service is
+the gateway's only way to them, so that a transport never calls a store.
+"""
+
+from __future__ import annotations
+
+from chatd.core.records import ConversationHead, EventPage
+from chatd.store.abstract import Store
+
+
+class Reading:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @property
+    def window_size(self) -> int:
+        """How many messages a user may read back (the visible window)."""
+        return self._store.window_size
+
+    async def after(self, user_id: int, conv_id: int, after_seq: int, limit: int) -> EventPage:
+        return await self._store.events_after(user_id, conv_id, after_seq, limit)
+
+    async def before(self, user_id: int, conv_id: int, before_seq: int, limit: int) -> EventPage:
+        return await self._store.events_before(user_id, conv_id, before_seq, limit)
+
+    async def heads(self, user_id: int) -> list[ConversationHead]:
+        """Every conversation the user is or was in, with the last seq they may see."""
+        return await self._store.conversation_heads(user_id)
+
+    async def audience(
+        self, conv_id: int, first_seq: int, last_seq: int
+    ) -> dict[int, frozenset[int]]:
+        """Who may read each of these seqs (the fan-out's routing, never the client's)."""
+        return await self._store.audience(conv_id, first_seq, last_seq)

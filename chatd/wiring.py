@@ -1,0 +1,76 @@
+"""The composition root: which store, which broker, which services, which transports.
+
+Everything a process runs is built here from the settings, once, and nowhere else: the
+``chatd`` admin command takes the store and the services; ``chatd serve`` adds the
+attachment service and the gateway.  A new backend (PostgreSQL) or broker (NATS) is chosen
+here by the settings; the layers above only see the protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from chatd.broker.base import Broker
+from chatd.broker.memory import MemoryBroker
+from chatd.config import Settings
+from chatd.crypto.keyring import KeyRing, load_key_file
+from chatd.services.container import Services
+from chatd.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:  # the web stack is imported only by those who serve
+    from chatd.gateway.context import Gateway
+
+
+def open_store(settings: Settings, ring: KeyRing | None = None) -> SqliteStore:
+    """The store the settings name (not yet opened: ``async with`` it)."""
+    return SqliteStore(
+        settings.database_path,
+        ring or load_key_file(settings.key_file_path),
+        visible_window=settings.visible_window,
+        synchronous=settings.sqlite_synchronous,
+        max_batch=settings.max_batch,
+    )
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The broker the settings name: in-process until the cluster issue brings NATS."""
+    return MemoryBroker()
+
+
+def build_services(settings: Settings, store: SqliteStore, broker: Broker) -> Services:
+    return Services.build(
+        store, broker, session_hours=settings.session_hours, terms_version=settings.terms_version
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """An opened store, its broker and the services over them."""
+
+    settings: Settings
+    store: SqliteStore
+    broker: Broker
+    services: Services
+
+
+@asynccontextmanager
+async def running(settings: Settings, broker: Broker | None = None) -> AsyncIterator[Process]:
+    """Open the store and start the broker; stop and close them however the body ends."""
+    chosen = broker or make_broker(settings)
+    async with open_store(settings) as store:
+        await chosen.start()
+        try:
+            yield Process(settings, store, chosen, build_services(settings, store, chosen))
+        finally:
+            await chosen.stop()
+
+
+def build_gateway(process: Process) -> Gateway:
+    from chatd.attachments.service import AttachmentService
+    from chatd.gateway.context import Gateway
+
+    attachments = AttachmentService.from_settings(process.settings, process.store)
+    return Gateway.build(process.settings, process.services, attachments)
