@@ -41,8 +41,9 @@ from chatd.core.errors import (
 from chatd.gateway.attachments import attachment_routes
 from chatd.gateway.connection import Connection
 from chatd.gateway.context import Gateway
-from chatd.gateway.handlers import now_ms, user_map
 from chatd.gateway.http import authenticated, bearer_token, endpoint, read_json, request_language
+from chatd.gateway.ops.base import now_ms
+from chatd.gateway.ops.session import user_map
 from chatd.i18n import N_
 from chatd.services.auth import LoginResult
 

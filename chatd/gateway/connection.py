@@ -41,8 +41,9 @@ from chatd.gateway import protocol as p
 from chatd.gateway.context import Gateway
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.fanout import EventPush, StatePush
-from chatd.gateway.handlers import SyncJob, now_ms, user_map
 from chatd.gateway.hub import CloseAfterQueue, Subscription
+from chatd.gateway.ops.base import SyncJob, now_ms
+from chatd.gateway.ops.session import user_map
 from chatd.gateway.session import Delivery, Session, TokenBucket
 from chatd.i18n import DEFAULT_LANGUAGE, from_accept_language, language
 

@@ -34,7 +34,7 @@ from chatd.core.errors import (
     UnavailableError,
     UserDisabledError,
 )
-from chatd.gateway.protocol import CloseCode
+from chatd.gateway.wire import CloseCode
 
 
 @dataclass(frozen=True, slots=True)

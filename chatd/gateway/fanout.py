@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from chatd.broker.base import Broker, Committed, EndSessions, Publication, ReadMarker, SessionEnd
 from chatd.core.events import Event
 from chatd.gateway.hub import Hub
-from chatd.gateway.protocol import CloseCode, encode_event, encode_state
+from chatd.gateway.wire import CloseCode, encode_event, encode_state
 from chatd.services.reading import Reading
 
 log = logging.getLogger("chatd.gateway.fanout")

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from chatd.gateway.protocol import CloseCode
+from chatd.gateway.wire import CloseCode
 
 K = TypeVar("K")
 

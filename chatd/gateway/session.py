@@ -18,11 +18,21 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from chatd.core.accounts import Principal
 from chatd.core.errors import InvalidStateError, TermsNotAcceptedError
-from chatd.gateway.protocol import AcceptTerms, Auth, Ping, Request, SetLanguage
 from chatd.i18n import DEFAULT_LANGUAGE, N_, Language
+
+
+class Admittable(Protocol):
+    """What the session reads of a request: its class flags (:mod:`chatd.gateway.ops.base`)."""
+
+    @property
+    def opens_session(self) -> bool: ...
+
+    @property
+    def terms_free(self) -> bool: ...
 
 
 class State(enum.Enum):
@@ -42,7 +52,6 @@ class SessionStateError(InvalidStateError):
 
 
 ALREADY_AUTHENTICATED = N_("This connection is already authenticated.")
-_TERMS_FREE = (AcceptTerms, Ping, SetLanguage)  # the terms may be read in another language
 
 
 @dataclass(slots=True)
@@ -100,16 +109,16 @@ class Session:
 
     # ------------------------------------------------------------------ requests
 
-    def admit(self, request: Request) -> None:
+    def admit(self, request: Admittable) -> None:
         """Raise unless ``request`` may run now."""
-        if isinstance(request, Auth):
+        if request.opens_session:
             if self.state is State.OPEN:
                 raise SessionStateError(ALREADY_AUTHENTICATED)
             self._expect(State.AWAITING_AUTH)
             return
         self._expect(State.OPEN)
         assert self.principal is not None
-        if not self.principal.terms_accepted and not isinstance(request, _TERMS_FREE):
+        if not self.principal.terms_accepted and not request.terms_free:
             raise TermsNotAcceptedError()
 
     def needs_check(self, now: float, every: float) -> bool:
