@@ -15,17 +15,20 @@ What it counts (all must be 0 for a run to pass):
     (an error answer promises that nothing was recorded).
 ``leaked``
     An event a user received at a seq outside their membership intervals (derived from the
-    log's ``created``/``joined``/``left`` events: ``[joined, left]``, the ``left`` included).
+    log's ``created``/``joined``/``left`` events by :mod:`chatd.core.visibility`, the reference
+    rule: ``[joined, left]``, the ``left`` included).
 ``gaps``
     A seq missing from a conversation's log (seqs must be dense); a seq inside a user's
     intervals that none of the user's sessions received and no *justified* ``archived``
     marker covered; a seq a final fresh reader should have got and did not; an ``archived``
-    marker that is not justified (fewer than ``window`` visible messages from its
-    ``window_start`` on: it would hide a gap).
+    marker that is not justified (its ``window_start`` is not where the user's window began
+    at some moment of the log, by the reference rule — right after a visible message followed
+    by at least ``window`` visible messages: anywhere else it would hide a gap).
 ``diverged``
     A received event that differs from the log's event at that seq (kind, sender, marker,
     the user named) or names a seq the log does not hold: a client was shown something the
-    final log contradicts.
+    final log contradicts.  Also a conversation whose ``created``/``joined``/``left`` events
+    the rules could not have written (an add of a member, a leave of a non-member).
 ``order``
     Within one session (one connection), per conversation: each event must be exactly the
     next seq the user may see after the session's cursor — the position the client claimed
@@ -44,10 +47,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from chatd.core import visibility as reference
+from chatd.core.events import Event
+from chatd.core.records import Interval
+
 from .history import Archived, History, Op, Recv, SyncSent
 from .truth import LogEvent
 
-OPEN = math.inf  # left bound of a membership interval still open
 MAX_PROBLEMS = 40
 
 BAD_COUNTS = ("lost", "duplicated", "phantom", "leaked", "gaps", "diverged", "order")
@@ -101,40 +107,38 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Visibility:
-    """Membership intervals replayed from the log, and per-user views of it."""
+    """Who may see what of the final log, per user and conversation, indexed for the checks.
+
+    The rule is :mod:`chatd.core.visibility`'s (the reference the store's SQL matches): the
+    intervals are replayed from each conversation's ``created``/``joined``/``left`` events.
+    A conversation whose membership events the rules could not have written is named in
+    ``impossible`` (and nobody may see anything of it).
+    """
 
     def __init__(self, log: dict[int, dict[int, LogEvent]]) -> None:
-        self.intervals: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
-        for conv, by_seq in log.items():
-            joined_at: dict[int, int] = {}
-            for seq in sorted(by_seq):
-                event = by_seq[seq]
-                if event.kind == "created":
-                    for member in event.members:
-                        joined_at[member] = seq
-                elif event.kind == "joined" and event.subject is not None:
-                    joined_at.setdefault(event.subject, seq)
-                elif event.kind == "left" and event.subject is not None:
-                    start = joined_at.pop(event.subject, None)
-                    if start is not None:
-                        self.intervals[(event.subject, conv)].append((start, seq + 1))
-            for user, start in joined_at.items():
-                self.intervals[(user, conv)].append((start, OPEN))
-        # Sorted visible seqs (all kinds, and messages only) per (user, conv).
+        self.intervals: dict[tuple[int, int], tuple[Interval, ...]] = {}
+        self.impossible: list[str] = []
+        # Visible events (all kinds) and their seqs, sorted, per (user, conv).
+        self._events: dict[tuple[int, int], tuple[Event, ...]] = {}
         self._seqs: dict[tuple[int, int], list[int]] = {}
-        self._messages: dict[tuple[int, int], list[int]] = {}
-        for (user, conv), spans in self.intervals.items():
-            spans.sort()
-            by_seq = log[conv]
-            seqs = [s for s in sorted(by_seq) if any(a <= s < b for a, b in spans)]
-            self._seqs[(user, conv)] = seqs
-            self._messages[(user, conv)] = [s for s in seqs if by_seq[s].kind == "message"]
+        for conv, by_seq in log.items():
+            events = [_as_event(e) for e in by_seq.values()]
+            try:
+                by_user = reference.intervals_from_log(events)
+            except (KeyError, ValueError) as exc:
+                self.impossible.append(f"conv {conv}: {exc!r}")
+                continue
+            for user, spans in by_user.items():
+                seen = reference.visible_events(events, spans)
+                self.intervals[(user, conv)] = spans
+                self._events[(user, conv)] = seen
+                self._seqs[(user, conv)] = [e.seq for e in seen]
         self._by_user: dict[int, list[int]] = defaultdict(list)
         for user, conv in self._seqs:
             self._by_user[user].append(conv)
 
     def visible(self, user: int, conv: int, seq: int) -> bool:
-        return any(a <= seq < b for a, b in self.intervals.get((user, conv), ()))
+        return reference.visible(self.intervals.get((user, conv), ()), seq)
 
     def seqs(self, user: int, conv: int) -> list[int]:
         return self._seqs.get((user, conv), [])
@@ -144,15 +148,35 @@ class Visibility:
         i = bisect.bisect_right(seqs, after)
         return seqs[i] if i < len(seqs) else None
 
-    def messages_from(self, user: int, conv: int, start: int) -> int:
-        messages = self._messages.get((user, conv), [])
-        return len(messages) - bisect.bisect_left(messages, start)
+    def window_began_at(self, user: int, conv: int, start: int, window: int) -> bool:
+        """Whether the user's window began at ``start`` with older events archived at some
+        moment of the log: in the log as it stood when the ``window``-th visible message
+        from ``start`` on was the newest (the only moment it can have)."""
+        seen = self._events.get((user, conv), ())
+        later = [i for i, e in enumerate(seen) if e.seq >= start and e.kind == "message"]
+        if len(later) < window:
+            return False
+        end = later[window - 1] + 1 if window else sum(1 for e in seen if e.seq < start)
+        then, spans = seen[:end], self.intervals[(user, conv)]
+        return reference.window_start(then, spans, window) == start and (
+            reference.archived_before(then, spans, start)
+        )
 
     def pairs(self) -> Iterable[tuple[int, int]]:
         return self._seqs.keys()
 
     def convs_of(self, user: int) -> list[int]:
         return self._by_user.get(user, [])
+
+
+def _as_event(event: LogEvent) -> Event:
+    """A log event as the reference reads it (the fields membership needs in its payload)."""
+    payload: dict[str, object] = {}
+    if event.kind == "created":
+        payload["members"] = list(event.members)
+    elif event.kind in ("joined", "left") and event.subject is not None:
+        payload["user"] = event.subject
+    return Event(event.conv, event.seq, event.kind, event.sender, 0, payload)
 
 
 def index_log(events: Iterable[LogEvent], result: Result) -> dict[int, dict[int, LogEvent]]:
@@ -186,6 +210,8 @@ def check(history: History, events: Iterable[LogEvent]) -> Result:
                     "phantom", f"conv {conv} seq {event.seq}: message {event.cmid} never sent"
                 )
     visibility = Visibility(log)
+    for what in visibility.impossible:
+        result.problem("diverged", f"membership the rules could not have written: {what}")
     _check_sessions(history, log, visibility, result)
     return result
 
@@ -323,11 +349,11 @@ def _check_sessions(
             if isinstance(item, Archived):
                 result.archived_markers += 1
                 conv, ws = item.conv, item.window_start
-                if vis.messages_from(user, conv, ws) < window:
+                if not vis.window_began_at(user, conv, ws, window):
                     result.problem(
                         "gaps",
-                        f"user {user} conv {conv}: archived marker at {ws} with fewer than"
-                        f" {window} visible messages after it",
+                        f"user {user} conv {conv}: archived marker at {ws}, where no window"
+                        f" of {window} messages ever began",
                     )
                 else:
                     covered[(user, conv)] = max(covered[(user, conv)], ws)

@@ -230,6 +230,38 @@ def test_an_unjustified_archived_marker_is_a_gap() -> None:
     assert counts["gaps"] == 1 + 4  # the marker, and the four seqs it hid
 
 
+def bob_archived_at(window_start: int) -> Scenario:
+    """Window 2; Carol is added at 5, between messages; Bob gets a marker, then the rest.
+    Bob's window starts at 5: right after message 4, the third newest he may see."""
+    s = Scenario(History(window=2))
+    s.created(1, ALICE, BOB)
+    for seq in (2, 3, 4, 6, 7):
+        s.message(seq, ALICE, f"m{seq}")
+        s.sent(ALICE, f"m{seq}", seq)
+    s.joined(5, ALICE, CAROL)
+    s.got_all(ALICE, s.session(ALICE), 1, 2, 3, 4, 5, 6, 7)
+    s.got_all(CAROL, s.session(CAROL), 5, 6, 7)
+    sid = s.session(BOB)
+    s.archived(BOB, sid, window_start)
+    s.got_all(BOB, sid, *range(window_start, 8))
+    return s
+
+
+def test_an_archived_marker_where_no_window_began_is_a_gap() -> None:
+    s = bob_archived_at(5)
+    result = check(s.history, s.log)
+    assert result.ok, result.problems
+    assert result.archived_seqs == 4
+    # At 6, two messages still follow it, but it hides seq 5 (and so 1 to 4 as well).
+    assert bad_only(bob_archived_at(6).result()) == {"gaps": 1 + 5}
+
+
+def test_membership_the_rules_could_not_write_has_diverged() -> None:
+    s = clean()
+    s.joined(7, ALICE, CAROL)  # Carol is a member already
+    assert s.result()["diverged"] == 1
+
+
 def test_a_seq_missing_from_the_log_is_a_gap() -> None:
     s = clean()
     s.message(8, ALICE, "a4")  # seq 7 never written

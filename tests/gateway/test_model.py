@@ -4,7 +4,8 @@ Three users; the first has two devices (requests go through the first, the secon
 listens), the others one each.  Hypothesis draws a sequence of operations (create, send with a
 tag, add, leave, rename, read, retry of the last mutation, reconnect-and-resume of a device);
 after each one the reply is checked against an independent model of the conversations
-(membership replayed from the events).  At the end every device must have received exactly
+(its events; who may see what of them, windows, tops and unread counts from the reference
+rule, :mod:`chatd.core.visibility`).  At the end every device must have received exactly
 the events its user may see — in seq order, once each, with the right content — and every
 user's list, window and read markers must match the model.
 """
@@ -21,6 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as statistic
 from hypothesis import strategies as st
 
+from chatd.core import visibility
+from chatd.core.events import Event
+from chatd.core.records import EventPage, Interval
+from chatd.gateway.protocol import MAX_INT
 from tests.gateway.client import WsClient, cmid
 from tests.gateway.conftest import Account, Admin, ServerProcess
 
@@ -31,67 +36,52 @@ NAMES = ["Alpha", "Beta", "Gamma"]
 
 @dataclass
 class MConv:
-    """The model of one conversation: its events, and membership replayed from them."""
+    """The model of one conversation: the events it should hold, and the read markers asked
+    for.  Who may see what of it is :mod:`chatd.core.visibility`'s to say (the reference)."""
 
     id: int
-    events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
-    intervals: dict[int, list[list[int | None]]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
     read: dict[int, int] = field(default_factory=dict)
 
     def append(self, kind: str, sender: int, payload: dict[str, Any]) -> None:
-        self.events.append((kind, sender, payload))
-        seq = len(self.events)
-        if kind == "created":
-            for user in payload["members"]:
-                self.intervals[user] = [[seq, None]]
-        elif kind == "joined":
-            self.intervals.setdefault(payload["user"], []).append([seq, None])
-        elif kind == "left":
-            self.intervals[payload["user"]][-1][1] = seq + 1
+        self.events.append(Event(self.id, len(self.events) + 1, kind, sender, 0, payload))
 
-    def members_after(self, seq: int) -> set[int]:
-        members: set[int] = set()
-        for kind, _, payload in self.events[:seq]:
-            if kind == "created":
-                members = set(payload["members"])
-            elif kind == "joined":
-                members.add(payload["user"])
-            elif kind == "left":
-                members.discard(payload["user"])
-        return members
+    def intervals(self) -> dict[int, tuple[Interval, ...]]:
+        return visibility.intervals_from_log(self.events)
+
+    def intervals_of(self, user: int) -> tuple[Interval, ...]:
+        return self.intervals().get(user, ())
+
+    def knows(self, user: int) -> bool:
+        """Whether the user is or was in the conversation (it exists for them)."""
+        return bool(self.intervals_of(user))
+
+    def members_after(self, seq: int) -> frozenset[int]:
+        return visibility.members_after(self.intervals(), seq)
 
     def is_member(self, user: int) -> bool:
-        return user in self.members_after(len(self.events))
-
-    def visible(self, user: int, seq: int) -> bool:
-        return any(
-            j is not None and j <= seq and (left is None or seq < left)
-            for j, left in self.intervals.get(user, [])
-        )
+        return visibility.is_member(self.intervals_of(user))
 
     def visible_seqs(self, user: int) -> list[int]:
-        return [s for s in range(1, len(self.events) + 1) if self.visible(user, s)]
+        return [e.seq for e in visibility.visible_events(self.events, self.intervals_of(user))]
 
     def top(self, user: int) -> int:
-        if self.is_member(user):
-            return len(self.events)
-        left = self.intervals[user][-1][1]
-        assert left is not None
-        return left - 1
+        return visibility.top(self.intervals_of(user), len(self.events))
 
     def name_at(self, seq: int) -> str:
-        names = [p["name"] for k, _, p in self.events[:seq] if k in ("created", "renamed")]
-        return names[-1]
+        names = [e.payload["name"] for e in self.events[:seq] if e.kind in ("created", "renamed")]
+        return str(names[-1])
 
     def unread(self, user: int) -> int:
-        count = sum(
-            1
-            for s in self.visible_seqs(user)
-            if s > self.read.get(user, 0)
-            and self.events[s - 1][0] == "message"
-            and self.events[s - 1][1] != user
+        return visibility.unread(
+            self.events, self.intervals_of(user), user, self.read.get(user, 0), WINDOW
         )
-        return min(count, WINDOW)
+
+    def latest_page(self, user: int, limit: int) -> EventPage:
+        """``history`` without ``after`` nor ``before``: the newest page of the window."""
+        return visibility.page_before(
+            self.id, self.events, self.intervals_of(user), WINDOW, MAX_INT + 1, limit
+        )
 
 
 @dataclass
@@ -166,7 +156,7 @@ class Run:
         return reply
 
     def rule_error(self, conv: MConv, user: int) -> str | None:
-        if user not in conv.intervals:
+        if not conv.knows(user):
             return "conversation_not_found"
         if not conv.is_member(user):
             return "not_a_member"
@@ -230,10 +220,10 @@ class Run:
                 conv.append("renamed", user, {"name": op[3]})
         elif kind == "read":
             reply = await device.client.request("read", conv=conv.id, seq=op[3])
-            if user not in conv.intervals:
+            if not conv.knows(user):
                 assert reply.get("code") == "conversation_not_found", reply
                 return
-            expected = max(conv.read.get(user, 0), min(op[3], conv.top(user)))
+            expected = visibility.read_marker(conv.read.get(user, 0), op[3], conv.top(user))
             conv.read[user] = expected
             assert (reply["op"], reply["read_seq"], reply["unread"]) == (
                 "ok",
@@ -271,9 +261,9 @@ class Run:
                     device.user,
                 )
                 for event in got:
-                    kind, sender, payload = conv.events[event["seq"] - 1]
-                    assert (event["kind"], event["sender"]) == (kind, sender)
-                    for key, value in payload.items():
+                    logged = conv.events[event["seq"] - 1]
+                    assert (event["kind"], event["sender"]) == (logged.kind, logged.sender)
+                    for key, value in logged.payload.items():
                         if key == "members":
                             assert sorted(event[key]) == sorted(value)
                         else:
@@ -281,7 +271,7 @@ class Run:
         for index, user in enumerate(self.ids):
             client = self.device_of(index).client
             listed = {e["conv"]: e for e in (await client.ok("list"))["conversations"]}
-            mine = [c for c in self.convs if user in c.intervals]
+            mine = [c for c in self.convs if c.knows(user)]
             assert set(listed) == {c.id for c in mine}
             for conv in mine:
                 entry, top = listed[conv.id], conv.top(user)
@@ -293,6 +283,13 @@ class Run:
                 assert entry["read_seq"] == conv.read.get(user, 0)
                 window = await client.ok("history", conv=conv.id, limit=100)
                 assert [e["seq"] for e in window["events"]] == conv.visible_seqs(user)[-100:]
+                page = conv.latest_page(user, 100)
+                assert [e["seq"] for e in window["events"]] == [e.seq for e in page.events]
+                assert (window["archived"], window["has_more"], window["window_start"]) == (
+                    page.archived,
+                    page.has_more,
+                    page.window_start,
+                )
         # The passive second device of user 0 got user 0's read markers pushed.
         listener = self.devices[USERS]
         for conv in self.convs:

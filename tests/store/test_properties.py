@@ -1,5 +1,7 @@
 """Property tests: random interleavings of appends, joins and leaves from concurrent tasks,
-checked against a small in-memory model of the log, the intervals and the window.
+checked against the log they wrote and :mod:`chatd.core.visibility`, the reference rule of
+intervals, windows, pages, audiences and unread counts: every read path of every backend
+must say exactly what the reference says.
 
 The store is built inside each example (a fresh temporary directory), because hypothesis
 runs many examples per test function and function-scoped fixtures would be shared by them.
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chatd.core import visibility
 from chatd.core.conversations import AddMember, Leave, MessageBody, Operation, PostMessage
 from chatd.core.errors import (
     AlreadyMemberError,
@@ -24,8 +27,8 @@ from chatd.core.errors import (
     ConversationNotFound,
     NotAMemberError,
 )
-from chatd.core.events import Event, EventKind
-from chatd.core.records import AppendResult, EventPage, Interval
+from chatd.core.events import Event
+from chatd.core.records import AppendResult, Interval, ReadState
 from chatd.crypto.keyring import KeyRing
 from chatd.store.abstract import Store
 from tests.conftest import create_conv, make_users
@@ -70,63 +73,6 @@ def build_ops(steps: list[Step], users: list[int], conv: int) -> list[Operation]
         else:
             ops.append(PostMessage(conv, actor, MessageBody(f"text {i} by {actor}"), f"op-{i}"))
     return ops
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-def model_intervals(log: list[Event]) -> dict[int, list[Interval]]:
-    open_at: dict[int, int] = {}
-    closed: dict[int, list[Interval]] = defaultdict(list)
-    for e in log:
-        if e.kind == EventKind.CREATED:
-            for user in e.payload["members"]:
-                open_at[user] = e.seq
-        elif e.kind == EventKind.JOINED:
-            open_at[e.payload["user"]] = e.seq
-        elif e.kind == EventKind.LEFT:
-            user = e.payload["user"]
-            closed[user].append(Interval(open_at.pop(user), e.seq + 1))
-    result = {u: list(ivs) for u, ivs in closed.items()}
-    for user, joined in open_at.items():
-        result.setdefault(user, []).append(Interval(joined, None))
-    return {u: sorted(ivs, key=lambda iv: iv.joined_seq) for u, ivs in result.items()}
-
-
-@dataclass(frozen=True)
-class ModelView:
-    visible: list[Event]
-    start: int
-    archived: bool
-
-    def window(self) -> list[Event]:
-        return [e for e in self.visible if e.seq >= self.start]
-
-    def after(self, after_seq: int, limit: int) -> EventPage:
-        archived = after_seq < self.start - 1 and any(
-            after_seq < e.seq < self.start for e in self.visible
-        )
-        items = [e for e in self.visible if e.seq >= max(after_seq + 1, self.start)]
-        return EventPage(0, tuple(items[:limit]), archived, len(items) > limit, self.start)
-
-    def before(self, before_seq: int, limit: int) -> EventPage:
-        items = [e for e in self.visible if self.start <= e.seq < before_seq]
-        has_more = len(items) > limit
-        return EventPage(
-            0,
-            tuple(items[-limit:]),
-            self.archived and not has_more,
-            has_more,
-            self.start,
-        )
-
-
-def model_view(log: list[Event], intervals: list[Interval], window: int) -> ModelView:
-    visible = [e for e in log if any(iv.contains(e.seq) for iv in intervals)]
-    messages = [e.seq for e in visible if e.kind == EventKind.MESSAGE]
-    if len(messages) > window:
-        return ModelView(visible, messages[-(window + 1)] + 1, True)
-    return ModelView(visible, intervals[0].joined_seq, False)
 
 
 # ----------------------------------------------------------------------------- the scenario
@@ -206,40 +152,8 @@ async def run_and_check(
             for r in results
         )
 
-    # Reads: every user's every read path is exactly what the model allows.
-    intervals = model_intervals(log)
-    members_now = {u for u, ivs in intervals.items() if ivs[-1].left_seq is None}
-    assert await store.current_members(conv) == members_now
-    for user in users:
-        assert await store.intervals(user, conv) == tuple(intervals.get(user, ()))
-        if user not in intervals:
-            with pytest.raises(ConversationNotFound):
-                await store.visible_window(user, conv)
-            continue
-        view = model_view(log, intervals[user], store.window_size)
-        window = await store.visible_window(user, conv)
-        assert list(window.events) == view.window(), user
-        assert (window.archived, window.window_start, window.has_more) == (
-            view.archived,
-            view.start,
-            False,
-        )
-        for after in range(0, last + 2):
-            page = await store.events_after(user, conv, after, page_limit)
-            assert page == EventPage(conv, *_fields(view.after(after, page_limit))), (
-                user,
-                after,
-            )
-        for before in range(1, last + 2):
-            page = await store.events_before(user, conv, before, page_limit)
-            assert page == EventPage(conv, *_fields(view.before(before, page_limit))), (
-                user,
-                before,
-            )
-        heads = await store.conversation_heads(user)
-        assert [(h.conv_id, h.last_visible_seq) for h in heads] == [(conv, view.visible[-1].seq)]
-        assert heads[0].last_event == view.visible[-1]
-        assert heads[0].is_member == (user in members_now)
+    # Reads: every user's every read path is exactly what the reference rule allows.
+    await check_reads(store, users, conv, log, page_limit)
 
     # Retrying every successful operation now appends nothing and repeats its seqs.
     for i, outcome in outcomes.items():
@@ -251,8 +165,82 @@ async def run_and_check(
     assert report.ok and report.events == last
 
 
-def _fields(page: EventPage) -> tuple[object, ...]:
-    return (page.events, page.archived, page.has_more, page.window_start)
+async def check_reads(
+    store: Store, users: list[int], conv: int, log: list[Event], page_limit: int
+) -> None:
+    """Every read path of the store, for every user, against :mod:`chatd.core.visibility`."""
+    last = log[-1].seq
+    window_size = store.window_size
+    intervals = visibility.intervals_from_log(log)
+    members_now = {u for u, ivs in intervals.items() if visibility.is_member(ivs)}
+    assert await store.current_members(conv) == members_now
+    assert await store.audience(conv, 1, last) == {
+        seq: visibility.audience(intervals, seq) for seq in range(1, last + 1)
+    }
+    for user in users:
+        mine = intervals.get(user, ())
+        assert await store.intervals(user, conv) == mine
+        if not mine:
+            with pytest.raises(ConversationNotFound):
+                await store.visible_window(user, conv)
+            with pytest.raises(ConversationNotFound):
+                visibility.window_page(conv, log, mine, window_size)
+            assert await store.inbox(user) == []
+            continue
+        seen = visibility.visible_events(log, mine)
+        window = await store.visible_window(user, conv)
+        assert window == visibility.window_page(conv, log, mine, window_size), user
+        assert window.has_more is False
+        for after in range(0, last + 2):
+            page = await store.events_after(user, conv, after, page_limit)
+            assert page == visibility.page_after(conv, log, mine, window_size, after, page_limit), (
+                user,
+                after,
+            )
+        for before in range(1, last + 2):
+            page = await store.events_before(user, conv, before, page_limit)
+            assert page == visibility.page_before(
+                conv, log, mine, window_size, before, page_limit
+            ), (user, before)
+        top = visibility.top(mine, last)
+        assert top == seen[-1].seq
+        heads = await store.conversation_heads(user)
+        assert [(h.conv_id, h.last_visible_seq) for h in heads] == [(conv, top)]
+        assert heads[0].last_event == seen[-1]
+        assert heads[0].is_member == (user in members_now)
+        await check_read_markers(store, user, conv, log, mine, top)
+
+
+async def check_read_markers(
+    store: Store, user: int, conv: int, log: list[Event], mine: tuple[Interval, ...], top: int
+) -> None:
+    """The inbox row and the read markers (forward only, within what the user may see), with
+    unread counts capped at the window."""
+    window_size = store.window_size
+    intervals = visibility.intervals_from_log(log)
+    marker = 0
+    for asked in (None, top // 2, 1, top + 5, -1):
+        if asked is not None:
+            state = await store.mark_read(user, conv, asked)
+            marker = visibility.read_marker(marker, asked, top)
+            unread = visibility.unread(log, mine, user, marker, window_size)
+            assert state == ReadState(conv, marker, unread), (user, asked)
+        [row] = await store.inbox(user)
+        assert (row.conv_id, row.is_member, row.last_seq, row.read_seq) == (
+            conv,
+            visibility.is_member(mine),
+            top,
+            marker,
+        )
+        assert row.members == tuple(sorted(visibility.members_after(intervals, top)))
+        assert row.unread == visibility.unread(log, mine, user, marker, window_size)
+        assert row.last_event == log[top - 1]
+
+
+def test_the_window_reads_the_reference_number_of_extra_events() -> None:
+    from chatd.store.sqlite import WINDOW_EXTRA_EVENTS
+
+    assert WINDOW_EXTRA_EVENTS == visibility.WINDOW_EXTRA_EVENTS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -267,7 +255,7 @@ def _fields(page: EventPage) -> tuple[object, ...]:
     page_limit=st.integers(1, 4),
     creator_members=st.integers(1, USERS - 1),
 )
-def test_random_interleavings_match_the_model(
+def test_random_interleavings_match_the_reference(
     backend: str, steps: list[Step], window: int, page_limit: int, creator_members: int
 ) -> None:
     asyncio.run(scenario(backend, steps, window, page_limit, creator_members))
