@@ -60,6 +60,8 @@ PURE_MODULES = (
     "chatd.core.accounts",
     "chatd.core.records",
     "chatd.core.ids",
+    "chatd.core.claims",
+    "chatd.core.clock",
     "chatd.gateway.protocol",
     "chatd.gateway.session",
 )

@@ -30,11 +30,11 @@ from pathlib import Path
 from chatd.attachments.blobstore import BlobStore
 from chatd.attachments.images import ImageLimits
 from chatd.attachments.ingest import IngestedFile, ingest
-from chatd.attachments.keys import new_attachment_id
 from chatd.attachments.spool import spool_limited
 from chatd.config import Settings
 from chatd.core.errors import StoreClosedError
 from chatd.core.records import AttachmentAccess, AttachmentInfo, NewAttachment
+from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.envelope import new_data_key
 from chatd.store.abstract import Store
 

@@ -39,21 +39,10 @@ from typing import Any
 import aiosqlite
 
 from chatd.attachments.blobstore import BlobStore
-from chatd.attachments.keys import (
-    ATTACHMENT_KEY_VERSION,
-    ATTACHMENT_SCOPE,
-    attachment_scope,
-    open_file_name,
-    open_thumbnail,
-    seal_file_name,
-    seal_thumbnail,
-    unwrap_attachment_key,
-)
+from chatd.core.claims import Claimable
 from chatd.core.conversations import Operation, referenced_attachments
 from chatd.core.errors import (
-    AttachmentAlreadySent,
     AttachmentArchived,
-    AttachmentExpired,
     AttachmentFileMissing,
     AttachmentNotFound,
     ChatdError,
@@ -63,9 +52,18 @@ from chatd.core.errors import (
     UserNotFound,
     ValidationError,
 )
-from chatd.core.events import Event, EventDraft, EventKind
-from chatd.core.ids import format_attachment_id
+from chatd.core.events import EventKind
 from chatd.core.records import AttachmentAccess, AttachmentInfo, NewAttachment, VerifyProblem
+from chatd.crypto.attachment_keys import (
+    ATTACHMENT_KEY_VERSION,
+    ATTACHMENT_SCOPE,
+    attachment_scope,
+    open_file_name,
+    open_thumbnail,
+    seal_file_name,
+    seal_thumbnail,
+    unwrap_attachment_key,
+)
 from chatd.crypto.envelope import WrappedKey, wrap_data_key
 from chatd.crypto.keyring import KeyRing
 from chatd.i18n import N_, Text
@@ -84,9 +82,6 @@ _MAX_VARIABLES = 900
 VERIFY_PAGE = 200
 MISSING_FILE = Text(N_("its file is missing"))
 ORPHAN_GRACE_SECONDS = 3600  # a file without a row younger than this may be an upload in progress
-
-# The message-payload key that holds attachment references.
-PAYLOAD_KEY = "attachments"
 
 
 def _chunks(items: Sequence[int], size: int = _MAX_VARIABLES) -> Iterable[Sequence[int]]:
@@ -183,17 +178,6 @@ async def insert_attachment_txn(
 # ---------------------------------------------------------------------------- claiming
 
 
-@dataclass(frozen=True, slots=True)
-class Claimable:
-    """An attachment as the writer sees it when a message refers to it."""
-
-    id: int
-    uploader: int
-    expires_at: int
-    sent: bool  # a committed message, or the batch in flight, carries it already
-    ref: dict[str, Any]  # AttachmentInfo.message_ref()
-
-
 async def load_claimables_txn(
     conn: aiosqlite.Connection,
     ring: KeyRing,
@@ -224,57 +208,6 @@ async def load_claimables_txn(
                 info.id, info.uploader, info.expires_at, sent, info.message_ref()
             )
     return found
-
-
-def attach_to_drafts(
-    drafts: list[EventDraft],
-    sender: int,
-    attachments: Mapping[int, Claimable],
-    claimed: Mapping[int, Any],
-    now: int,
-) -> list[EventDraft]:
-    """``drafts`` with each message's attachment ids replaced by their references.
-
-    Raises the ClientError of the first attachment that may not be sent: unknown, discarded
-    or someone else's (``attachment_not_found``), carried by another message already
-    (``attachment_already_sent``; ``claimed`` holds those taken earlier in this batch), or
-    waiting longer than its time to live (``attachment_expired``).
-    """
-    out = drafts
-    for index, draft in enumerate(drafts):
-        ids = draft.payload.get(PAYLOAD_KEY) if draft.kind is EventKind.MESSAGE else None
-        if not ids:
-            continue
-        refs = []
-        for attachment_id in ids:
-            wire = format_attachment_id(attachment_id)
-            found = attachments.get(attachment_id)
-            if found is None or found.uploader != sender:
-                raise AttachmentNotFound(
-                    N_(
-                        "Attachment {attachment} does not exist, was discarded, or was uploaded"
-                        " by someone else."
-                    ),
-                    attachment=wire,
-                )
-            if found.sent or attachment_id in claimed:
-                raise AttachmentAlreadySent(attachment=wire)
-            if found.expires_at <= now:
-                raise AttachmentExpired(attachment=wire)
-            refs.append(found.ref)
-        if out is drafts:
-            out = list(drafts)
-        out[index] = EventDraft(draft.kind, draft.sender, {**draft.payload, PAYLOAD_KEY: refs})
-    return out
-
-
-def note_claims(events: Iterable[Event], claims: dict[int, tuple[int, int]]) -> None:
-    """Record the attachments the appended ``events`` carry: id → (conv, seq)."""
-    for event in events:
-        if event.kind != EventKind.MESSAGE:
-            continue
-        for ref in event.payload.get(PAYLOAD_KEY) or ():
-            claims[int(ref["id"], 16)] = (event.conv_id, event.seq)
 
 
 async def write_claims_txn(

@@ -40,13 +40,9 @@ from chatd.core.errors import ChatdError, StoreClosedError, UnavailableError
 from chatd.core.records import AppendResult
 from chatd.i18n import N_
 from chatd.store.data_keys import DataKeys
+from chatd.store.planner import BatchPlanner, ConvCache, IdemKey, IdemValue, Plan
 from chatd.store.sqlite_attachments import load_claimables_txn
 from chatd.store.sqlite_batch import (
-    BatchPlanner,
-    ConvCache,
-    IdemKey,
-    IdemValue,
-    Plan,
     active_users_txn,
     known_keys_txn,
     load_convs_txn,

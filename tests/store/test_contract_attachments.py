@@ -10,7 +10,6 @@ import sqlite3
 
 import pytest
 
-from chatd.attachments.keys import new_attachment_id
 from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
 from chatd.core.errors import (
     AttachmentAlreadySent,
@@ -25,6 +24,7 @@ from chatd.core.errors import (
     ValidationError,
 )
 from chatd.core.records import AttachmentInfo, NewAttachment
+from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.chunks import CHUNK_OVERHEAD, DEFAULT_CHUNK_SIZE, HEADER_BYTES
 from chatd.crypto.envelope import new_data_key
 from chatd.crypto.keyring import KeyRing
