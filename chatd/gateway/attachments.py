@@ -281,7 +281,9 @@ async def download(request: Request, gateway: Gateway) -> Response:
         return response
     start, stop = (0, info.size) if wanted is None else wanted
     try:
-        reader = await asyncio.to_thread(BlobReader.open, gateway.store.blobs, info, access.dek)
+        reader = await asyncio.to_thread(
+            BlobReader.open, gateway.attachments.blobs, info, access.dek
+        )
     except IntegrityError as exc:
         return _integrity_failure(info, exc, request)
     try:

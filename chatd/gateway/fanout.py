@@ -25,7 +25,7 @@ from chatd.core.events import Event
 from chatd.core.records import AppendResult
 from chatd.gateway.hub import Hub, Subscription
 from chatd.gateway.protocol import encode_event
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 
 log = logging.getLogger("chatd.gateway.fanout")
 

@@ -36,7 +36,7 @@ from chatd.gateway.hub import Subscription
 from chatd.gateway.session import Session
 from chatd.services.auth import AuthService
 from chatd.services.inbox import Inbox, InboxEntry
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 
 
 @dataclass(frozen=True, slots=True)

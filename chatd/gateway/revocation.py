@@ -23,7 +23,7 @@ from chatd.gateway import protocol as p
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.hub import Hub
 from chatd.services.auth import AuthService
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 
 log = logging.getLogger("chatd.gateway.revocation")
 SWEEP_SECONDS = 1.0

@@ -25,7 +25,7 @@ import uvicorn
 from chatd.config import Settings
 from chatd.gateway.app import create_app
 from chatd.gateway.services import Gateway
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 
 log = logging.getLogger("chatd.gateway")
 TOKEN_PURGE_AFTER_MS = 24 * 3_600_000  # expired tokens are kept a day, then deleted

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.attachments.service import AttachmentService
 from chatd.config import Settings
+from chatd.core.clock import wall_clock_ms
 from chatd.core.conversations import (
     MAX_ATTACHMENTS,
     MAX_CLIENT_MSG_ID_CHARS,
@@ -19,10 +19,10 @@ from chatd.gateway.fanout import Fanout
 from chatd.gateway.handlers import Handlers
 from chatd.gateway.hub import Hub
 from chatd.gateway.revocation import RevocationSweeper
+from chatd.services.attachments import AttachmentService
 from chatd.services.auth import AuthService
 from chatd.services.inbox import Inbox
-from chatd.store.abstract import Store
-from chatd.store.writer import wall_clock_ms
+from chatd.store.contract import Store
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from chatd.core.events import Event, EventKind
 from chatd.core.records import InboxRow, ReadState
-from chatd.store.abstract import Store
+from chatd.store.contract import InboxStore
 
 PREVIEW_CHARS = 200
 
@@ -60,7 +60,7 @@ def entry(row: InboxRow) -> InboxEntry:
 
 
 class Inbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: InboxStore) -> None:
         self._store = store
 
     async def conversations(self, user_id: int) -> list[InboxEntry]:

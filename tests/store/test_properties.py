@@ -27,7 +27,7 @@ from chatd.core.errors import (
 from chatd.core.events import Event, EventKind
 from chatd.core.records import AppendResult, EventPage, Interval
 from chatd.crypto.keyring import KeyRing
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import create_conv, make_users
 from tests.store.conftest import BACKENDS, check_rules, make_store
 

@@ -1,19 +1,15 @@
-"""Deciding and writing one group-commit batch of conversation operations.
+"""The SQL of one group-commit batch: what the planner reads first, and how a plan is written.
 
-:class:`BatchPlanner` turns a list of operations into the rows of one transaction, in memory:
-it decides each operation with the pure rules against its cached conversation state, gives the
-resulting events their seqs, seals and chains them.  The ``*_txn`` functions are the SQL around
-it: what the planner needs to read first, and the ``executemany`` calls that write a plan.
+:class:`chatd.store.planner.BatchPlanner` decides, numbers, seals and chains in memory; the
+``*_txn`` functions here are the SQL around it: the planning reads (idempotency keys, active
+users, conversations not in the planner's cache, the next conversation id) and the
+``executemany`` calls that write a :class:`~chatd.store.planner.Plan`, parents before children.
 
-The cache (:class:`ConvCache` per conversation) is what makes batching cheap: the writer is the
-only code that appends, so after the first load a conversation's last seq, last hash, members
-and sealers are known without a query.  It stays right because:
-
-* it is updated only by plans, and dropped entirely when a plan fails to commit;
-* it is dropped after every exclusive job (shredding, re-keying);
-* the one change another process may make — shredding by ``chatd retention run`` — is refused
-  at the database level by the ``events_refuse_shredded`` trigger, which fails
-  the batch, drops the cache and makes the next attempt reload the shredded state.
+The planner's cache is right because SQLite has a single appender (see
+:class:`chatd.store.contract.LogStore`): the writer of the one ``chatd serve`` holding the
+server lock.  The one change another process may make — shredding by ``chatd retention run`` —
+is refused at the database level by the ``events_refuse_shredded`` trigger, which fails the
+batch, drops the cache and makes the next attempt reload the shredded state.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from chatd.core.conversations import ConversationState, Operation
 from chatd.crypto.envelope import KeyScope, WrappedKey
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 from chatd.store.planner import ConvCache, IdemKey, IdemValue, Plan
-from chatd.store.sqlite_attachments import write_claims_txn
+from chatd.store.sqlite.claims import write_claims_txn
 
 _MAX_VARIABLES = 900  # below SQLite's default limit of 999 bound parameters per statement
 
