@@ -34,7 +34,7 @@ from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import Sealer, new_data_key
 from chatd.crypto.keyring import KeyRing
 from chatd.store.sqlite import SqliteStore
-from chatd.store.sqlite_db import connect, migrate, transaction
+from chatd.store.sqlite.db import connect, migrate, transaction  # the ceiling only
 
 TEXT = "Patient vu ce matin, plaie propre, pansement refait. Merci de rappeler demain."
 
@@ -55,7 +55,7 @@ async def bench_appends(workdir: Path, writers: int, total: int) -> tuple[float,
     """(acked appends/s, mean batch size)."""
     store, sender, convs = await _setup(workdir / f"appends-{writers}.sqlite3", min(writers, 10))
     per_writer = total // writers
-    batches_before = store.writer.batches
+    batches_before = store.group_commits
 
     async def writer(w: int) -> None:
         conv = convs[w % len(convs)]
@@ -65,7 +65,7 @@ async def bench_appends(workdir: Path, writers: int, total: int) -> tuple[float,
     started = time.perf_counter()
     await asyncio.gather(*(writer(w) for w in range(writers)))
     elapsed = time.perf_counter() - started
-    batches = store.writer.batches - batches_before
+    batches = store.group_commits - batches_before
     await store.close()
     done = per_writer * writers
     return done / elapsed, done / max(batches, 1)

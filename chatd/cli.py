@@ -1,4 +1,4 @@
-"""``chatd`` admin command line: init, serve, verify, keys, retention, users.
+"""``chatd`` admin command line: init, serve, verify, keys, retention, store, users.
 
 Each sub-command is a small function over :class:`~chatd.config.Settings`; errors become one
 line on stderr and a distinct exit code, never a traceback:
@@ -9,7 +9,8 @@ line on stderr and a distinct exit code, never a traceback:
 2     bad usage or invalid configuration
 3     key file problem
 4     database problem (migration, integrity, unavailable)
-5     a running server holds the database (``keys rotate``/``retire``, a second ``serve``)
+5     a running server holds the database (``keys rotate``/``retire``, ``store new-epoch``,
+      a second ``serve``)
 ====  =====================================================
 """
 
@@ -35,8 +36,8 @@ from chatd.core.records import NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.i18n import LANGUAGES, N_
 from chatd.services.accounts import AccountAdmin
-from chatd.store.server_lock import ServerLock, ServerRunningError
-from chatd.wiring import build_gateway, open_store, running
+from chatd.store.sqlite.lock import ServerLock, ServerRunningError
+from chatd.wiring import attachment_files, build_gateway, open_store, running
 
 EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY = 1, 2, 3, 4, 5
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
@@ -83,7 +84,8 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as store:
-        report = await store.verify()
+        # The store's row audit, then the attachment service's file audit.
+        report = await attachment_files(settings, store).verify()
     for problem in report.problems:
         print(_("BROKEN {problem}", problem=problem.said(ADMIN.lang)), file=sys.stderr)
     for warning in report.warnings:
@@ -173,8 +175,10 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
     async with open_store(settings) as store:
         expired = await store.expired_conversations(cutoff)
         if args.apply:
+            files = attachment_files(settings, store)
             for conv_id in expired:
-                await store.shred_conversation(conv_id)
+                # Keys first (the store), then the files they opened (the attachment service).
+                await files.delete_files(await store.shred_conversation(conv_id))
     ids = ", ".join(str(conv_id) for conv_id in expired)
     if not expired:
         said = _("No conversation is past the retention period.")
@@ -198,6 +202,16 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
         {"applied": bool(args.apply), "conversations": expired},
     )
     return 0 if args.apply or not expired else EXIT_PROBLEM
+
+
+async def cmd_store_new_epoch(settings: Settings, args: argparse.Namespace) -> int:
+    # A running server would go on announcing the epoch it read at start: refuse while one
+    # holds the database, as for a key rotation.
+    with ServerLock(settings.database_path, N_("declare a new store epoch")):
+        async with open_store(settings) as store:
+            epoch = await store.declare_new_epoch()
+    _out(args, _("New store epoch: {epoch}", epoch=epoch), {"epoch": epoch})
+    return 0
 
 
 async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
@@ -398,6 +412,19 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--apply", action="store_true", help=_("Destroy their data keys."))
     json_flag(run)
     run.set_defaults(func=cmd_retention_run)
+
+    store = sub.add_parser("store", help=_("The database's identity.")).add_subparsers(
+        dest="store_command", required=True, metavar=_("ACTION")
+    )
+    new_epoch = store.add_parser(
+        "new-epoch",
+        help=_(
+            "Give the database a new epoch, after restoring or replacing it (refused while a"
+            " server runs)."
+        ),
+    )
+    json_flag(new_epoch)
+    new_epoch.set_defaults(func=cmd_store_new_epoch)
 
     user = sub.add_parser("user", help=_("User accounts.")).add_subparsers(
         dest="user_command", required=True, metavar=_("ACTION")

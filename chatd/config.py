@@ -201,6 +201,12 @@ class Settings:
         return self.database or self.data_dir / "chatd.sqlite3"
 
     @property
+    def attachments_dir(self) -> Path:
+        # Next to the database, so that every process opening it (the server, admin
+        # commands) finds the same files.
+        return self.database_path.parent / "attachments"
+
+    @property
     def key_file_path(self) -> Path:
         return self.master_key_file or self.data_dir / "master.keys"
 

@@ -17,6 +17,7 @@ from chatd.broker.base import Broker
 from chatd.broker.memory import MemoryBroker
 from chatd.config import Settings
 from chatd.crypto.keyring import KeyRing, load_key_file
+from chatd.services.attachments import AttachmentService
 from chatd.services.container import Services
 from chatd.store.sqlite import SqliteStore
 
@@ -68,9 +69,13 @@ async def running(settings: Settings, broker: Broker | None = None) -> AsyncIter
             await chosen.stop()
 
 
+def attachment_files(settings: Settings, store: SqliteStore) -> AttachmentService:
+    """The attachment service over ``store``: the owner of the attachment files."""
+    return AttachmentService.from_settings(settings, store)
+
+
 def build_gateway(process: Process) -> Gateway:
-    from chatd.attachments.service import AttachmentService
     from chatd.gateway.context import Gateway
 
-    attachments = AttachmentService.from_settings(process.settings, process.store)
+    attachments = attachment_files(process.settings, process.store)
     return Gateway.build(process.settings, process.services, attachments)

@@ -26,7 +26,7 @@ from chatd.core.conversations import (
 from chatd.core.events import MessageTag
 from chatd.core.records import AppendResult, NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 
 # ----------------------------------------------------------------------------- test order
 

@@ -61,6 +61,7 @@ PURE_MODULES = (
     "chatd.core.records",
     "chatd.core.ids",
     "chatd.core.visibility",
+    "chatd.core.claims",
     "chatd.core.clock",
     "chatd.gateway.protocol",
     "chatd.gateway.session",

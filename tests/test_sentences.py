@@ -20,7 +20,7 @@ from chatd.core.records import VerifyProblem
 from chatd.gateway import protocol as p
 from chatd.gateway.session import SessionStateError
 from chatd.i18n import Text, server_catalogue
-from chatd.store.server_lock import ServerRunningError
+from chatd.store.sqlite.lock import ServerRunningError
 
 NNBSP = "\u202f"  # the thousands separator of French numbers
 NBSP = "\u00a0"  # before : ; ? ! in French

@@ -5,8 +5,9 @@
 * :mod:`.images` — decode under a pixel limit, re-encode without metadata, thumbnail;
 * :mod:`.ingest` — one spooled upload to what is stored; file-name sanitising;
 * :mod:`.spool` — size-limited spooling of an upload stream;
-* :mod:`.keys` — attachment ids, per-attachment data keys, sealed file names;
 * :mod:`.blobstore` — the encrypted files on disk (format in :mod:`chatd.crypto.chunks`).
 
-Nothing here touches the database; the routes and the table come with the gateway.
+Nothing here touches the database: the attachment service (:mod:`chatd.services.attachments`)
+writes a file here before the store records its row.  Attachment ids, per-attachment data keys
+and sealed file names are in :mod:`chatd.crypto.attachment_keys`.
 """

@@ -112,6 +112,18 @@ class VerifyProblem:
     user_id: int | None = None
     attachment_id: int | None = None
 
+    @classmethod
+    def of_attachment(
+        cls, attachment_id: int, conv_id: int | None, seq: int | None, problem: Text
+    ) -> VerifyProblem:
+        """A broken attachment: the reason names the attachment itself, so that every output
+        of verify (text, JSON) carries it."""
+        reason = Text(
+            N_("attachment {attachment}: {problem}"),
+            {"attachment": f"{attachment_id:016x}", "problem": problem},
+        )
+        return cls(conv_id or 0, seq or 0, reason, attachment_id=attachment_id)
+
     @property
     def reason(self) -> str:
         return str(self.why)
@@ -146,7 +158,7 @@ class VerifyReport:
     conversations: int
     events: int
     problems: tuple[VerifyProblem, ...]
-    attachments: int = 0  # attachments whose file was opened chunk by chunk
+    attachments: int = 0  # attachment rows whose key, name and thumbnail open
     # Not broken, but worth a look (orphan files removed …): sentences to translate.
     warnings: tuple[Text, ...] = ()
 
@@ -265,3 +277,15 @@ class AttachmentAccess:
     info: AttachmentInfo
     dek: bytes
     thumbnail: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentKey:
+    """An attachment row as the file audit sees it (:meth:`Store.attachment_keys`)."""
+
+    id: int
+    conv_id: int | None  # its message, None while unsent
+    seq: int | None
+    size: int  # plaintext bytes the file must hold
+    dek: bytes | None  # None: the row fails the row audit, or its key was destroyed
+    shredded: bool  # its key was destroyed with its conversation: the file is noise

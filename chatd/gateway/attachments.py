@@ -282,7 +282,7 @@ async def download(request: Request, gateway: Gateway) -> Response:
     start, stop = (0, info.size) if wanted is None else wanted
     try:
         reader = await asyncio.to_thread(
-            BlobReader.open, gateway.attachments.store.blobs, info, access.dek
+            BlobReader.open, gateway.attachments.blobs, info, access.dek
         )
     except IntegrityError as exc:
         return _integrity_failure(info, exc, request)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chatd.attachments.service import AttachmentService
 from chatd.config import Settings
 from chatd.core.conversations import (
     MAX_ATTACHMENTS,
@@ -20,6 +19,7 @@ from chatd.gateway.fanout import Fanout
 from chatd.gateway.handlers import Handlers
 from chatd.gateway.hub import Hub
 from chatd.gateway.revocation import RevocationSweeper
+from chatd.services.attachments import AttachmentService
 from chatd.services.auth import AuthService
 from chatd.services.container import Services
 from chatd.services.reading import Reading

@@ -21,12 +21,12 @@ from chatd.core.password_policy import one_time_password
 from chatd.core.records import NewUser, User
 from chatd.crypto.passwords import hash_password
 from chatd.services.auth import wall_clock_ms
-from chatd.store.abstract import Store
+from chatd.store.contract import AccountStore
 
 
 class AccountAdmin:
     def __init__(
-        self, store: Store, broker: Broker, clock_ms: Callable[[], int] = wall_clock_ms
+        self, store: AccountStore, broker: Broker, clock_ms: Callable[[], int] = wall_clock_ms
     ) -> None:
         self._store = store
         self._broker = broker

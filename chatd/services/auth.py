@@ -35,7 +35,7 @@ from chatd.core.password_policy import check_password
 from chatd.core.records import SessionToken, User
 from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
 from chatd.i18n import N_, Language, language
-from chatd.store.abstract import Store
+from chatd.store.contract import AccountStore
 
 TOKEN_BYTES = 32
 MAX_TOKEN_CHARS = 128
@@ -127,7 +127,7 @@ class LoginThrottle:
 class AuthService:
     def __init__(
         self,
-        store: Store,
+        store: AccountStore,
         broker: Broker,
         *,
         session_hours: int,

@@ -11,7 +11,7 @@ from chatd.services.directory import Directory
 from chatd.services.inbox import Inbox
 from chatd.services.messaging import Messaging
 from chatd.services.reading import Reading
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from chatd.core.errors import UserNotFound
 from chatd.core.records import User
-from chatd.store.abstract import Store
+from chatd.store.contract import AccountStore
 
 
 class Directory:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: AccountStore) -> None:
         self._store = store
 
     async def by_ids(self, user_ids: tuple[int, ...]) -> tuple[list[User], list[int]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from chatd.broker.base import Broker, ReadMarker
 from chatd.core.events import Event, EventKind
 from chatd.core.records import InboxRow, ReadState
-from chatd.store.abstract import Store
+from chatd.store.contract import InboxStore
 
 PREVIEW_CHARS = 200
 
@@ -62,7 +62,7 @@ def entry(row: InboxRow) -> InboxEntry:
 
 
 class Inbox:
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(self, store: InboxStore, broker: Broker) -> None:
         self._store = store
         self._broker = broker
 

@@ -19,11 +19,11 @@ import asyncio
 from chatd.broker.base import Broker, Committed
 from chatd.core.conversations import Operation
 from chatd.core.records import AppendResult
-from chatd.store.abstract import Store
+from chatd.store.contract import LogStore
 
 
 class Messaging:
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(self, store: LogStore, broker: Broker) -> None:
         self._store = store
         self._broker = broker
         self._inflight: set[asyncio.Task[AppendResult]] = set()

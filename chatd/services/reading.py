@@ -8,11 +8,11 @@ the gateway's only way to them, so that a transport never calls a store.
 from __future__ import annotations
 
 from chatd.core.records import ConversationHead, EventPage
-from chatd.store.abstract import Store
+from chatd.store.contract import LogStore
 
 
 class Reading:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: LogStore) -> None:
         self._store = store
 
     @property

@@ -11,15 +11,15 @@ from PIL import Image
 
 from chatd.attachments.blobstore import BlobStore
 from chatd.attachments.ingest import ingest, sanitise_file_name
-from chatd.attachments.keys import (
+from chatd.attachments.kinds import FileKind
+from chatd.attachments.spool import spool_limited
+from chatd.core.errors import AttachmentTooLarge, ImageTooLarge, UnsupportedFileType
+from chatd.crypto.attachment_keys import (
     new_attachment_id,
     new_attachment_key,
     open_file_name,
     seal_file_name,
 )
-from chatd.attachments.kinds import FileKind
-from chatd.attachments.spool import spool_limited
-from chatd.core.errors import AttachmentTooLarge, ImageTooLarge, UnsupportedFileType
 from chatd.crypto.keyring import KeyRing
 from tests.attachments import samples
 from tests.attachments.ole2_builder import excel_workbook, word_document

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from chatd.attachments.keys import (
+from chatd.core.errors import IntegrityError
+from chatd.crypto.attachment_keys import (
     new_attachment_id,
     new_attachment_key,
     open_file_name,
     seal_file_name,
     unwrap_attachment_key,
 )
-from chatd.core.errors import IntegrityError
 from chatd.crypto.envelope import KeyScope, unwrap_data_key
 from chatd.crypto.keyring import KeyRing
 

@@ -25,9 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
+from chatd.attachments.blobstore import BlobStore
 from chatd.core.records import NewUser, SessionToken, UserProfile
 from chatd.crypto.keyring import load_key_file
 from chatd.crypto.passwords import hash_password
+from chatd.services.attachments import AttachmentService
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import chatd_env
 from tests.gateway.client import WsClient
@@ -67,6 +69,11 @@ class ServerProcess:
         return SqliteStore(
             self.data_dir / "chatd.sqlite3", load_key_file(self.data_dir / "master.keys")
         )
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The server's attachment files (the attachment service's, not the store's)."""
+        return BlobStore(self.data_dir / "attachments")
 
 
 def start_server(tmp: Path, extra: dict[str, str], scheme: str = "http") -> ServerProcess:
@@ -171,6 +178,18 @@ class Admin:
     store: SqliteStore
     password_hash: str
     clients: list[WsClient] = field(default_factory=list)
+
+    @property
+    def files(self) -> AttachmentService:
+        """An attachment service on the server's files and this second store (the server's
+        own sweeps every CHATD_ATTACHMENT_SWEEP_SECONDS; a test sweeps itself with this)."""
+        return AttachmentService(
+            self.store,
+            blobs=self.server.blobs,
+            max_bytes=1024 * 1024,
+            ttl_seconds=86_400,
+            sweep_seconds=0,
+        )
 
     async def user(self, *, terms: bool = True, first_name: str = "Alice") -> Account:
         login = f"u{_session_tag}{next(_logins)}"

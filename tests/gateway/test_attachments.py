@@ -462,13 +462,13 @@ async def test_an_unsent_upload_is_discarded_after_its_time(
     conv = await a.create([bob.id])
     info = await uploaded(http, alice, samples.pdf_document(), "oubli.pdf")
     attachment_id = parse_attachment_id(info["id"])
-    assert attachment_id is not None and admin.store.blobs.exists(attachment_id)
+    assert attachment_id is not None and admin.server.blobs.exists(attachment_id)
     assert info["expires_at"] - time.time() * 1000 > 23 * 3600 * 1000  # 24 h by default
     # The server sweeps every CHATD_ATTACHMENT_SWEEP_SECONDS; the test sweeps itself, as of
     # the expiry time, through a second store on the same database and files.
-    assert attachment_id not in await admin.store.sweep_attachments(info["expires_at"] - 1)
-    assert attachment_id in await admin.store.sweep_attachments(info["expires_at"])
-    assert not admin.store.blobs.exists(attachment_id)
+    assert attachment_id not in await admin.files.sweep(info["expires_at"] - 1)
+    assert attachment_id in await admin.files.sweep(info["expires_at"])
+    assert not admin.server.blobs.exists(attachment_id)
     response = await http.get(f"/v1/attachments/{info['id']}", headers=auth(alice))
     assert response.status_code == 404
     reply = await a.request(
@@ -512,9 +512,9 @@ async def test_a_tampered_chunk_fails_the_download_loudly_and_verify_names_it(
                 for k, v in (("m", middle), ("f", first), ("c", cut))
             }
             assert None not in ids.values()
-            flip(store.blobs.path(ids["m"] or 0), 20)
-            flip(store.blobs.path(ids["f"] or 0), 0)
-            path = store.blobs.path(ids["c"] or 0)
+            flip(server.blobs.path(ids["m"] or 0), 20)
+            flip(server.blobs.path(ids["f"] or 0), 0)
+            path = server.blobs.path(ids["c"] or 0)
             with path.open("r+b") as fp:
                 fp.truncate(path.stat().st_size - 1000)
 

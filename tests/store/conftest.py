@@ -1,25 +1,57 @@
 """The ``store`` fixture, parametrised over every backend.
 
-A backend joins the contract suite (and the property tests) by adding its name to
-``BACKENDS`` and a branch to :func:`make_store`.  Contract tests only ever see the abstract
-:class:`Store`: they use ``store`` (opened on a fresh database) and, when they must close and
-reopen the same database or choose options (window size, clock, key ring), ``store_factory``.
+A backend joins the contract suite (and the property tests) with one function: a
+:class:`MakeStore` added to ``BACKENDS``.  Contract tests only ever see the :class:`Store`
+contract: they use ``store`` (opened on a fresh database) and, when they must close and reopen
+the same database or choose options (window size, clock, key ring), ``store_factory``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from chatd.core.events import Event, EventKind
 from chatd.crypto.keyring import KeyRing
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from chatd.store.sqlite import SqliteStore
 
-BACKENDS = ["sqlite"]
+
+class MakeStore(Protocol):
+    def __call__(
+        self,
+        directory: Path,
+        ring: KeyRing,
+        *,
+        visible_window: int,
+        clock_ms: Callable[[], int] | None,
+        durable: bool,
+    ) -> Store:
+        """An unopened store whose data lives under ``directory`` (the same data on every
+        call with the same directory).  ``durable=False`` may trade crash safety for speed
+        (property tests, which never crash)."""
+        ...
+
+
+def sqlite_store(
+    directory: Path,
+    ring: KeyRing,
+    *,
+    visible_window: int,
+    clock_ms: Callable[[], int] | None,
+    durable: bool,
+) -> Store:
+    options: dict[str, Any] = {"synchronous": "FULL" if durable else "NORMAL"}
+    if clock_ms is not None:
+        options["clock_ms"] = clock_ms
+    return SqliteStore(directory / "chatd.sqlite3", ring, visible_window=visible_window, **options)
+
+
+# Every backend the contract suite runs on; a new backend adds its function here.
+BACKENDS: dict[str, MakeStore] = {"sqlite": sqlite_store}
 
 
 def make_store(
@@ -31,17 +63,10 @@ def make_store(
     clock_ms: Callable[[], int] | None = None,
     durable: bool = True,
 ) -> Store:
-    """An unopened store of ``backend`` whose data lives under ``directory`` (the same data
-    on every call with the same directory).  ``durable=False`` may trade crash safety for
-    speed (property tests, which never crash)."""
-    if backend == "sqlite":
-        options: dict[str, Any] = {"synchronous": "FULL" if durable else "NORMAL"}
-        if clock_ms is not None:
-            options["clock_ms"] = clock_ms
-        return SqliteStore(
-            directory / "chatd.sqlite3", ring, visible_window=visible_window, **options
-        )
-    raise AssertionError(f"unknown backend {backend}")  # a new backend adds its branch
+    """An unopened store of ``backend`` (see :class:`MakeStore`)."""
+    return BACKENDS[backend](
+        directory, ring, visible_window=visible_window, clock_ms=clock_ms, durable=durable
+    )
 
 
 class StoreFactory:
@@ -78,7 +103,7 @@ class StoreFactory:
         self._opened.clear()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=sorted(BACKENDS))
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path, ring: KeyRing
 ) -> AsyncIterator[StoreFactory]:

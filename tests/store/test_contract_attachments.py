@@ -1,16 +1,18 @@
-"""Contract: attachments — recorded after their file, claimed with their message, served only
-to those who may see that message, discarded when unsent, covered by rotation, shredding and
-verify (every backend)."""
+"""Contract: attachment rows — recorded after their file, claimed with their message, served
+only to those who may see that message, discarded when unsent, covered by rotation, shredding
+and the row audit (every backend).  The files are the attachment service's: the tests write
+and read them beside the store, as the service does (``tests/services/test_attachments.py``
+covers removing and auditing them)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from chatd.attachments.keys import new_attachment_id
+from chatd.attachments.blobstore import BlobStore
 from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
 from chatd.core.errors import (
     AttachmentAlreadySent,
@@ -19,16 +21,15 @@ from chatd.core.errors import (
     AttachmentNotFound,
     ConflictError,
     ConversationNotFound,
-    IntegrityError,
     ThumbnailNotFound,
     UserNotFound,
     ValidationError,
 )
 from chatd.core.records import AttachmentInfo, NewAttachment
-from chatd.crypto.chunks import CHUNK_OVERHEAD, DEFAULT_CHUNK_SIZE, HEADER_BYTES
+from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.envelope import new_data_key
 from chatd.crypto.keyring import KeyRing
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import add_member, create_conv, leave, make_users, msg_id, post
 from tests.store.conftest import StoreFactory
@@ -45,8 +46,15 @@ class Clock:
         return self.now
 
 
+@pytest.fixture
+def blobs(tmp_path: Path) -> BlobStore:
+    """The attachment files, beside the store (the attachment service's in the server)."""
+    return BlobStore(tmp_path / "attachments")
+
+
 async def upload(
     store: Store,
+    blobs: BlobStore,
     uploader: int,
     data: bytes = PDF,
     *,
@@ -56,7 +64,7 @@ async def upload(
 ) -> AttachmentInfo:
     """What the gateway does: the file first, then the row."""
     attachment_id, dek = new_attachment_id(), new_data_key()
-    await asyncio.to_thread(store.blobs.write, attachment_id, dek, data)
+    await asyncio.to_thread(blobs.write, attachment_id, dek, data)
     kind, mime = ("jpeg", "image/jpeg") if thumbnail else ("pdf", "application/pdf")
     size = (20, 10) if thumbnail else (None, None)
     return await store.record_attachment(
@@ -83,16 +91,18 @@ async def send(store: Store, conv: int, sender: int, *ids: int, text: str = "voi
     return result.first_seq
 
 
-async def content(store: Store, user: int, attachment_id: int) -> bytes:
+async def content(store: Store, blobs: BlobStore, user: int, attachment_id: int) -> bytes:
     access = await store.attachment_for_user(user, attachment_id)
-    return await asyncio.to_thread(store.blobs.read_bytes, attachment_id, access.dek)
+    return await asyncio.to_thread(blobs.read_bytes, attachment_id, access.dek)
 
 
-async def test_a_message_carries_its_attachments_descriptions(store: Store) -> None:
+async def test_a_message_carries_its_attachments_descriptions(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    doc = await upload(store, a)
-    photo = await upload(store, a, b"jpeg bytes", name="plaie.jpg", thumbnail=b"thumb")
+    doc = await upload(store, blobs, a)
+    photo = await upload(store, blobs, a, b"jpeg bytes", name="plaie.jpg", thumbnail=b"thumb")
     assert (doc.conv_id, doc.seq, doc.has_thumbnail) == (None, None, False)
     assert doc.expires_at == doc.created_at + HOUR_MS
 
@@ -127,23 +137,25 @@ async def test_a_message_carries_its_attachments_descriptions(store: Store) -> N
     access = await store.attachment_for_user(b, doc.id)
     assert (access.info.conv_id, access.info.seq) == (conv, result.first_seq)
     assert access.info.name == "compte rendu.pdf" and access.thumbnail is None
-    assert await content(store, b, doc.id) == PDF
+    assert await content(store, blobs, b, doc.id) == PDF
     thumb = await store.attachment_for_user(b, photo.id, thumbnail=True)
     assert thumb.thumbnail == b"thumb"
     with pytest.raises(ThumbnailNotFound):
         await store.attachment_for_user(b, doc.id, thumbnail=True)
 
 
-async def test_first_message_of_a_creation_carries_attachments(store: Store) -> None:
+async def test_first_message_of_a_creation_carries_attachments(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b, c = await make_users(store, "alice", "bob", "carol")
-    doc = await upload(store, a)
+    doc = await upload(store, blobs, a)
     result = await store.apply(
         CreateConversation(a, (b,), "Ordonnance", msg_id(), MessageBody("", attachments=(doc.id,)))
     )
     assert result.events[1].payload["attachments"][0]["id"] == f"{doc.id:016x}"
     assert (await store.attachment_for_user(b, doc.id)).info.seq == 2
     # A refused attachment refuses the whole creation: no conversation appears.
-    mine = await upload(store, c)
+    mine = await upload(store, blobs, c)
     with pytest.raises(AttachmentNotFound):
         await store.apply(
             CreateConversation(a, (b,), "X", msg_id(), MessageBody("x", attachments=(mine.id,)))
@@ -151,10 +163,12 @@ async def test_first_message_of_a_creation_carries_attachments(store: Store) -> 
     assert [h.conv_id for h in await store.conversation_heads(b)] == [result.conv_id]
 
 
-async def test_unknown_foreign_used_and_duplicated_attachments_are_refused(store: Store) -> None:
+async def test_unknown_foreign_used_and_duplicated_attachments_are_refused(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    mine, theirs = await upload(store, a), await upload(store, b)
+    mine, theirs = await upload(store, blobs, a), await upload(store, blobs, b)
     last = (await store.conversation_heads(a))[0].last_visible_seq
 
     with pytest.raises(AttachmentNotFound) as unknown:
@@ -172,26 +186,28 @@ async def test_unknown_foreign_used_and_duplicated_attachments_are_refused(store
     assert used.value.code == "attachment_already_sent"
     assert (await store.attachment_for_user(a, mine.id)).info.seq == seq
     # A refused attachment among good ones refuses the message: the good one stays free.
-    fresh = await upload(store, a)
+    fresh = await upload(store, blobs, a)
     with pytest.raises(AttachmentNotFound):
         await send(store, conv, a, fresh.id, theirs.id)
     assert (await store.attachment_for_user(a, fresh.id)).info.conv_id is None
 
 
-async def test_a_retry_with_the_same_client_msg_id_is_not_a_second_use(store: Store) -> None:
+async def test_a_retry_with_the_same_client_msg_id_is_not_a_second_use(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    doc = await upload(store, a)
+    doc = await upload(store, blobs, a)
     op = PostMessage(conv, a, MessageBody("", attachments=(doc.id,)), msg_id())
     first = await store.apply(op)
     again = await store.apply(op)
     assert again.duplicate and again.first_seq == first.first_seq
 
 
-async def test_concurrent_sends_of_one_attachment_one_wins(store: Store) -> None:
+async def test_concurrent_sends_of_one_attachment_one_wins(store: Store, blobs: BlobStore) -> None:
     a, b = await make_users(store, "alice", "bob")
     convs = [(await create_conv(store, a, [b])).conv_id for _ in range(3)]
-    doc = await upload(store, a)
+    doc = await upload(store, blobs, a)
     # Many at once: some land in one batch, some in the batch planned while one is in flight.
     outcomes = await asyncio.gather(
         *(send(store, convs[i % 3], a, doc.id) for i in range(30)), return_exceptions=True
@@ -200,7 +216,7 @@ async def test_concurrent_sends_of_one_attachment_one_wins(store: Store) -> None
     assert len(won) == 1
     assert all(isinstance(o, AttachmentAlreadySent) for o in outcomes if not isinstance(o, int))
     # Staggered: later sends are planned while the first one's batch is being committed.
-    doc = await upload(store, a)
+    doc = await upload(store, blobs, a)
     tasks = []
     for i in range(10):
         tasks.append(asyncio.ensure_future(send(store, convs[i % 3], a, doc.id)))
@@ -210,16 +226,18 @@ async def test_concurrent_sends_of_one_attachment_one_wins(store: Store) -> None
     assert all(isinstance(o, AttachmentAlreadySent) for o in outcomes[1:]), outcomes
 
 
-async def test_expired_uploads_are_refused_then_swept(store_factory: StoreFactory) -> None:
+async def test_expired_uploads_are_refused_then_swept(
+    store_factory: StoreFactory, blobs: BlobStore
+) -> None:
     clock = Clock()
     store = await store_factory.open(clock_ms=clock)
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    old = await upload(store, a, ttl_ms=HOUR_MS)
-    sent = await upload(store, a, ttl_ms=HOUR_MS)
+    old = await upload(store, blobs, a, ttl_ms=HOUR_MS)
+    sent = await upload(store, blobs, a, ttl_ms=HOUR_MS)
     await send(store, conv, a, sent.id)
     clock.now += HOUR_MS - 1
-    young = await upload(store, a, ttl_ms=HOUR_MS)
+    young = await upload(store, blobs, a, ttl_ms=HOUR_MS)
     assert (await store.attachment_for_user(a, old.id)).info.id == old.id  # the uploader's own
     with pytest.raises(AttachmentNotFound):
         await store.attachment_for_user(b, old.id)  # unsent: nobody else
@@ -231,12 +249,11 @@ async def test_expired_uploads_are_refused_then_swept(store_factory: StoreFactor
 
     assert await store.expired_attachments(clock.now) == [old.id]
     assert await store.sweep_attachments(clock.now) == [old.id]
-    assert not store.blobs.exists(old.id)
-    assert store.blobs.exists(sent.id) and store.blobs.exists(young.id)
+    assert blobs.exists(old.id)  # the store touches no file: the attachment service does
     with pytest.raises(AttachmentNotFound):
         await send(store, conv, a, old.id)
     assert await store.sweep_attachments(clock.now) == []
-    assert await content(store, b, sent.id) == PDF
+    assert await content(store, blobs, b, sent.id) == PDF
     await send(store, conv, a, young.id)
     # Discarding only ever takes what is still unsent and expired at commit time.
     clock.now += 10 * HOUR_MS
@@ -246,23 +263,25 @@ async def test_expired_uploads_are_refused_then_swept(store_factory: StoreFactor
     assert report.attachments == 2
 
 
-async def test_download_visibility_follows_membership_intervals(store: Store) -> None:
+async def test_download_visibility_follows_membership_intervals(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b, c, d = await make_users(store, "alice", "bob", "carol", "dave")
     conv = (await create_conv(store, a, [b, c])).conv_id
-    before = await upload(store, a)
+    before = await upload(store, blobs, a)
     await send(store, conv, a, before.id)
     await leave(store, conv, c)
-    after = await upload(store, a)
+    after = await upload(store, blobs, a)
     await send(store, conv, a, after.id)
     await add_member(store, conv, a, d)
-    later = await upload(store, b)
+    later = await upload(store, blobs, b)
     await send(store, conv, b, later.id)
 
     for user in (a, b):
         for att in (before, after, later):
             assert (await store.attachment_for_user(user, att.id)).info.id == att.id
     # The leaver keeps what came before the leave, and nothing after it.
-    assert await content(store, c, before.id) == PDF
+    assert await content(store, blobs, c, before.id) == PDF
     for att in (after, later):
         with pytest.raises(AttachmentNotFound):
             await store.attachment_for_user(c, att.id)
@@ -282,12 +301,12 @@ async def test_download_visibility_follows_membership_intervals(store: Store) ->
 
 
 async def test_attachments_of_archived_messages_are_not_served(
-    store_factory: StoreFactory,
+    store_factory: StoreFactory, blobs: BlobStore
 ) -> None:
     store = await store_factory.open(visible_window=2)
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    old = await upload(store, a)
+    old = await upload(store, blobs, a)
     await send(store, conv, a, old.id)
     await post(store, conv, b, "two")
     assert (await store.attachment_for_user(b, old.id)).info.id == old.id
@@ -296,22 +315,24 @@ async def test_attachments_of_archived_messages_are_not_served(
         await store.attachment_for_user(b, old.id)
 
 
-async def test_record_needs_a_known_uploader_and_a_fresh_id(store: Store) -> None:
+async def test_record_needs_a_known_uploader_and_a_fresh_id(store: Store, blobs: BlobStore) -> None:
     (a,) = await make_users(store, "alice")
     with pytest.raises(UserNotFound):
-        await upload(store, 999)
-    doc = await upload(store, a)
+        await upload(store, blobs, 999)
+    doc = await upload(store, blobs, a)
     with pytest.raises(ConflictError):
         await store.record_attachment(
             NewAttachment(doc.id, a, "pdf", "application/pdf", 1, "x.pdf", new_data_key(), 1000)
         )
 
 
-async def test_rotation_rewraps_attachment_keys(store_factory: StoreFactory, ring: KeyRing) -> None:
+async def test_rotation_rewraps_attachment_keys(
+    store_factory: StoreFactory, ring: KeyRing, blobs: BlobStore
+) -> None:
     store = await store_factory.open()
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    sent, unsent = await upload(store, a), await upload(store, a)
+    sent, unsent = await upload(store, blobs, a), await upload(store, blobs, a)
     await send(store, conv, a, sent.id)
     rotated = ring.with_new_active()
     assert await store.rewrap_data_keys(rotated) == 1 + 1 + 2  # directory, conv, attachments
@@ -319,91 +340,38 @@ async def test_rotation_rewraps_attachment_keys(store_factory: StoreFactory, rin
     await store.close()
 
     store = await store_factory.open(ring=rotated.without(ring.active_id))
-    assert await content(store, b, sent.id) == PDF
+    assert await content(store, blobs, b, sent.id) == PDF
     assert (await store.attachment_for_user(a, unsent.id)).info.name == "compte rendu.pdf"
     report = await store.verify()
     assert report.ok and report.attachments == 2, report.problems
 
 
-async def test_shredding_a_conversation_destroys_its_attachments(store: Store) -> None:
+async def test_shredding_a_conversation_destroys_its_attachments(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b = await make_users(store, "alice", "bob")
     doomed = (await create_conv(store, a, [b])).conv_id
     kept = (await create_conv(store, a, [b])).conv_id
-    gone, stays = await upload(store, a), await upload(store, a)
+    gone, stays = await upload(store, blobs, a), await upload(store, blobs, a)
     await send(store, doomed, a, gone.id)
     await send(store, kept, a, stays.id)
-    await store.shred_conversation(doomed)
+    # The ids of the attachments whose keys went, for the attachment service to remove
+    # their files; the store itself touches no file.
+    assert await store.shred_conversation(doomed) == [gone.id]
     with pytest.raises(AttachmentNotFound):
         await store.attachment_for_user(a, gone.id)
-    assert not store.blobs.exists(gone.id)
-    assert await content(store, b, stays.id) == PDF
+    assert blobs.exists(gone.id)
+    assert await content(store, blobs, b, stays.id) == PDF
     report = await store.verify()
     assert report.ok and report.attachments == 1, report.problems
 
 
-def corrupt(store: Store, attachment_id: int, chunk: int) -> None:
-    path = store.blobs.path(attachment_id)
-    offset = HEADER_BYTES + chunk * (DEFAULT_CHUNK_SIZE + CHUNK_OVERHEAD) + 20
-    with path.open("r+b") as fp:
-        fp.seek(offset)
-        byte = fp.read(1)
-        fp.seek(offset)
-        fp.write(bytes([byte[0] ^ 0x01]))
-
-
-async def test_verify_names_the_attachment_and_its_first_bad_chunk(store: Store) -> None:
-    a, b = await make_users(store, "alice", "bob")
-    conv = (await create_conv(store, a, [b])).conv_id
-    tampered, truncated, missing, fine = [await upload(store, a) for _ in range(4)]
-    seq = await send(store, conv, a, tampered.id, truncated.id, missing.id)
-    corrupt(store, tampered.id, 2)
-    path = store.blobs.path(truncated.id)
-    os.truncate(path, HEADER_BYTES + 3 * (DEFAULT_CHUNK_SIZE + CHUNK_OVERHEAD))
-    store.blobs.path(missing.id).unlink()
-
-    report = await store.verify()
-    assert not report.ok and report.attachments == 4
-    by_id = {p.attachment_id: p for p in report.problems}
-    assert set(by_id) == {tampered.id, truncated.id, missing.id}
-    assert "first bad chunk 2" in by_id[tampered.id].reason
-    assert "first bad chunk 3" in by_id[truncated.id].reason
-    assert by_id[missing.id].reason == f"attachment {missing.id:016x}: its file is missing"
-    assert (by_id[tampered.id].conv_id, by_id[tampered.id].seq) == (conv, seq)
-    assert str(by_id[tampered.id]).startswith(
-        f"conversation {conv}, seq {seq}, attachment {tampered.id:016x}: first bad chunk 2"
-    )
-    # Reading the tampered file fails loudly at that chunk, never returns altered bytes.
-    with pytest.raises(IntegrityError, match="Chunk 2"):
-        await content(store, b, tampered.id)
-    assert await content(store, a, fine.id) == PDF  # its own unsent upload
-
-
-async def test_verify_sweeps_orphan_files(store: Store) -> None:
-    (a,) = await make_users(store, "alice")
-    kept = await upload(store, a)
-    old_orphan, new_orphan = new_attachment_id(), new_attachment_id()
-    for orphan in (old_orphan, new_orphan):
-        store.blobs.write(orphan, new_data_key(), b"left by a crash")
-    stale = store.blobs.path(old_orphan)
-    os.utime(stale, (stale.stat().st_atime - 7200, stale.stat().st_mtime - 7200))
-
-    report = await store.verify()
-    assert report.ok, report.problems
-    assert not store.blobs.exists(old_orphan)
-    assert store.blobs.exists(new_orphan) and store.blobs.exists(kept.id)
-    warnings = [str(warning) for warning in report.warnings]  # English
-    assert any(f"{old_orphan:016x} had no row; removed" in w for w in warnings)
-    assert any(f"{new_orphan:016x} has no row yet" in w for w in warnings)
-    french = [warning.render("fr") for warning in report.warnings]
-    assert f"fichier de pièce jointe {old_orphan:016x} sans ligne\u00a0; supprimé" in french
-
-
-async def test_schema_keeps_sent_attachments(store: Store) -> None:
+async def test_schema_keeps_sent_attachments(store: Store, blobs: BlobStore) -> None:
     if not isinstance(store, SqliteStore):
         pytest.skip("SQLite triggers")
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
-    sent, unsent = await upload(store, a), await upload(store, a)
+    sent, unsent = await upload(store, blobs, a), await upload(store, blobs, a)
     seq = await send(store, conv, a, sent.id)
     other = await post(store, conv, b, "not a's message")
     refused: list[tuple[str, tuple[object, ...]]] = [
@@ -427,10 +395,12 @@ async def test_schema_keeps_sent_attachments(store: Store) -> None:
         raw.close()
 
 
-async def test_a_non_member_cannot_send_even_with_their_own_upload(store: Store) -> None:
+async def test_a_non_member_cannot_send_even_with_their_own_upload(
+    store: Store, blobs: BlobStore
+) -> None:
     a, b, c = await make_users(store, "alice", "bob", "carol")
     conv = (await create_conv(store, a, [b])).conv_id
-    doc = await upload(store, c)
+    doc = await upload(store, blobs, c)
     with pytest.raises(ConversationNotFound):
         await send(store, conv, c, doc.id)
     assert (await store.attachment_for_user(c, doc.id)).info.conv_id is None

@@ -8,7 +8,7 @@ import random
 
 from chatd.core.errors import ClientError, StoreClosedError
 from chatd.core.records import AppendResult
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import add_member, create_conv, leave, make_user, make_users, post, rename
 from tests.store.conftest import StoreFactory, check_rules
 

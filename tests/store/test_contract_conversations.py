@@ -26,7 +26,7 @@ from chatd.core.errors import (
 )
 from chatd.core.events import EventKind, MessageTag
 from chatd.core.records import Interval
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import (
     add_member,
     create_conv,

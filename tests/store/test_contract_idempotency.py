@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import add_member, create_conv, leave, make_users, post, rename
 from tests.store.conftest import StoreFactory
 

@@ -6,7 +6,7 @@ import pytest
 
 from chatd.core.errors import UnknownKeyError
 from chatd.crypto.keyring import KeyRing
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import create_conv, make_user, make_users, post
 from tests.store.conftest import StoreFactory
 

@@ -14,7 +14,7 @@ import pytest
 
 from chatd.core.errors import ConflictError, UserNotFound
 from chatd.core.records import SessionToken
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import FAKE_PASSWORD_HASH, make_user, make_users
 from tests.store.conftest import StoreFactory
 

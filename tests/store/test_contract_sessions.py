@@ -15,7 +15,7 @@ import pytest
 from chatd.core.errors import ConversationNotFound
 from chatd.core.events import EventKind
 from chatd.core.records import SessionToken
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import add_member, create_conv, leave, make_users, post, rename
 from tests.store.conftest import StoreFactory
 

@@ -8,7 +8,7 @@ import pytest
 
 from chatd.core.conversations import AddMember, Leave, MessageBody, PostMessage, Rename
 from chatd.core.errors import ConversationNotFound, ConversationShreddedError, UnavailableError
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import create_conv, make_users, msg_id, post
 from tests.store.conftest import StoreFactory
 

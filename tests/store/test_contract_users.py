@@ -6,7 +6,7 @@ import pytest
 
 from chatd.core.errors import LoginTakenError, UserNotFound, ValidationError
 from chatd.core.records import NewUser, UserProfile
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import FAKE_PASSWORD_HASH, make_user
 
 

@@ -30,7 +30,7 @@ from chatd.core.errors import (
 from chatd.core.events import Event
 from chatd.core.records import AppendResult, Interval, ReadState
 from chatd.crypto.keyring import KeyRing
-from chatd.store.abstract import Store
+from chatd.store.contract import Store
 from tests.conftest import create_conv, make_users
 from tests.store.conftest import BACKENDS, check_rules, make_store
 
@@ -238,9 +238,9 @@ async def check_read_markers(
 
 
 def test_the_window_reads_the_reference_number_of_extra_events() -> None:
-    from chatd.store.sqlite import WINDOW_EXTRA_EVENTS
+    from chatd.store.sqlite import log
 
-    assert WINDOW_EXTRA_EVENTS == visibility.WINDOW_EXTRA_EVENTS
+    assert log.WINDOW_EXTRA_EVENTS is visibility.WINDOW_EXTRA_EVENTS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

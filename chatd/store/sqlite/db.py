@@ -1,4 +1,4 @@
-"""SQLite plumbing: connections, pragmas, named transactions, migrations.
+"""SQLite plumbing: connections, pragmas, named transactions, migrations, the epoch.
 
 Every transaction has a name (``async with transaction(conn, "append_batch")``) so that a slow
 or failed one can be told apart in logs; helpers that must run inside one end in ``_txn``.
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ import aiosqlite
 
 from chatd.core.errors import MigrationError
 from chatd.i18n import N_
-from chatd.store.migrations import LATEST_VERSION, MIGRATIONS
+from chatd.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS
 
 log = logging.getLogger("chatd.store")
 
@@ -140,3 +141,22 @@ def _statements(script: str) -> list[str]:
     if buffer.strip():
         statements.append(buffer.strip())
     return statements
+
+
+# ---------------------------------------------------------------------------- epoch
+
+
+def new_epoch() -> str:
+    """A fresh epoch: 16 random bytes as 32 hexadecimal digits (as migration 6 makes them)."""
+    return secrets.token_hex(16)
+
+
+async def read_epoch_txn(conn: aiosqlite.Connection) -> str:
+    rows = list(await conn.execute_fetchall("SELECT epoch FROM store_epoch WHERE id = 1"))
+    return str(rows[0][0])
+
+
+async def write_epoch_txn(conn: aiosqlite.Connection, epoch: str, now_ms: int) -> None:
+    await conn.execute(
+        "UPDATE store_epoch SET epoch = ?, declared_at = ? WHERE id = 1", (epoch, now_ms)
+    )

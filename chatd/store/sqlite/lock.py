@@ -3,8 +3,11 @@
 ``chatd serve`` holds it for its whole life.  Commands that would leave a running server with a
 stale view of the keys — ``chatd keys rotate`` (the server would keep wrapping new data keys
 with the previous KEK) and ``chatd keys retire`` (which would then retire a key still in use)
-— take it too, so they refuse while a server runs instead of corrupting quietly; a second
-``chatd serve`` on the same database refuses as well.  The kernel releases a flock when its
+— take it too, so they refuse while a server runs instead of corrupting quietly, as does
+``chatd store new-epoch`` (the server would go on announcing the epoch it read at start); a
+second ``chatd serve`` on the same database refuses as well.  That is also what makes the
+server the single appender the writer's conversation cache relies on (see
+:class:`chatd.store.contract.LogStore`).  The kernel releases a flock when its
 process dies, so a crashed server never leaves a stale lock behind.
 """
 

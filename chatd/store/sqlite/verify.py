@@ -1,4 +1,4 @@
-"""``chatd verify``: walk every conversation's hash chain and open every seal.
+"""The row audit of ``chatd verify``: every hash chain, every seal, every attachment row.
 
 A tampered database is found however it was tampered with:
 
@@ -12,20 +12,29 @@ A tampered database is found however it was tampered with:
 The first broken seq of each conversation is reported (what follows a break cannot be trusted
 and would only repeat it).  Shredded conversations keep their chain, which is still checked;
 their seals cannot be opened any more, by design.
+
+Attachment rows are audited too (:func:`audit_page_txn`): each one's reference (a message of
+its uploader), its data key, its sealed name and thumbnail.  The files are the attachment
+service's to audit; :meth:`SqliteAttachments.attachment_keys` gives it the keys of the rows
+that pass here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 import msgpack
 
 from chatd.core.errors import IntegrityError
 from chatd.core.events import EventKind
-from chatd.core.records import VerifyProblem, VerifyReport
+from chatd.core.records import AttachmentKey, VerifyProblem, VerifyReport
+from chatd.crypto.attachment_keys import open_file_name, open_thumbnail, unwrap_attachment_key
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
+from chatd.crypto.keyring import KeyRing
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import (
     CONV_SCOPE,
@@ -37,6 +46,7 @@ from chatd.store.data_keys import (
 )
 
 CHUNK = 2000
+AUDIT_PAGE = 200
 
 
 def _why(exc: Exception) -> Text | str:
@@ -48,6 +58,29 @@ def _problem(
     conv_id: int, seq: int, msgid: str, user_id: int | None = None, **params: object
 ) -> VerifyProblem:
     return VerifyProblem(conv_id, seq, Text(msgid, params), user_id)
+
+
+async def verify_txn(
+    conn: aiosqlite.Connection, keys: DataKeys, conv_ids: Sequence[int] | None
+) -> VerifyReport:
+    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile
+    and every attachment row)."""
+    report = await verify_chains_txn(conn, keys, conv_ids)
+    if conv_ids is not None:
+        return report
+    checked, problems, after = 0, list(report.problems), 0
+    while page := await audit_page_txn(conn, keys.ring, after, AUDIT_PAGE):
+        for verdict in page:
+            if verdict.problem is not None:
+                problems.append(
+                    VerifyProblem.of_attachment(
+                        verdict.id, verdict.conv_id, verdict.seq, verdict.problem
+                    )
+                )
+            elif not verdict.shredded:
+                checked += 1
+        after = page[-1].id
+    return VerifyReport(report.conversations, report.events, tuple(problems), checked)
 
 
 async def verify_chains_txn(
@@ -203,3 +236,74 @@ async def _verify_one_txn(
                 conv_id, first, N_("the membership rows differ from the log (who may read what)")
             )
     return count, None
+
+
+# ---------------------------------------------------------------------------- auditing
+
+
+@dataclass(frozen=True, slots=True)
+class RowVerdict:
+    """One attachment row audited: its problem, or its data key (None if shredded)."""
+
+    id: int
+    conv_id: int | None
+    seq: int | None
+    size: int
+    problem: Text | None
+    dek: bytes | None
+    shredded: bool  # destroyed with its conversation: fine, and its file is noise
+
+    def key(self) -> AttachmentKey:
+        return AttachmentKey(self.id, self.conv_id, self.seq, self.size, self.dek, self.shredded)
+
+
+def _audit_row(ring: KeyRing, row: Sequence[Any]) -> RowVerdict:
+    aid, size, name, thumb, conv, seq, kek_id, wrapped, has_key, shredded, kind, sender = row[:12]
+    uploader = row[12]
+    attachment_id = int(aid)
+    conv_id = None if conv is None else int(conv)
+    seq_no = None if seq is None else int(seq)
+
+    def verdict(problem: Text | None, dek: bytes | None = None, dead: bool = False) -> RowVerdict:
+        return RowVerdict(attachment_id, conv_id, seq_no, int(size), problem, dek, dead)
+
+    if conv is not None and (kind != EventKind.MESSAGE or sender != uploader):
+        return verdict(Text(N_("its reference is not a message of its uploader")))
+    if not has_key:
+        return verdict(Text(N_("it has no data key")))
+    if wrapped is None:
+        if conv is not None and shredded is not None:
+            return verdict(None, dead=True)  # shredded with its conversation: fine
+        return verdict(Text(N_("its data key was destroyed but the attachment is in use")))
+    try:
+        dek = unwrap_attachment_key(ring, WrappedKey(str(kek_id), bytes(wrapped)), attachment_id)
+    except IntegrityError as exc:
+        return verdict(Text(N_("data key: {reason}"), {"reason": exc.text}))
+    try:
+        open_file_name(dek, attachment_id, bytes(name))
+    except IntegrityError:
+        return verdict(Text(N_("the sealed file name does not open")))
+    if thumb is not None:
+        try:
+            open_thumbnail(dek, attachment_id, bytes(thumb))
+        except IntegrityError:
+            return verdict(Text(N_("the sealed thumbnail does not open")))
+    return verdict(None, dek)
+
+
+async def audit_page_txn(
+    conn: aiosqlite.Connection, ring: KeyRing, after: int, limit: int
+) -> list[RowVerdict]:
+    """Audit the attachment rows with an id above ``after``, by id, at most ``limit``."""
+    rows = await conn.execute_fetchall(
+        "SELECT a.id, a.size, a.name, a.thumbnail, a.conv_id, a.seq, k.kek_id,"
+        " k.wrapped, k.scope_id IS NOT NULL, c.shredded_at, e.kind, e.sender,"
+        " a.uploader FROM attachments a"
+        " LEFT JOIN data_keys k ON k.scope = 'attachment' AND k.scope_id = a.id"
+        " AND k.version = 1"
+        " LEFT JOIN conversations c ON c.id = a.conv_id"
+        " LEFT JOIN events e ON e.conv_id = a.conv_id AND e.seq = a.seq"
+        " WHERE a.id > ? ORDER BY a.id LIMIT ?",
+        (after, limit),
+    )
+    return [_audit_row(ring, row) for row in rows]

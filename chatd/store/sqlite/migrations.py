@@ -22,6 +22,9 @@ Design notes that live in the schema:
 * ``users.must_change_password`` (migration 4): set with a one-time password by an
   administrator, cleared when the user chooses their own; the hash and the flag always change
   together, in the transaction that also revokes the user's other tokens.
+* ``store_epoch`` (migration 6): one row, the database's epoch — a random id made with the
+  database (or by the migration, for an existing one) and replaced only by
+  ``chatd store new-epoch``; it tells this database from a restored or replaced one.
 """
 
 from __future__ import annotations
@@ -253,6 +256,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         """
         -- A preference, not personal data: kept in clear like ``disabled``.
         ALTER TABLE users ADD COLUMN language TEXT CHECK (language IN ('fr', 'en'));
+        """,
+    ),
+    Migration(
+        6,
+        "store epoch: a random id of this database, replaced when an operator declares a new one",
+        """
+        -- Exactly one row.  The epoch is 16 random bytes in lower-case hexadecimal, made here
+        -- (SQLite's randomblob is a CSPRNG) so that a new database and an existing one get
+        -- theirs the same way.
+        CREATE TABLE store_epoch (
+            id           INTEGER PRIMARY KEY CHECK (id = 1),
+            epoch        TEXT NOT NULL CHECK (length(epoch) = 32),
+            declared_at  INTEGER NOT NULL       -- ms since the Unix epoch
+        );
+        INSERT INTO store_epoch (id, epoch, declared_at)
+            VALUES (1, lower(hex(randomblob(16))), CAST(strftime('%s', 'now') AS INTEGER) * 1000);
+        CREATE TRIGGER store_epoch_no_delete BEFORE DELETE ON store_epoch
+        BEGIN SELECT RAISE(ABORT, 'a database always has an epoch'); END;
         """,
     ),
 )

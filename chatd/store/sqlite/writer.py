@@ -3,9 +3,10 @@
 Why one writer task: SQLite has one write lock per database, so concurrent writers would only
 queue on it; doing the queueing ourselves lets us *batch*.  Operations wait in ``_queue``; the
 writer takes what is there, plans it (rules, seqs, seals, hash chain — see
-:mod:`chatd.store.sqlite_batch`) and writes the plan in one transaction named
-``append_batch``.  Each caller's future is resolved only after COMMIT returned, i.e. after the
-WAL was fsynced (``synchronous=FULL``): ack means durable.
+:class:`chatd.store.planner.BatchPlanner`; the SQL around it is in :mod:`.batch`) and writes
+the plan in one transaction named ``append_batch``.  Each caller's future is resolved only
+after COMMIT returned, i.e. after the WAL was fsynced (``synchronous=FULL``): ack means
+durable.
 
 Pipelining.  Planning is Python on the event loop; writing and fsync happen in SQLite's
 thread, mostly without the GIL.  So while batch N is being written and committed, the writer
@@ -40,20 +41,16 @@ from chatd.core.errors import ChatdError, StoreClosedError, UnavailableError
 from chatd.core.records import AppendResult
 from chatd.i18n import N_
 from chatd.store.data_keys import DataKeys
-from chatd.store.sqlite_attachments import load_claimables_txn
-from chatd.store.sqlite_batch import (
-    BatchPlanner,
-    ConvCache,
-    IdemKey,
-    IdemValue,
-    Plan,
+from chatd.store.planner import BatchPlanner, ConvCache, IdemKey, IdemValue, Plan
+from chatd.store.sqlite.batch import (
     active_users_txn,
     known_keys_txn,
     load_convs_txn,
     max_conv_id_txn,
     write_plan_txn,
 )
-from chatd.store.sqlite_db import transaction
+from chatd.store.sqlite.claims import load_claimables_txn
+from chatd.store.sqlite.db import transaction
 
 log = logging.getLogger("chatd.store.writer")
 NOT_STORED = N_("The message could not be stored; retry.")
@@ -306,7 +303,3 @@ def _overlay(
 def _settle(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000

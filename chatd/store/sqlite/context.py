@@ -1,0 +1,122 @@
+"""What the concern modules of the SQLite store share: connections, data keys, clock, window.
+
+One :class:`SqliteContext` per :class:`~chatd.store.sqlite.store.SqliteStore`.  The concern
+modules (:mod:`.users`, :mod:`.tokens`, :mod:`.log`, :mod:`.inbox`, :mod:`.keys`,
+:mod:`.attachments`, :mod:`.verify`) are handed this object, never each other's private
+methods: reads go through :meth:`SqliteContext.read` (a named read transaction on a pooled
+connection, one snapshot), writes through :meth:`SqliteContext.write` (an exclusive job of the
+single writer) or :meth:`SqliteContext.apply` (a conversation operation, group-committed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from chatd.core.conversations import Operation
+from chatd.core.errors import StoreClosedError
+from chatd.core.records import AppendResult
+from chatd.crypto.keyring import KeyRing
+from chatd.store.data_keys import DataKeys
+from chatd.store.sqlite.db import connect, migrate, transaction
+from chatd.store.sqlite.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class SqliteContext:
+    def __init__(
+        self,
+        path: Path,
+        ring: KeyRing,
+        *,
+        window_size: int,
+        synchronous: str,
+        max_batch: int,
+        readers: int,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.path = path
+        self.keys = DataKeys(ring)
+        self.window_size = window_size
+        self.clock_ms = clock_ms
+        self._synchronous = synchronous
+        self._max_batch = max_batch
+        self._reader_count = readers
+        self._writer_conn: aiosqlite.Connection | None = None
+        self._plan_conn: aiosqlite.Connection | None = None
+        self._writer: GroupCommitWriter | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        if self._writer is None:
+            raise StoreClosedError()
+        return self._writer
+
+    async def open(self) -> None:
+        self._writer_conn = await connect(self.path, synchronous=self._synchronous)
+        await migrate(self._writer_conn)
+        for _ in range(self._reader_count):
+            reader = await connect(self.path, synchronous=self._synchronous)
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+        # The writer's own read connection: planning reads must not queue behind the
+        # in-flight batch on the write connection, nor wait for a pooled reader.
+        self._plan_conn = await connect(self.path, synchronous=self._synchronous)
+        self._writer = GroupCommitWriter(
+            self._writer_conn,
+            self._plan_conn,
+            self.keys,
+            max_batch=self._max_batch,
+            clock_ms=self.clock_ms,
+        )
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        if self._plan_conn is not None:
+            await self._plan_conn.close()
+            self._plan_conn = None
+        if self._writer_conn is not None:
+            await self._writer_conn.close()
+            self._writer_conn = None
+
+    @asynccontextmanager
+    async def read(self, name: str) -> AsyncIterator[aiosqlite.Connection]:
+        """A pooled connection inside the read transaction ``name`` (one snapshot)."""
+        if not self._all_readers:
+            raise StoreClosedError()
+        conn = await self._readers.get()
+        try:
+            async with transaction(conn, name, write=False):
+                yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def write(
+        self,
+        name: str,
+        run: Callable[[aiosqlite.Connection], Awaitable[T]],
+        *,
+        keeps_conversation_cache: bool = False,
+    ) -> T:
+        """Run ``run(conn)`` in the write transaction ``name``, in the writer's queue order
+        (see :meth:`GroupCommitWriter.run_exclusive` for ``keeps_conversation_cache``)."""
+        return await self.writer.run_exclusive(
+            name, run, keeps_conversation_cache=keeps_conversation_cache
+        )
+
+    async def apply(self, op: Operation) -> AppendResult:
+        return await self.writer.apply(op)

@@ -1,0 +1,264 @@
+"""The aiosqlite implementation of the store contract, composed of one part per concern.
+
+:class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
+the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
+:mod:`.tokens`, :mod:`.inbox`, :mod:`.keys`, :mod:`.attachments`, :mod:`.verify` — then
+forwards each contract method to the part that owns it.  Writes go through the single
+:class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small pool of read
+connections (WAL lets them read while the writer commits), each read in one named read
+transaction so its queries see one snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aiosqlite
+
+from chatd.core.clock import wall_clock_ms
+from chatd.core.conversations import Operation
+from chatd.core.errors import StoreClosedError
+from chatd.core.events import Event
+from chatd.core.records import (
+    AppendResult,
+    AttachmentAccess,
+    AttachmentInfo,
+    AttachmentKey,
+    ConversationHead,
+    EventPage,
+    InboxRow,
+    Interval,
+    NewAttachment,
+    NewUser,
+    ReadState,
+    SessionToken,
+    User,
+    VerifyReport,
+)
+from chatd.crypto.keyring import KeyRing
+from chatd.store.contract import Store
+from chatd.store.sqlite.attachments import SqliteAttachments
+from chatd.store.sqlite.context import SqliteContext
+from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
+from chatd.store.sqlite.inbox import SqliteInbox
+from chatd.store.sqlite.keys import SqliteKeys
+from chatd.store.sqlite.log import SqliteLog
+from chatd.store.sqlite.tokens import SqliteTokens
+from chatd.store.sqlite.users import SqliteUsers
+from chatd.store.sqlite.verify import verify_txn
+
+
+class SqliteStore(Store):
+    def __init__(
+        self,
+        path: Path,
+        ring: KeyRing,
+        *,
+        visible_window: int = 200,
+        synchronous: str = "FULL",
+        max_batch: int = 512,
+        readers: int = 2,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.path = path
+        self.window_size = visible_window
+        self._ctx = ctx = SqliteContext(
+            path,
+            ring,
+            window_size=visible_window,
+            synchronous=synchronous,
+            max_batch=max_batch,
+            readers=readers,
+            clock_ms=clock_ms,
+        )
+        self._log = SqliteLog(ctx)
+        self._users = SqliteUsers(ctx)
+        self._tokens = SqliteTokens(ctx)
+        self._inbox = SqliteInbox(ctx)
+        self._keys = SqliteKeys(ctx)
+        self._attachments = SqliteAttachments(ctx)
+        self._epoch: str | None = None
+
+    @property
+    def group_commits(self) -> int:
+        """Batches committed by the writer since :meth:`open` (benchmarks report the mean
+        batch size)."""
+        return self._ctx.writer.batches
+
+    # ----------------------------------------------------------------- lifecycle, epoch
+
+    async def open(self) -> None:
+        await self._ctx.open()
+        await self._users.open_directory()
+        async with self._ctx.read("read_epoch") as conn:
+            self._epoch = await read_epoch_txn(conn)
+
+    async def close(self) -> None:
+        await self._ctx.close()
+
+    @property
+    def epoch(self) -> str:
+        if self._epoch is None:
+            raise StoreClosedError()
+        return self._epoch
+
+    async def declare_new_epoch(self) -> str:
+        epoch, now = new_epoch(), self._ctx.clock_ms()
+
+        async def run(conn: aiosqlite.Connection) -> None:
+            await write_epoch_txn(conn, epoch, now)
+
+        await self._ctx.write("declare_new_epoch", run, keeps_conversation_cache=True)
+        self._epoch = epoch
+        return epoch
+
+    # ----------------------------------------------------------------- log
+
+    async def apply(self, op: Operation) -> AppendResult:
+        return await self._log.apply(op)
+
+    async def current_members(self, conv_id: int) -> frozenset[int]:
+        return await self._log.current_members(conv_id)
+
+    async def intervals(self, user_id: int, conv_id: int) -> tuple[Interval, ...]:
+        return await self._log.intervals(user_id, conv_id)
+
+    async def visible_window(self, user_id: int, conv_id: int) -> EventPage:
+        return await self._log.visible_window(user_id, conv_id)
+
+    async def events_after(
+        self, user_id: int, conv_id: int, after_seq: int, limit: int
+    ) -> EventPage:
+        return await self._log.events_after(user_id, conv_id, after_seq, limit)
+
+    async def events_before(
+        self, user_id: int, conv_id: int, before_seq: int, limit: int
+    ) -> EventPage:
+        return await self._log.events_before(user_id, conv_id, before_seq, limit)
+
+    async def conversation_heads(self, user_id: int) -> list[ConversationHead]:
+        return await self._log.conversation_heads(user_id)
+
+    async def audience(
+        self, conv_id: int, first_seq: int, last_seq: int
+    ) -> dict[int, frozenset[int]]:
+        return await self._log.audience(conv_id, first_seq, last_seq)
+
+    async def export_events(
+        self, after: tuple[int, int] = (0, 0), limit: int = 1000
+    ) -> list[Event]:
+        return await self._log.export_events(after, limit)
+
+    # ----------------------------------------------------------------- accounts, tokens
+
+    async def create_user(self, new: NewUser) -> User:
+        return await self._users.create_user(new)
+
+    async def get_user(self, user_id: int) -> User:
+        return await self._users.get_user(user_id)
+
+    async def find_user_by_login(self, login: str) -> User | None:
+        return await self._users.find_user_by_login(login)
+
+    async def list_users(self) -> list[User]:
+        return await self._users.list_users()
+
+    async def set_user_disabled(self, user_id: int, disabled: bool) -> User:
+        return await self._users.set_user_disabled(user_id, disabled)
+
+    async def set_user_language(self, user_id: int, language: str | None) -> User:
+        return await self._users.set_user_language(user_id, language)
+
+    async def set_terms_accepted(self, user_id: int, terms_version: str) -> User:
+        return await self._users.set_terms_accepted(user_id, terms_version)
+
+    async def change_password(
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        expected_hash: str,
+        keep_token: bytes,
+        now_ms: int,
+    ) -> list[bytes]:
+        return await self._users.change_password(
+            user_id,
+            password_hash,
+            expected_hash=expected_hash,
+            keep_token=keep_token,
+            now_ms=now_ms,
+        )
+
+    async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
+        return await self._users.reset_password(user_id, password_hash, now_ms=now_ms)
+
+    async def create_session_token(self, token: SessionToken) -> None:
+        await self._tokens.create_session_token(token)
+
+    async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
+        return await self._tokens.find_session_token(token_hash)
+
+    async def revoke_session_token(self, token_hash: bytes, revoked_at: int) -> bool:
+        return await self._tokens.revoke_session_token(token_hash, revoked_at)
+
+    async def revoke_user_tokens(self, user_id: int, revoked_at: int) -> int:
+        return await self._tokens.revoke_user_tokens(user_id, revoked_at)
+
+    async def invalid_session_tokens(
+        self, token_hashes: Sequence[bytes], now_ms: int
+    ) -> set[bytes]:
+        return await self._tokens.invalid_session_tokens(token_hashes, now_ms)
+
+    async def purge_session_tokens(self, expired_before: int) -> int:
+        return await self._tokens.purge_session_tokens(expired_before)
+
+    # ----------------------------------------------------------------- read state, inbox
+
+    async def mark_read(self, user_id: int, conv_id: int, seq: int) -> ReadState:
+        return await self._inbox.mark_read(user_id, conv_id, seq)
+
+    async def inbox(self, user_id: int) -> list[InboxRow]:
+        return await self._inbox.inbox(user_id)
+
+    # ----------------------------------------------------------------- keys, retention, audit
+
+    async def rewrap_data_keys(self, ring: KeyRing) -> int:
+        return await self._keys.rewrap_data_keys(ring)
+
+    async def kek_ids_in_use(self) -> set[str]:
+        return await self._keys.kek_ids_in_use()
+
+    async def expired_conversations(self, last_event_before_ms: int) -> list[int]:
+        return await self._keys.expired_conversations(last_event_before_ms)
+
+    async def shred_conversation(self, conv_id: int) -> list[int]:
+        return await self._keys.shred_conversation(conv_id)
+
+    async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
+        async with self._ctx.read("verify_rows") as conn:
+            return await verify_txn(conn, self._ctx.keys, conv_ids)
+
+    # ----------------------------------------------------------------- attachment rows
+
+    async def record_attachment(self, new: NewAttachment) -> AttachmentInfo:
+        return await self._attachments.record_attachment(new)
+
+    async def attachment_for_user(
+        self, user_id: int, attachment_id: int, *, thumbnail: bool = False
+    ) -> AttachmentAccess:
+        return await self._attachments.attachment_for_user(
+            user_id, attachment_id, thumbnail=thumbnail
+        )
+
+    async def expired_attachments(self, now_ms: int, limit: int = 1000) -> list[int]:
+        return await self._attachments.expired_attachments(now_ms, limit)
+
+    async def discard_attachments(self, attachment_ids: Sequence[int], now_ms: int) -> list[int]:
+        return await self._attachments.discard_attachments(attachment_ids, now_ms)
+
+    async def attachment_keys(self, after: int = 0, limit: int = 200) -> list[AttachmentKey]:
+        return await self._attachments.attachment_keys(after, limit)
+
+    async def live_attachments(self, attachment_ids: Sequence[int]) -> set[int]:
+        return await self._attachments.live_attachments(attachment_ids)

@@ -1,0 +1,146 @@
+"""Login tokens on SQLite: recorded by digest, found, revoked, checked in bulk, purged.
+
+Helpers ending in ``_txn`` run inside a transaction the caller opened; the password changes of
+:mod:`.users` call :func:`revoke_other_tokens_txn` and :func:`revoke_user_tokens_txn` inside
+their own, so that a new password and the revocations it implies commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+
+from chatd.core.records import SessionToken
+from chatd.store.sqlite.context import SqliteContext
+
+_SESSION_COLUMNS = "token_hash, user_id, created_at, expires_at, revoked_at"
+
+
+def _token(row: Any) -> SessionToken:
+    token_hash, user_id, created_at, expires_at, revoked_at = row
+    return SessionToken(
+        bytes(token_hash),
+        int(user_id),
+        int(created_at),
+        int(expires_at),
+        None if revoked_at is None else int(revoked_at),
+    )
+
+
+async def insert_token_txn(conn: aiosqlite.Connection, token: SessionToken) -> None:
+    await conn.execute(
+        f"INSERT INTO auth_tokens ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+        (token.token_hash, token.user_id, token.created_at, token.expires_at, token.revoked_at),
+    )
+
+
+async def find_token_txn(conn: aiosqlite.Connection, token_hash: bytes) -> SessionToken | None:
+    rows = list(
+        await conn.execute_fetchall(
+            f"SELECT {_SESSION_COLUMNS} FROM auth_tokens WHERE token_hash = ?", (token_hash,)
+        )
+    )
+    return _token(rows[0]) if rows else None
+
+
+async def revoke_token_txn(conn: aiosqlite.Connection, token_hash: bytes, revoked_at: int) -> bool:
+    cursor = await conn.execute(
+        "UPDATE auth_tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        (revoked_at, token_hash),
+    )
+    return cursor.rowcount == 1
+
+
+async def revoke_user_tokens_txn(conn: aiosqlite.Connection, user_id: int, revoked_at: int) -> int:
+    cursor = await conn.execute(
+        "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        (revoked_at, user_id),
+    )
+    return int(cursor.rowcount)
+
+
+async def revoke_other_tokens_txn(
+    conn: aiosqlite.Connection, user_id: int, keep: bytes, revoked_at: int
+) -> list[bytes]:
+    """Revoke every live token of the user but ``keep``; the digests revoked (the caller's
+    write transaction makes the read and the update one step)."""
+    where = "user_id = ? AND revoked_at IS NULL AND token_hash != ?"
+    rows = await conn.execute_fetchall(
+        f"SELECT token_hash FROM auth_tokens WHERE {where}", (user_id, keep)
+    )
+    await conn.execute(
+        f"UPDATE auth_tokens SET revoked_at = ? WHERE {where}", (revoked_at, user_id, keep)
+    )
+    return sorted(bytes(r[0]) for r in rows)
+
+
+async def invalid_tokens_txn(
+    conn: aiosqlite.Connection, token_hashes: list[bytes], now_ms: int
+) -> set[bytes]:
+    """Which of ``token_hashes`` no longer authorise anything: unknown, revoked, expired, or
+    belonging to a disabled account.  One query per 500 tokens."""
+    valid: set[bytes] = set()
+    for start in range(0, len(token_hashes), 500):
+        chunk = token_hashes[start : start + 500]
+        rows = await conn.execute_fetchall(
+            "SELECT t.token_hash FROM auth_tokens t JOIN users u ON u.id = t.user_id"
+            f" WHERE t.token_hash IN ({','.join('?' * len(chunk))})"
+            " AND t.revoked_at IS NULL AND t.expires_at > ? AND u.disabled = 0",
+            [*chunk, now_ms],
+        )
+        valid.update(bytes(r[0]) for r in rows)
+    return set(token_hashes) - valid
+
+
+async def purge_tokens_txn(conn: aiosqlite.Connection, expired_before: int) -> int:
+    cursor = await conn.execute("DELETE FROM auth_tokens WHERE expires_at < ?", (expired_before,))
+    return int(cursor.rowcount)
+
+
+class SqliteTokens:
+    """The token half of :class:`~chatd.store.contract.AccountStore` on SQLite.
+
+    Tokens are not what the writer's conversation cache holds: every job keeps the cache."""
+
+    def __init__(self, ctx: SqliteContext) -> None:
+        self._ctx = ctx
+
+    async def create_session_token(self, token: SessionToken) -> None:
+        await self._ctx.write(
+            "create_session_token",
+            lambda conn: insert_token_txn(conn, token),
+            keeps_conversation_cache=True,
+        )
+
+    async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
+        async with self._ctx.read("read_session_token") as conn:
+            return await find_token_txn(conn, token_hash)
+
+    async def revoke_session_token(self, token_hash: bytes, revoked_at: int) -> bool:
+        return await self._ctx.write(
+            "revoke_session_token",
+            lambda conn: revoke_token_txn(conn, token_hash, revoked_at),
+            keeps_conversation_cache=True,
+        )
+
+    async def revoke_user_tokens(self, user_id: int, revoked_at: int) -> int:
+        return await self._ctx.write(
+            "revoke_user_tokens",
+            lambda conn: revoke_user_tokens_txn(conn, user_id, revoked_at),
+            keeps_conversation_cache=True,
+        )
+
+    async def invalid_session_tokens(
+        self, token_hashes: Sequence[bytes], now_ms: int
+    ) -> set[bytes]:
+        async with self._ctx.read("read_invalid_tokens") as conn:
+            return await invalid_tokens_txn(conn, list(token_hashes), now_ms)
+
+    async def purge_session_tokens(self, expired_before: int) -> int:
+        return await self._ctx.write(
+            "purge_session_tokens",
+            lambda conn: purge_tokens_txn(conn, expired_before),
+            keeps_conversation_cache=True,
+        )
