@@ -29,9 +29,10 @@ import unicodedata
 from collections.abc import Iterable
 
 from chatd.core.errors import WeakPasswordError
-from chatd.crypto.passwords import MAX_PASSWORD_BYTES
 from chatd.i18n import N_, Language, Text
 
+# The longest password accepted at all; the hashing (chatd.crypto.passwords) cuts there too.
+MAX_PASSWORD_BYTES = 1024
 MIN_CHARS = 12  # ANSSI's floor for a password alone protecting sensitive data
 MIN_DISTINCT = 6
 MIN_NAME_CHARS = 3  # shorter name parts ("Li", "Ng") would refuse too much by coincidence

@@ -15,12 +15,13 @@ import re
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+from chatd.core.password_policy import MAX_PASSWORD_BYTES
+
 MEMORY_KIB = 19 * 1024
 ITERATIONS = 2
 LANES = 1
 SALT_BYTES = 16
 HASH_BYTES = 32
-MAX_PASSWORD_BYTES = 1024
 _PARAMS = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$")
 
 

@@ -181,6 +181,7 @@ class Connection:
                 "terms_accepted": principal.terms_accepted,
                 "password_change_required": principal.password_change_required,
                 "limits": self._gw.limits(),
+                "epoch": self._gw.reading.epoch,
             }
         )
 
@@ -326,6 +327,8 @@ class Connection:
                 convs=[[conv, self._session.cursor(conv)] for conv in known],
                 unknown=[conv for conv in job.positions if conv not in known],
                 expired=expired,
+                epoch=self._gw.reading.epoch,
+                epoch_changed=job.epoch_changed,
             )
         )
 

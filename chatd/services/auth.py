@@ -31,9 +31,9 @@ from chatd.core.errors import (
     UserDisabledError,
     ValidationError,
 )
-from chatd.core.password_policy import check_password
+from chatd.core.password_policy import MAX_PASSWORD_BYTES, check_password
 from chatd.core.records import SessionToken, User
-from chatd.crypto.passwords import MAX_PASSWORD_BYTES, hash_password, verify_password
+from chatd.crypto.passwords import hash_password, verify_password
 from chatd.i18n import N_, Language, language
 from chatd.store.contract import AccountStore
 

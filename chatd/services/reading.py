@@ -20,6 +20,22 @@ class Reading:
         """How many messages a user may read back (the visible window)."""
         return self._store.window_size
 
+    @property
+    def epoch(self) -> str:
+        """The id of the history the seqs belong to, announced in ``hello``."""
+        return self._store.epoch
+
+    def trusted_positions(
+        self, epoch: str | None, positions: dict[int, int]
+    ) -> tuple[dict[int, int], bool]:
+        """The positions a ``sync`` resumes from, and whether the epoch changed: seqs received
+        in another epoch may name events this history never had (or other ones), so they are
+        dropped and every conversation is resent from its window.  A ``sync`` naming no epoch
+        (an older client) is trusted as before."""
+        if epoch is None or epoch == self._store.epoch:
+            return positions, False
+        return {}, True
+
     async def after(self, user_id: int, conv_id: int, after_seq: int, limit: int) -> EventPage:
         return await self._store.events_after(user_id, conv_id, after_seq, limit)
 

@@ -138,6 +138,13 @@ class LogStore(Protocol):
         event reaches the added user, a ``left`` event the leaver, nothing after it."""
         ...
 
+    @property
+    def epoch(self) -> str:
+        """The id of the history the seqs belong to (32 hexadecimal digits; see
+        :class:`Store`); valid after opening.  The same across closing and reopening,
+        different for every database and after every declared rewind."""
+        ...
+
     async def export_events(
         self, after: tuple[int, int] = (0, 0), limit: int = 1000
     ) -> list[Event]:
@@ -402,12 +409,6 @@ class Store(LogStore, AccountStore, InboxStore, KeyStore, AttachmentRows, Protoc
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    @property
-    def epoch(self) -> str:
-        """The database's epoch (32 hexadecimal digits); valid after :meth:`open`.  The same
-        across closing and reopening, different for every database."""
-        ...
 
     async def declare_new_epoch(self) -> str:
         """Give the database a new random epoch, durably; return it."""

@@ -249,13 +249,17 @@ class Client:
         tasks: list[asyncio.Task[None]] = []
         try:
             self.hello = await self._authenticate(ws)
+            if self.cursors.enter(self.hello.epoch):
+                # The database was restored or replaced: what was held names nothing here any
+                # more, so the client starts again as on its first connection.
+                self._prepared = False
             self._ws = ws
             tasks.append(asyncio.get_running_loop().create_task(self._read(ws)))
             if self._prepare is not None:
                 await self._prepare(self, not self._prepared)
                 self._prepared = True  # only once it went through: a drop midway redoes it
             if self.live:
-                await self._call("sync", sync_fields(self.cursors.held))
+                await self._call("sync", sync_fields(self.cursors.held, self.cursors.epoch))
             tasks.append(asyncio.get_running_loop().create_task(self._deliver(ws)))
             if self.live:
                 tasks.append(asyncio.get_running_loop().create_task(self._keepalive()))

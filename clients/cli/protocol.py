@@ -63,6 +63,7 @@ class Hello:
     terms_accepted: bool
     limits: dict[str, Any] = field(default_factory=dict)
     language: str | None = None  # the language the server speaks to this session
+    epoch: str | None = None  # the history the seqs belong to (None: an older server)
 
     @property
     def account_language(self) -> str | None:
@@ -82,6 +83,7 @@ class Hello:
             terms_accepted=bool(f.get("terms_accepted")),
             limits=dict(f.get("limits") or {}),
             language=str(f["language"]) if isinstance(f.get("language"), str) else None,
+            epoch=str(f["epoch"]) if isinstance(f.get("epoch"), str) else None,
         )
 
     @property
@@ -190,5 +192,8 @@ def history_fields(
     return fields
 
 
-def sync_fields(held: dict[int, int]) -> dict[str, Any]:
-    return {"convs": [[conv, seq] for conv, seq in sorted(held.items())]}
+def sync_fields(held: dict[int, int], epoch: str | None = None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"convs": [[conv, seq] for conv, seq in sorted(held.items())]}
+    if epoch is not None:
+        fields["epoch"] = epoch
+    return fields

@@ -20,6 +20,17 @@ from clients.cli.protocol import Event, Push
 @dataclass
 class Cursors:
     held: dict[int, int] = field(default_factory=dict)
+    epoch: str | None = None  # the history the held seqs belong to (hello's ``epoch``)
+
+    def enter(self, epoch: str | None) -> bool:
+        """The server announced ``epoch``; True if it is not the one the held seqs came from,
+        which are then dropped: after a restore the same seq may name another event."""
+        changed = self.epoch is not None and epoch is not None and epoch != self.epoch
+        if changed:
+            self.held.clear()
+        if epoch is not None:
+            self.epoch = epoch
+        return changed
 
     def hold(self, conv: int, seq: int) -> None:
         """The client holds ``conv`` up to ``seq`` (from ``list`` or ``history``)."""

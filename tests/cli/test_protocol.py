@@ -35,6 +35,7 @@ def test_requests_are_msgpack_maps_with_op_and_rid() -> None:
     assert create_fields([2], "Sujet", None, "important") == {"members": [2], "name": "Sujet"}
     assert create_fields([2], "S", "t", "question")["tag"] == "question"
     assert sync_fields({9: 4, 2: 0}) == {"convs": [[2, 0], [9, 4]]}
+    assert sync_fields({9: 4}, "ab" * 16) == {"convs": [[9, 4]], "epoch": "ab" * 16}
 
 
 def pack(obj: object) -> bytes:

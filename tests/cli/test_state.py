@@ -28,6 +28,17 @@ def test_cursors_take_each_event_once_and_follow_archived() -> None:
     assert cursors.apply(Push("later_kind", {"conv": 5})) is None
 
 
+def test_cursors_drop_what_they_hold_when_the_epoch_changes() -> None:
+    cursors = Cursors()
+    assert cursors.enter("a" * 32) is False  # the first epoch heard
+    cursors.hold(5, 40)
+    assert cursors.enter("a" * 32) is False and cursors.held == {5: 40}
+    assert cursors.enter(None) is False and cursors.epoch == "a" * 32  # an older server
+    assert cursors.enter("b" * 32) is True  # restored: seq 40 may be another event now
+    assert cursors.held == {} and cursors.epoch == "b" * 32
+    assert cursors.apply(Push("event", event(3))) is not None  # the window is taken again
+
+
 def test_log_follows_name_and_members_as_of_the_newest_event() -> None:
     log = ConversationLog(5, me=1)
     assert log.add(event(3, "renamed", name="Nouveau"))

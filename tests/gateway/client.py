@@ -153,8 +153,11 @@ class WsClient:
         extra.setdefault("client_msg_id", cmid())
         return await self.ok("send", conv=conv, text=text, **extra)
 
-    async def sync(self, convs: dict[int, int] | None = None) -> dict[str, Any]:
-        return await self.ok("sync", convs=[[c, s] for c, s in (convs or {}).items()])
+    async def sync(
+        self, convs: dict[int, int] | None = None, epoch: str | None = None
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {} if epoch is None else {"epoch": epoch}
+        return await self.ok("sync", convs=[[c, s] for c, s in (convs or {}).items()], **fields)
 
     # ------------------------------------------------------------------ waiting
 

@@ -52,6 +52,7 @@ def test_every_op_decodes_to_its_typed_request() -> None:
     assert decode(op="history", rid=9, conv=1, after=0) == p.History(9, 1, None, 0, 50)
     assert decode(op="read", rid=10, conv=1, seq=0) == p.MarkRead(10, 1, 0)
     assert decode(op="sync", rid=11, convs=[[1, 0], [2, 5]]) == p.Sync(11, ((1, 0), (2, 5)))
+    assert decode(op="sync", rid=11, epoch="0a" * 16) == p.Sync(11, (), "0a" * 16)
     assert decode(op="sync", rid=11) == p.Sync(11, ())
     assert decode(op="users", rid=12, ids=[1, 2]) == p.Users(12, (1, 2))
     assert decode(op="auth", rid=13, token="t", lang="en-GB") == p.Auth(13, "t", "en")

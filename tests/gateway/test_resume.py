@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
+
+import pytest
 
 from tests.gateway.client import cmid
 from tests.gateway.conftest import Admin
@@ -115,3 +118,46 @@ async def test_250_messages_fresh_client_gets_the_latest_200_and_archived(admin:
     assert [e["seq"] for e in conv_frames[1:]] == list(range(window_start, last + 1))
     (entry,) = (await old.ok("list"))["conversations"]
     assert entry["unread"] == 200  # capped at the window: older ones cannot be read
+
+
+async def test_hello_announces_the_epoch_and_sync_in_it_trusts_positions(admin: Admin) -> None:
+    alice, bob = await admin.users(2)
+    a = await admin.connect(alice)
+    conv = await a.create([bob.id], text="first")  # 1, 2
+    b = await admin.connect(bob, sync=False)
+    assert b.hello is not None and a.hello is not None
+    epoch = b.hello["epoch"]
+    assert re.fullmatch(r"[0-9a-f]{32}", epoch) and a.hello["epoch"] == epoch
+    reply = await b.sync({conv: 2}, epoch=epoch)
+    assert reply["epoch"] == epoch and reply["epoch_changed"] is False
+    await a.send(conv, "next")
+    await b.wait_seq(conv, 3)
+    assert b.seqs(conv) == [3]  # nothing resent: the positions were trusted
+
+
+async def test_seqs_of_another_epoch_are_ignored_and_the_window_resent(admin: Admin) -> None:
+    alice, bob = await admin.users(2)
+    a = await admin.connect(alice)
+    conv = await a.create([bob.id], text="first")  # 1, 2
+    b = await admin.connect(bob, sync=False)
+    assert b.hello is not None
+    other = "0" * 32 if b.hello["epoch"] != "0" * 32 else "1" * 32
+    # Seqs held from a history this database never had (a restore): 999 must not be trusted.
+    reply = await b.sync({conv: 999, conv + 1000: 4}, epoch=other)
+    assert reply["epoch"] == b.hello["epoch"] and reply["epoch_changed"] is True
+    assert b.seqs(conv) == [1, 2]  # the whole window again
+    assert dict(map(tuple, reply["convs"]))[conv] == 2
+    assert reply["unknown"] == []  # positions of another history name nothing here
+    await a.send(conv, "after the resync")
+    await b.wait_seq(conv, 3)
+    assert b.seqs(conv) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("epoch", ["abc", "G" * 32, "A" * 32, 7, "0" * 33])
+async def test_a_malformed_epoch_is_refused_in_french(admin: Admin, epoch: object) -> None:
+    (alice,) = await admin.users(1)
+    a = await admin.connect(alice, sync=False)
+    error = await a.request("sync", convs=[], epoch=epoch)
+    assert error["op"] == "error" and error["code"] == "invalid_request"
+    assert error["details"]["field"] == "epoch"
+    assert "32 chiffres hexadécimaux" in error["message"]

@@ -37,6 +37,7 @@ class SyncJob:
 
     rid: int
     positions: dict[int, int]
+    epoch_changed: bool = False  # the client's seqs were of another epoch: ignored
 
 
 Reply = bytes | SyncJob

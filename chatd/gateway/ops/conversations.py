@@ -38,6 +38,8 @@ from chatd.i18n import N_
 
 BAD_MEMBERS = N_("The list of participants is not valid.")
 BAD_SYNC = N_("The list of conversations to bring up to date is not valid (at most {max}).")
+BAD_EPOCH = N_("The history id (epoch) must be the 32 hexadecimal digits given by hello.")
+EPOCH_DIGITS = 32
 
 
 async def _apply(call: Call, rid: int, op: rules.Operation) -> bytes:
@@ -226,13 +228,20 @@ class Sync(Request):
     op = "sync"
     rid: int
     convs: tuple[tuple[int, int], ...]  # (conv, last seq the client holds)
+    epoch: str | None = None  # the epoch those seqs were received in (None: not said)
 
     @classmethod
     def parse(cls, rid: int, f: Fields) -> Self:
-        return cls(rid, f.pairs("convs", max_items=MAX_SYNC_CONVS, invalid=BAD_SYNC))
+        epoch = f.text(
+            "epoch", min_chars=EPOCH_DIGITS, max_chars=EPOCH_DIGITS, default=None, invalid=BAD_EPOCH
+        )
+        if epoch is not None and not all(c in "0123456789abcdef" for c in epoch):
+            raise refused("epoch", BAD_EPOCH)
+        return cls(rid, f.pairs("convs", max_items=MAX_SYNC_CONVS, invalid=BAD_SYNC), epoch)
 
     async def run(self, call: Call) -> Reply:
-        return SyncJob(self.rid, dict(self.convs))  # the connection's sender runs it
+        positions, changed = call.services.reading.trusted_positions(self.epoch, dict(self.convs))
+        return SyncJob(self.rid, positions, changed)  # the connection's sender runs it
 
 
 REQUESTS = (
