@@ -2,8 +2,8 @@
 
 The terminal's language first (``LC_ALL``, ``LC_MESSAGES``, ``LANG``: the first one set
 decides), if chatd speaks it; else ``CHATD_DEFAULT_LANGUAGE`` (the server's default for
-people, :attr:`chatd.config.Settings.default_language`); else French.  Decided once, in
-:func:`chatd.cli.main`, before the parser (and its help) is built.
+people, :attr:`chatd.config.sections.AccountSettings.default_language`); else French.
+Decided once, in :func:`chatd.cli.main`, before the parser (and its help) is built.
 """
 
 from __future__ import annotations

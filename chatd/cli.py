@@ -56,7 +56,7 @@ def _out(args: argparse.Namespace, human: str, data: object) -> None:
 
 
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    path = settings.key_file_path
+    path = settings.store.key_file_path
     if path.exists():
         load_key_file(path)  # refuse a bad file loudly even when not creating one
         print(_("Key file {path} already exists; kept.", path=str(path)))
@@ -65,18 +65,18 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         print(_(KEY_FILE_CREATED, path=str(path)))
     async with open_store(settings):
         pass
-    print(_("Database {path} is ready.", path=str(settings.database_path)))
+    print(_("Database {path} is ready.", path=str(settings.store.database_path)))
     return 0
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from chatd.gateway.server import serve  # the web stack is only imported to serve
 
-    path = settings.key_file_path
+    path = settings.store.key_file_path
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
-    with ServerLock(settings.database_path, N_("start another server")):
+    with ServerLock(settings.store.database_path, N_("start another server")):
         async with running(settings) as process:
             await serve(settings, build_gateway(process))
     return 0
@@ -115,8 +115,8 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
-    path = settings.key_file_path
-    with ServerLock(settings.database_path, N_("rotate the master key")):
+    path = settings.store.key_file_path
+    with ServerLock(settings.store.database_path, N_("rotate the master key")):
         old = load_key_file(path)
         new = old.with_new_active()
         # The file first: if we crash after it, the old KEK is still in it and all opens.
@@ -136,8 +136,8 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> int:
-    path = settings.key_file_path
-    with ServerLock(settings.database_path, N_("retire a master key")):
+    path = settings.store.key_file_path
+    with ServerLock(settings.store.database_path, N_("retire a master key")):
         return await _retire_locked(settings, args, path)
 
 
@@ -157,7 +157,7 @@ async def _retire_locked(settings: Settings, args: argparse.Namespace, path: Pat
 
 
 async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    ring = load_key_file(settings.key_file_path)
+    ring = load_key_file(settings.store.key_file_path)
     async with open_store(settings, ring) as store:
         in_use = await store.kek_ids_in_use()
     for kid in ring.keys:
@@ -171,7 +171,7 @@ async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int:
-    cutoff = int(time.time() * 1000 - settings.retention_years * MS_PER_YEAR)
+    cutoff = int(time.time() * 1000 - settings.store.retention_years * MS_PER_YEAR)
     async with open_store(settings) as store:
         expired = await store.expired_conversations(cutoff)
         if args.apply:
@@ -207,7 +207,7 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
 async def cmd_store_new_epoch(settings: Settings, args: argparse.Namespace) -> int:
     # A running server would go on announcing the epoch it read at start: refuse while one
     # holds the database, as for a key rotation.
-    with ServerLock(settings.database_path, N_("declare a new store epoch")):
+    with ServerLock(settings.store.database_path, N_("declare a new store epoch")):
         async with open_store(settings) as store:
             epoch = await store.declare_new_epoch()
     _out(args, _("New store epoch: {epoch}", epoch=epoch), {"epoch": epoch})

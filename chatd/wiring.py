@@ -28,11 +28,11 @@ if TYPE_CHECKING:  # the web stack is imported only by those who serve
 def open_store(settings: Settings, ring: KeyRing | None = None) -> SqliteStore:
     """The store the settings name (not yet opened: ``async with`` it)."""
     return SqliteStore(
-        settings.database_path,
-        ring or load_key_file(settings.key_file_path),
-        visible_window=settings.visible_window,
-        synchronous=settings.sqlite_synchronous,
-        max_batch=settings.max_batch,
+        settings.store.database_path,
+        ring or load_key_file(settings.store.key_file_path),
+        visible_window=settings.store.visible_window,
+        synchronous=settings.store.sqlite_synchronous,
+        max_batch=settings.store.max_batch,
     )
 
 
@@ -43,7 +43,10 @@ def make_broker(settings: Settings) -> Broker:
 
 def build_services(settings: Settings, store: SqliteStore, broker: Broker) -> Services:
     return Services.build(
-        store, broker, session_hours=settings.session_hours, terms_version=settings.terms_version
+        store,
+        broker,
+        session_hours=settings.accounts.session_hours,
+        terms_version=settings.accounts.terms_version,
     )
 
 
@@ -71,7 +74,9 @@ async def running(settings: Settings, broker: Broker | None = None) -> AsyncIter
 
 def attachment_files(settings: Settings, store: SqliteStore) -> AttachmentService:
     """The attachment service over ``store``: the owner of the attachment files."""
-    return AttachmentService.from_settings(settings, store)
+    return AttachmentService.from_settings(
+        settings.attachments, settings.store.attachments_dir, store
+    )
 
 
 def build_gateway(process: Process) -> Gateway:

@@ -8,23 +8,63 @@ from pathlib import Path
 import pytest
 
 from chatd.config import Settings
+from chatd.config.sections import (
+    AccountSettings,
+    AttachmentSettings,
+    GatewaySettings,
+    StoreSettings,
+)
 from chatd.core.errors import ConfigError
+
+# Every variable as ``Settings.describe()`` listed them before the settings had sections: an
+# operator's environment written then must keep working, so none may be renamed or dropped.
+VARIABLES_BEFORE_SECTIONS = (
+    "CHATD_DATA_DIR",
+    "CHATD_DATABASE",
+    "CHATD_MASTER_KEY_FILE",
+    "CHATD_VISIBLE_WINDOW",
+    "CHATD_RETENTION_YEARS",
+    "CHATD_SQLITE_SYNCHRONOUS",
+    "CHATD_MAX_BATCH",
+    "CHATD_MAX_ATTACHMENT_BYTES",
+    "CHATD_MAX_IMAGE_PIXELS",
+    "CHATD_ATTACHMENT_TTL_SECONDS",
+    "CHATD_ATTACHMENT_SWEEP_SECONDS",
+    "CHATD_HOST",
+    "CHATD_PORT",
+    "CHATD_TLS_CERT_FILE",
+    "CHATD_TLS_KEY_FILE",
+    "CHATD_ALLOWED_ORIGINS",
+    "CHATD_TERMS_VERSION",
+    "CHATD_TERMS_URL",
+    "CHATD_SESSION_HOURS",
+    "CHATD_MAX_FRAME_BYTES",
+    "CHATD_WS_RATE",
+    "CHATD_WS_BURST",
+    "CHATD_WS_QUEUE",
+    "CHATD_WS_IDLE_SECONDS",
+    "CHATD_WS_PING_SECONDS",
+    "CHATD_AUTH_TIMEOUT_SECONDS",
+    "CHATD_DEFAULT_LANGUAGE",
+    "CHATD_DEBUG",
+)
 
 
 def test_defaults_from_an_empty_environment() -> None:
     s = Settings.from_env({})
-    assert s.data_dir == Path("var")
-    assert s.database_path == Path("var") / "chatd.sqlite3"
-    assert s.key_file_path == Path("var") / "master.keys"
-    assert s.visible_window == 200
-    assert s.retention_years == 10
-    assert s.sqlite_synchronous == "FULL"
-    assert s.port == 8470
-    assert s.host == "127.0.0.1"
-    assert s.allowed_origins == ()
-    assert s.session_hours == 8
+    assert s.store.data_dir == Path("var")
+    assert s.store.database_path == Path("var") / "chatd.sqlite3"
+    assert s.store.key_file_path == Path("var") / "master.keys"
+    assert s.store.attachments_dir == Path("var") / "attachments"
+    assert s.store.visible_window == 200
+    assert s.store.retention_years == 10
+    assert s.store.sqlite_synchronous == "FULL"
+    assert s.gateway.port == 8470
+    assert s.gateway.host == "127.0.0.1"
+    assert s.gateway.allowed_origins == ()
+    assert s.accounts.session_hours == 8
     assert s.debug is False
-    assert s.tls_cert_file is None and s.tls_key_file is None
+    assert s.gateway.tls_cert_file is None and s.gateway.tls_key_file is None
 
 
 def test_other_variables_are_ignored() -> None:
@@ -45,15 +85,15 @@ def test_values_are_parsed() -> None:
             "CHATD_MASTER_KEY_FILE": "/run/secrets/chatd.keys",
         }
     )
-    assert s.data_dir == Path("/srv/chatd")
-    assert s.database_path == Path("/srv/chatd/chatd.sqlite3")
-    assert s.key_file_path == Path("/run/secrets/chatd.keys")
-    assert s.visible_window == 50
-    assert s.sqlite_synchronous == "NORMAL"
-    assert s.port == 0
-    assert s.allowed_origins == ("https://a.example", "https://b.example")
+    assert s.store.data_dir == Path("/srv/chatd")
+    assert s.store.database_path == Path("/srv/chatd/chatd.sqlite3")
+    assert s.store.key_file_path == Path("/run/secrets/chatd.keys")
+    assert s.store.visible_window == 50
+    assert s.store.sqlite_synchronous == "NORMAL"
+    assert s.gateway.port == 0
+    assert s.gateway.allowed_origins == ("https://a.example", "https://b.example")
     assert s.debug is True
-    assert s.tls_cert_file == Path("/etc/chatd/cert.pem")
+    assert s.gateway.tls_cert_file == Path("/etc/chatd/cert.pem")
 
 
 @pytest.mark.parametrize("raw", ["0", "false", "No", "off"])
@@ -104,12 +144,14 @@ def test_tls_files_go_together() -> None:
 
 def test_overrides_and_describe() -> None:
     s = Settings.from_env({"CHATD_PORT": "9000"}, visible_window=7)
-    assert (s.port, s.visible_window) == (9000, 7)
+    assert (s.gateway.port, s.store.visible_window) == (9000, 7)
     described = {variable: doc for variable, _, doc in Settings.describe()}
-    assert set(described) == {"CHATD_" + f.name.upper() for f in dataclasses.fields(Settings)}
+    assert set(described) == set(VARIABLES_BEFORE_SECTIONS)
     assert all(doc for doc in described.values())
     with pytest.raises(dataclasses.FrozenInstanceError):
-        s.port = 1  # type: ignore[misc]
+        s.gateway.port = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.store = StoreSettings()  # type: ignore[misc]
 
 
 def test_the_terminal_clients_variables_are_not_the_servers() -> None:
@@ -141,3 +183,105 @@ def test_settings_are_described_as_an_operator_writes_them() -> None:
 def test_terms_url_must_be_a_web_address(url: str) -> None:
     with pytest.raises(ConfigError, match="CHATD_TERMS_URL"):
         Settings.from_env({"CHATD_TERMS_URL": url})
+
+
+# variable, a value other than its default, and where the code finds it (section, field, value)
+EVERY_VARIABLE = [
+    ("CHATD_DATA_DIR", "/srv/chatd", ("store", "data_dir", Path("/srv/chatd"))),
+    ("CHATD_DATABASE", "/srv/db.sqlite3", ("store", "database", Path("/srv/db.sqlite3"))),
+    ("CHATD_MASTER_KEY_FILE", "/run/k", ("store", "master_key_file", Path("/run/k"))),
+    ("CHATD_VISIBLE_WINDOW", "50", ("store", "visible_window", 50)),
+    ("CHATD_RETENTION_YEARS", "20", ("store", "retention_years", 20)),
+    ("CHATD_SQLITE_SYNCHRONOUS", "extra", ("store", "sqlite_synchronous", "EXTRA")),
+    ("CHATD_MAX_BATCH", "64", ("store", "max_batch", 64)),
+    ("CHATD_MAX_ATTACHMENT_BYTES", "2048", ("attachments", "max_bytes", 2048)),
+    ("CHATD_MAX_IMAGE_PIXELS", "2000000", ("attachments", "max_image_pixels", 2_000_000)),
+    ("CHATD_ATTACHMENT_TTL_SECONDS", "120", ("attachments", "ttl_seconds", 120)),
+    ("CHATD_ATTACHMENT_SWEEP_SECONDS", "0", ("attachments", "sweep_seconds", 0)),
+    ("CHATD_HOST", "::1", ("gateway", "host", "::1")),
+    ("CHATD_PORT", "9000", ("gateway", "port", 9000)),
+    (
+        "CHATD_ALLOWED_ORIGINS",
+        "https://a.example",
+        ("gateway", "allowed_origins", ("https://a.example",)),
+    ),
+    ("CHATD_MAX_FRAME_BYTES", "4096", ("gateway", "max_frame_bytes", 4096)),
+    ("CHATD_WS_RATE", "7", ("gateway", "ws_rate", 7)),
+    ("CHATD_WS_BURST", "8", ("gateway", "ws_burst", 8)),
+    ("CHATD_WS_QUEUE", "9", ("gateway", "ws_queue", 9)),
+    ("CHATD_WS_IDLE_SECONDS", "10", ("gateway", "ws_idle_seconds", 10)),
+    ("CHATD_WS_PING_SECONDS", "0", ("gateway", "ws_ping_seconds", 0)),
+    ("CHATD_AUTH_TIMEOUT_SECONDS", "11", ("gateway", "auth_timeout_seconds", 11)),
+    ("CHATD_SESSION_HOURS", "12", ("accounts", "session_hours", 12)),
+    ("CHATD_TERMS_VERSION", "2027-02", ("accounts", "terms_version", "2027-02")),
+    ("CHATD_TERMS_URL", "https://t.example", ("accounts", "terms_url", "https://t.example")),
+    ("CHATD_DEFAULT_LANGUAGE", "EN", ("accounts", "default_language", "en")),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw", "where"), EVERY_VARIABLE)
+def test_every_sections_variables_are_read(
+    variable: str, raw: str, where: tuple[str, str, object]
+) -> None:
+    section, field, value = where
+    s = Settings.from_env({variable: raw})
+    assert getattr(getattr(s, section), field) == value
+    assert getattr(s, section) != getattr(Settings(), section)
+    others = [name for name in ("store", "gateway", "accounts", "attachments") if name != section]
+    assert all(getattr(s, name) == getattr(Settings(), name) for name in others)
+
+
+def test_the_table_above_covers_every_variable() -> None:
+    """The TLS pair and CHATD_DEBUG are read by the tests above (they go with others)."""
+    tested = {variable for variable, _, _ in EVERY_VARIABLE}
+    tested |= {"CHATD_TLS_CERT_FILE", "CHATD_TLS_KEY_FILE", "CHATD_DEBUG"}
+    assert tested == set(VARIABLES_BEFORE_SECTIONS)
+
+
+def test_sections_are_what_the_code_sees() -> None:
+    s = Settings.from_env(
+        {
+            "CHATD_TLS_CERT_FILE": "/c.pem",
+            "CHATD_TLS_KEY_FILE": "/k.pem",
+            "CHATD_DATABASE": "/srv/db/chatd.sqlite3",
+            "CHATD_MAX_ATTACHMENT_BYTES": "4096",
+        }
+    )
+    assert s.sections() == [s.store, s.gateway, s.accounts, s.attachments]
+    assert isinstance(s.store, StoreSettings) and isinstance(s.gateway, GatewaySettings)
+    assert isinstance(s.accounts, AccountSettings)
+    assert isinstance(s.attachments, AttachmentSettings)
+    assert (s.gateway.tls_cert_file, s.gateway.tls_key_file) == (Path("/c.pem"), Path("/k.pem"))
+    assert s.store.attachments_dir == Path("/srv/db/attachments")
+    assert s.attachments == AttachmentSettings(max_bytes=4096)
+
+
+def test_the_variables_are_the_same_as_before_sections() -> None:
+    described = [variable for variable, _, _ in Settings.describe()]
+    assert sorted(described) == sorted(VARIABLES_BEFORE_SECTIONS)
+    assert len(set(described)) == len(described)
+
+
+def test_settings_are_described_section_by_section() -> None:
+    described = [variable for variable, _, _ in Settings.describe()]
+    assert described[:3] == ["CHATD_DATA_DIR", "CHATD_DATABASE", "CHATD_MASTER_KEY_FILE"]
+    assert described.index("CHATD_PORT") < described.index("CHATD_SESSION_HOURS")
+    assert described.index("CHATD_TERMS_URL") < described.index("CHATD_MAX_ATTACHMENT_BYTES")
+    assert described[-1] == "CHATD_DEBUG"
+
+
+def test_an_unknown_variable_is_refused_next_to_a_bad_value_of_a_section() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"CHATD_ATTACHMENT_BYTES": "1", "CHATD_WS_RATE": "0"})
+    assert "CHATD_ATTACHMENT_BYTES is not a chatd setting" in caught.value.message
+    assert "CHATD_WS_RATE" in caught.value.message
+
+
+def test_an_override_keeps_the_rest_of_its_section_from_the_environment() -> None:
+    s = Settings.from_env(
+        {"CHATD_MAX_IMAGE_PIXELS": "2000000"}, max_attachment_bytes=2048, debug=True
+    )
+    assert s.attachments == AttachmentSettings(max_bytes=2048, max_image_pixels=2_000_000)
+    assert s.debug is True
+    with pytest.raises(TypeError, match="max_bytes"):
+        Settings.from_env({}, max_bytes=1)

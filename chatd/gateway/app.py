@@ -79,7 +79,7 @@ async def login(request: Request, gateway: Gateway) -> Response:
     return JSONResponse(
         {
             **login_body(result),
-            "terms_url": gateway.settings.terms_url,
+            "terms_url": gateway.settings.accounts.terms_url,
             "language": request_language(request),
         }
     )
@@ -93,7 +93,10 @@ async def logout(request: Request, gateway: Gateway) -> Response:
 async def terms(request: Request, gateway: Gateway) -> Response:
     if request.method == "GET":
         return JSONResponse(
-            {"terms_version": gateway.auth.terms_version, "terms_url": gateway.settings.terms_url}
+            {
+                "terms_version": gateway.auth.terms_version,
+                "terms_url": gateway.settings.accounts.terms_url,
+            }
         )
     principal = await authenticated(request, gateway)
     principal.require_usable()
@@ -129,7 +132,7 @@ async def change_password(request: Request, gateway: Gateway) -> Response:
 async def websocket_endpoint(websocket: WebSocket) -> None:
     gateway: Gateway = websocket.app.state.gateway
     origin = websocket.headers.get("origin")
-    if origin is not None and origin not in gateway.settings.allowed_origins:
+    if origin is not None and origin not in gateway.settings.gateway.allowed_origins:
         await websocket.close(POLICY_VIOLATION)
         return
     await Connection(websocket, gateway).run()
@@ -147,7 +150,7 @@ def create_app(gateway: Gateway) -> Starlette:
     # Browsers on an allowed origin may call the HTTP routes too (no cookies: tokens only).
     cors = Middleware(
         CORSMiddleware,
-        allow_origins=list(gateway.settings.allowed_origins),
+        allow_origins=list(gateway.settings.gateway.allowed_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type", "X-File-Name", "Range", "If-Range"],
         expose_headers=["Content-Disposition", "Content-Range", "Content-Length", "ETag"],

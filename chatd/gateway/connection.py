@@ -69,12 +69,13 @@ class Connection:
     def __init__(self, websocket: WebSocket, gateway: Gateway) -> None:
         self._ws = websocket
         self._gw = gateway
-        self._settings = gateway.settings
+        self._limits = gateway.settings.gateway
+        self._accounts = gateway.settings.accounts
         self._session = Session(
             requested_language=from_accept_language(websocket.headers.get("accept-language")),
-            default_language=language(gateway.settings.default_language) or DEFAULT_LANGUAGE,
+            default_language=language(self._accounts.default_language) or DEFAULT_LANGUAGE,
         )
-        self._bucket = TokenBucket(self._settings.ws_rate, self._settings.ws_burst)
+        self._bucket = TokenBucket(self._limits.ws_rate, self._limits.ws_burst)
         self._sub: Subscription | None = None
         self._gone = False
 
@@ -139,7 +140,7 @@ class Connection:
     async def _authenticate(self) -> tuple[Principal, int] | None:
         """The first frame must be ``auth``; answer failures with a close code."""
         try:
-            async with asyncio.timeout(self._settings.auth_timeout_seconds):
+            async with asyncio.timeout(self._limits.auth_timeout_seconds):
                 message = await self._ws.receive()
         except TimeoutError:
             await self._close(CloseCode.AUTH_TIMEOUT)
@@ -177,7 +178,7 @@ class Connection:
                 "language": self._session.language,
                 "session_expires_at": principal.expires_at,
                 "terms_version": self._gw.auth.terms_version,
-                "terms_url": self._settings.terms_url,
+                "terms_url": self._accounts.terms_url,
                 "terms_accepted": principal.terms_accepted,
                 "password_change_required": principal.password_change_required,
                 "limits": self._gw.limits(),
@@ -190,7 +191,7 @@ class Connection:
     async def _read_loop(self, sub: Subscription) -> None:
         while True:
             try:
-                async with asyncio.timeout(self._settings.ws_idle_seconds):
+                async with asyncio.timeout(self._limits.ws_idle_seconds):
                     message = await self._ws.receive()
             except TimeoutError:
                 sub.fail(CloseCode.IDLE_TIMEOUT)
@@ -209,7 +210,7 @@ class Connection:
                 sub.offer(
                     p.encode_error(_peek_rid(data), RateLimitedError(), self._session.language)
                 )
-                if self._bucket.strikes > self._settings.ws_burst:
+                if self._bucket.strikes > self._limits.ws_burst:
                     sub.finish(CloseCode.RATE_LIMITED)
                     await sub.closed.wait()
                     return

@@ -39,7 +39,7 @@ class Gateway:
     def build(
         cls, settings: Settings, services: Services, attachments: AttachmentService
     ) -> Gateway:
-        hub = Hub(settings.ws_queue)
+        hub = Hub(settings.gateway.ws_queue)
         fanout = Fanout(services.broker, services.reading, hub)
         revocation = RevocationSweeper(hub, services.auth)
         return cls(settings, services, hub, fanout, Handlers(services), attachments, revocation)
@@ -66,14 +66,14 @@ class Gateway:
 
     def limits(self) -> dict[str, Any]:
         """What the hello frame announces."""
-        s = self.settings
+        listen, attachments = self.settings.gateway, self.settings.attachments
         return {
-            "max_frame_bytes": s.max_frame_bytes,
+            "max_frame_bytes": listen.max_frame_bytes,
             "max_reply_bytes": p.MAX_REPLY_BYTES,
-            "rate_per_second": s.ws_rate,
-            "burst": s.ws_burst,
-            "queue": s.ws_queue,
-            "idle_seconds": s.ws_idle_seconds,
+            "rate_per_second": listen.ws_rate,
+            "burst": listen.ws_burst,
+            "queue": listen.ws_queue,
+            "idle_seconds": listen.ws_idle_seconds,
             "window": self.services.reading.window_size,
             "history_max": p.HISTORY_MAX,
             "max_text_chars": MAX_TEXT_CHARS,
@@ -81,7 +81,7 @@ class Gateway:
             "max_members": MAX_MEMBERS,
             "max_client_msg_id_chars": MAX_CLIENT_MSG_ID_CHARS,
             "max_sync_convs": p.MAX_SYNC_CONVS,
-            "max_attachment_bytes": s.max_attachment_bytes,
+            "max_attachment_bytes": attachments.max_bytes,
             "max_attachments": MAX_ATTACHMENTS,
-            "attachment_ttl_seconds": s.attachment_ttl_seconds,
+            "attachment_ttl_seconds": attachments.ttl_seconds,
         }

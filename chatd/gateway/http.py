@@ -37,7 +37,7 @@ def request_language(request: Request) -> Language:
     return (
         chosen
         or from_accept_language(request.headers.get("accept-language"))
-        or language(gateway.settings.default_language)
+        or language(gateway.settings.accounts.default_language)
         or DEFAULT_LANGUAGE
     )
 

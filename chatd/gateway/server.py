@@ -38,12 +38,13 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(settings: Settings, gateway: Gateway) -> uvicorn.Config:
-    ping = float(settings.ws_ping_seconds) or None
+    listen = settings.gateway
+    ping = float(listen.ws_ping_seconds) or None
     return uvicorn.Config(
         create_app(gateway),
         loop="none",  # the caller runs us on uvloop already
         ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
+        ws_max_size=listen.max_frame_bytes,
         ws_ping_interval=ping,
         ws_ping_timeout=ping,
         ws_per_message_deflate=False,
@@ -53,8 +54,8 @@ def uvicorn_config(settings: Settings, gateway: Gateway) -> uvicorn.Config:
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=5,
-        ssl_certfile=None if settings.tls_cert_file is None else str(settings.tls_cert_file),
-        ssl_keyfile=None if settings.tls_key_file is None else str(settings.tls_key_file),
+        ssl_certfile=None if listen.tls_cert_file is None else str(listen.tls_cert_file),
+        ssl_keyfile=None if listen.tls_key_file is None else str(listen.tls_key_file),
     )
 
 
@@ -71,9 +72,9 @@ async def serve(
     if purged:
         log.info("purged %d expired login tokens", purged)
     server = uvicorn.Server(uvicorn_config(settings, gateway))
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.gateway.host, settings.gateway.port)
     host, port = sock.getsockname()[:2]
-    scheme = "https" if settings.tls_cert_file else "http"
+    scheme = "https" if settings.gateway.tls_cert_file else "http"
     shown = f"[{host}]" if ":" in host else host
     (announce or _print)(f"chatd listening on {scheme}://{shown}:{port}")
     # uvicorn catches SIGINT and SIGTERM, shuts down (sockets get 1012), then re-raises the

@@ -44,7 +44,7 @@ from chatd.attachments.blobstore import BlobStore
 from chatd.attachments.images import ImageLimits
 from chatd.attachments.ingest import IngestedFile, ingest
 from chatd.attachments.spool import spool_limited
-from chatd.config import Settings
+from chatd.config.sections import AttachmentSettings
 from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import AttachmentFileMissing, ChatdError, StoreClosedError
 from chatd.core.records import (
@@ -104,13 +104,15 @@ class AttachmentService:
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: AttachmentStore) -> AttachmentService:
+    def from_settings(
+        cls, settings: AttachmentSettings, directory: Path, store: AttachmentStore
+    ) -> AttachmentService:
         return cls(
             store,
-            blobs=BlobStore(settings.attachments_dir),
-            max_bytes=settings.max_attachment_bytes,
-            ttl_seconds=settings.attachment_ttl_seconds,
-            sweep_seconds=settings.attachment_sweep_seconds,
+            blobs=BlobStore(directory),
+            max_bytes=settings.max_bytes,
+            ttl_seconds=settings.ttl_seconds,
+            sweep_seconds=settings.sweep_seconds,
             image_limits=ImageLimits(max_pixels=settings.max_image_pixels),
         )
 

@@ -72,7 +72,7 @@ async def serving(tmp: Path, broker: Broker | None = None) -> AsyncIterator[InPr
         gateway = build_gateway(process)
         server = uvicorn.Server(uvicorn_config(settings, gateway))
         server.config.log_level = "warning"
-        sock = bind(settings.host, 0)
+        sock = bind(settings.gateway.host, 0)
         port = sock.getsockname()[1]
         task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         try:

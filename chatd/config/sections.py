@@ -1,0 +1,219 @@
+"""The sections of the settings: one frozen dataclass per concern.
+
+Each field is made with :func:`setting`, which names its ``CHATD_*`` variable explicitly: a
+field may be renamed for the code's sake (``attachments.max_bytes``) while the variable an
+operator writes stays the same (``CHATD_MAX_ATTACHMENT_BYTES``).  A new section is a new
+subclass of :class:`Section` here, listed once as a field of
+:class:`~chatd.config.Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from chatd.config.parsers import (
+    parse_choice,
+    parse_int,
+    parse_language,
+    parse_list,
+    parse_path,
+    parse_url,
+)
+from chatd.i18n import N_, Text
+
+VARIABLE = "variable"
+PARSE = "parse"
+DOC = "doc"
+
+
+def setting(variable: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    """A field read from ``variable``, by ``parse``; ``doc`` is an English message id."""
+    return dataclasses.field(default=default, metadata={VARIABLE: variable, PARSE: parse, DOC: doc})
+
+
+class Section:
+    """A group of settings: a frozen dataclass whose fields are made with :func:`setting`."""
+
+    # Declared so that the type checker knows every section is a dataclass.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def problems(self) -> list[Text]:
+        """What is wrong across fields that are each valid alone."""
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSettings(Section):
+    """Where the data lives on disk, and how the SQLite store keeps it."""
+
+    data_dir: Path = setting(
+        "CHATD_DATA_DIR", Path("var"), parse_path, N_("Directory of the database and key file.")
+    )
+    database: Path | None = setting(
+        "CHATD_DATABASE",
+        None,
+        parse_path,
+        N_("SQLite database file (default: DATA_DIR/chatd.sqlite3)."),
+    )
+    master_key_file: Path | None = setting(
+        "CHATD_MASTER_KEY_FILE",
+        None,
+        parse_path,
+        N_("Master key file, mode 0600 (default: DATA_DIR/master.keys)."),
+    )
+    visible_window: int = setting(
+        "CHATD_VISIBLE_WINDOW",
+        200,
+        parse_int(1, 100_000),
+        N_("Number of most recent messages a user can read."),
+    )
+    retention_years: int = setting(
+        "CHATD_RETENTION_YEARS",
+        10,
+        parse_int(1, 100),
+        N_("Years a conversation is kept after its last event."),
+    )
+    sqlite_synchronous: str = setting(
+        "CHATD_SQLITE_SYNCHRONOUS",
+        "FULL",
+        parse_choice("FULL", "EXTRA", "NORMAL"),
+        N_("SQLite synchronous mode (WAL)."),
+    )
+    max_batch: int = setting(
+        "CHATD_MAX_BATCH",
+        512,
+        parse_int(1, 100_000),
+        N_("Most writes committed together in one group commit."),
+    )
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.data_dir / "chatd.sqlite3"
+
+    @property
+    def key_file_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.keys"
+
+    @property
+    def attachments_dir(self) -> Path:
+        # Next to the database, so that every process opening it (the server, admin
+        # commands) finds the same files.
+        return self.database_path.parent / "attachments"
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewaySettings(Section):
+    """How the gateway listens, and what one connection may do."""
+
+    host: str = setting("CHATD_HOST", "127.0.0.1", str, N_("Address the gateway listens on."))
+    port: int = setting("CHATD_PORT", 8470, parse_int(0, 65535), N_("TCP port of the gateway."))
+    tls_cert_file: Path | None = setting(
+        "CHATD_TLS_CERT_FILE", None, parse_path, N_("TLS certificate (PEM).")
+    )
+    tls_key_file: Path | None = setting(
+        "CHATD_TLS_KEY_FILE", None, parse_path, N_("TLS private key (PEM).")
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        "CHATD_ALLOWED_ORIGINS",
+        (),
+        parse_list,
+        N_("Comma-separated Origin values browsers may connect from."),
+    )
+    max_frame_bytes: int = setting(
+        "CHATD_MAX_FRAME_BYTES",
+        65536,
+        parse_int(1024, 16 * 1024 * 1024),
+        N_("Largest frame a client may send (1009)."),
+    )
+    ws_rate: int = setting(
+        "CHATD_WS_RATE", 20, parse_int(1, 1_000_000), N_("Requests/second per connection.")
+    )
+    ws_burst: int = setting(
+        "CHATD_WS_BURST", 100, parse_int(1, 1_000_000), N_("Request burst per connection.")
+    )
+    ws_queue: int = setting(
+        "CHATD_WS_QUEUE",
+        1000,
+        parse_int(4, 1_000_000),
+        N_("Frames queued per connection before close 4005."),
+    )
+    ws_idle_seconds: int = setting(
+        "CHATD_WS_IDLE_SECONDS",
+        300,
+        parse_int(1, 86_400),
+        N_("Seconds without a request before close 4006."),
+    )
+    ws_ping_seconds: int = setting(
+        "CHATD_WS_PING_SECONDS",
+        20,
+        parse_int(0, 3600),
+        N_("WebSocket keepalive ping interval (0: none)."),
+    )
+    auth_timeout_seconds: int = setting(
+        "CHATD_AUTH_TIMEOUT_SECONDS",
+        5,
+        parse_int(1, 60),
+        N_("Seconds a new connection has to authenticate (4000)."),
+    )
+
+    def problems(self) -> list[Text]:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            return [Text(N_("CHATD_TLS_CERT_FILE and CHATD_TLS_KEY_FILE must be set together."))]
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountSettings(Section):
+    """What users sign up to: their sessions, the terms of use, their language."""
+
+    session_hours: int = setting(
+        "CHATD_SESSION_HOURS", 8, parse_int(1, 24 * 30), N_("Lifetime of a login token.")
+    )
+    terms_version: str = setting(
+        "CHATD_TERMS_VERSION", "2026-01", str, N_("Terms of use users must accept.")
+    )
+    terms_url: str = setting(
+        "CHATD_TERMS_URL",
+        "",
+        parse_url,
+        N_("Where users read the terms of use (https://…); shown with the version."),
+    )
+    default_language: str = setting(
+        "CHATD_DEFAULT_LANGUAGE",
+        "fr",
+        parse_language,
+        N_("Language of users who chose none and whose client asks for none (fr or en)."),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AttachmentSettings(Section):
+    """What may be uploaded, and how long an unsent upload is kept."""
+
+    max_bytes: int = setting(
+        "CHATD_MAX_ATTACHMENT_BYTES",
+        10 * 1024 * 1024,
+        parse_int(1024, 1024**3),
+        N_("Largest attachment upload, in bytes."),
+    )
+    max_image_pixels: int = setting(
+        "CHATD_MAX_IMAGE_PIXELS",
+        50_000_000,
+        parse_int(1_000_000, 89_000_000),
+        N_("Most pixels an uploaded image may have (larger ones are refused, not decoded)."),
+    )
+    ttl_seconds: int = setting(
+        "CHATD_ATTACHMENT_TTL_SECONDS",
+        86_400,
+        parse_int(60, 30 * 86_400),
+        N_("Seconds an upload waits for a message to send it before it is discarded."),
+    )
+    sweep_seconds: int = setting(
+        "CHATD_ATTACHMENT_SWEEP_SECONDS",
+        600,
+        parse_int(0, 86_400),
+        N_("Seconds between sweeps of expired uploads (0: never)."),
+    )
