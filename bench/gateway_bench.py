@@ -78,6 +78,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from chatd.core.conversations import CreateConversation  # noqa: E402
+from chatd.core.ids import UserId  # noqa: E402
 from chatd.core.records import NewUser, SessionToken, UserProfile  # noqa: E402
 from chatd.crypto.keyring import KeyRing, write_key_file  # noqa: E402
 from chatd.store.sqlite import SqliteStore  # noqa: E402
@@ -769,7 +770,9 @@ async def _populate_chatd(data_dir: Path, users: int, conv_size: int, senders: b
         for n, group in enumerate(_groups(users, conv_size)):
             members = [ids[i] for i in group]
             result = await store.apply(
-                CreateConversation(members[0], tuple(members[1:]), f"Bench {n}", f"bench-{n}")
+                CreateConversation(
+                    UserId(members[0]), tuple(members[1:]), f"Bench {n}", f"bench-{n}"
+                )
             )
             conv = result.conv_id
             conv_members[conv] = len(group)

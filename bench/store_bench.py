@@ -29,6 +29,7 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
+from chatd.core.ids import ConvId, UserId
 from chatd.core.records import NewUser, UserProfile
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import Sealer, new_data_key
@@ -46,7 +47,9 @@ async def _setup(path: Path, conversations: int) -> tuple[SqliteStore, int, list
     bob = await store.create_user(NewUser("bob", "x", UserProfile("Bob", "Durand")))
     convs = []
     for i in range(conversations):
-        result = await store.apply(CreateConversation(alice.id, (bob.id,), f"Cas {i}", f"c{i}"))
+        result = await store.apply(
+            CreateConversation(UserId(alice.id), (bob.id,), f"Cas {i}", f"c{i}")
+        )
         convs.append(result.conv_id)
     return store, alice.id, convs
 
@@ -60,7 +63,9 @@ async def bench_appends(workdir: Path, writers: int, total: int) -> tuple[float,
     async def writer(w: int) -> None:
         conv = convs[w % len(convs)]
         for j in range(per_writer):
-            await store.apply(PostMessage(conv, sender, MessageBody(TEXT), f"w{w}-{j}"))
+            await store.apply(
+                PostMessage(ConvId(conv), UserId(sender), MessageBody(TEXT), f"w{w}-{j}")
+            )
 
     started = time.perf_counter()
     await asyncio.gather(*(writer(w) for w in range(writers)))
@@ -108,7 +113,9 @@ async def bench_window(workdir: Path, events: int, reads: int) -> tuple[float, f
 
     async def writer(w: int) -> None:
         for j in range(w, events - 1, writers):
-            await store.apply(PostMessage(conv, sender, MessageBody(f"{TEXT} {j}"), f"f{j}"))
+            await store.apply(
+                PostMessage(ConvId(conv), UserId(sender), MessageBody(f"{TEXT} {j}"), f"f{j}")
+            )
 
     await asyncio.gather(*(writer(w) for w in range(writers)))
     timings = []

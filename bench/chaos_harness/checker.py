@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 from chatd.core import visibility as reference
 from chatd.core.events import Event
+from chatd.core.ids import ConvId, Seq, UserId
 from chatd.core.records import Interval
 
 from .history import Archived, History, Op, Recv, SyncSent
@@ -176,7 +177,7 @@ def _as_event(event: LogEvent) -> Event:
         payload["members"] = list(event.members)
     elif event.kind in ("joined", "left") and event.subject is not None:
         payload["user"] = event.subject
-    return Event(event.conv, event.seq, event.kind, event.sender, 0, payload)
+    return Event(ConvId(event.conv), Seq(event.seq), event.kind, UserId(event.sender), 0, payload)
 
 
 def index_log(events: Iterable[LogEvent], result: Result) -> dict[int, dict[int, LogEvent]]:

@@ -35,8 +35,10 @@ from chatd.core.errors import (
     ValidationError,
 )
 from chatd.core.events import EventDraft, EventKind, MessageTag
+from chatd.core.ids import ConvId, UserId
 from chatd.i18n import N_
 
+NO_CONV = ConvId(0)  # a creation's conversation before the store numbers it
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 20_000
 MAX_MEMBERS = 500
@@ -77,42 +79,43 @@ class MessageBody:
 
 @dataclass(frozen=True, slots=True)
 class CreateConversation:
-    sender: int
+    sender: UserId
     members: tuple[int, ...]  # the others; the sender is added implicitly
     name: str
     client_msg_id: str
     first_message: MessageBody | None = None
-    conv_id: int = 0  # not known yet; idempotency keys of creations live under conversation 0
+    # Not known yet; idempotency keys of creations live under conversation 0.
+    conv_id: ConvId = NO_CONV
 
 
 @dataclass(frozen=True, slots=True)
 class PostMessage:
-    conv_id: int
-    sender: int
+    conv_id: ConvId
+    sender: UserId
     body: MessageBody
     client_msg_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Rename:
-    conv_id: int
-    sender: int
+    conv_id: ConvId
+    sender: UserId
     name: str
     client_msg_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class AddMember:
-    conv_id: int
-    sender: int
-    user: int
+    conv_id: ConvId
+    sender: UserId
+    user: UserId
     client_msg_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    conv_id: int
-    sender: int
+    conv_id: ConvId
+    sender: UserId
     client_msg_id: str
 
 
@@ -123,7 +126,7 @@ Operation = CreateConversation | PostMessage | Rename | AddMember | Leave
 class ConversationState:
     """What the rules need to know about a conversation."""
 
-    conv_id: int
+    conv_id: ConvId
     members: frozenset[int] = field(default_factory=frozenset)
     ever_members: frozenset[int] = field(default_factory=frozenset)
     shredded: bool = False

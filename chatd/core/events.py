@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from chatd.core.ids import ConvId, Seq, UserId
+
 
 class EventKind(StrEnum):
     CREATED = "created"
@@ -49,10 +51,10 @@ class MessageTag(StrEnum):
 class Event:
     """An event as stored and opened: what readers and the fan-out receive."""
 
-    conv_id: int
-    seq: int
+    conv_id: ConvId
+    seq: Seq
     kind: str
-    sender: int
+    sender: UserId
     ts: int  # milliseconds since the Unix epoch, server clock
     payload: dict[str, Any]
 
@@ -62,5 +64,5 @@ class EventDraft:
     """An event decided by the rules, before the store gives it a seq and seals it."""
 
     kind: EventKind
-    sender: int
+    sender: UserId
     payload: dict[str, Any]

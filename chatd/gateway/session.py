@@ -22,6 +22,7 @@ from typing import Protocol
 
 from chatd.core.accounts import Principal
 from chatd.core.errors import InvalidStateError, TermsNotAcceptedError
+from chatd.core.ids import UserId
 from chatd.i18n import DEFAULT_LANGUAGE, N_, Language
 
 
@@ -102,10 +103,10 @@ class Session:
         self.state = State.CLOSED
 
     @property
-    def user_id(self) -> int:
+    def user_id(self) -> UserId:
         self._expect(State.OPEN)
         assert self.principal is not None
-        return self.principal.user_id
+        return UserId(self.principal.user_id)  # where a connection's user id is born
 
     # ------------------------------------------------------------------ requests
 

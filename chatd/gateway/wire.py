@@ -38,7 +38,7 @@ from chatd.core.errors import (
     ValidationError,
 )
 from chatd.core.events import Event, MessageTag
-from chatd.core.ids import parse_attachment_id
+from chatd.core.ids import ConvId, parse_attachment_id
 from chatd.i18n import N_, Language
 
 PROTOCOL_VERSION = 1
@@ -264,9 +264,8 @@ def client_msg_id(f: Fields) -> str:
     return value
 
 
-def conv_field(f: Fields) -> int:
-    conv: int = f.integer("conv", minimum=1, invalid=BAD_CONVERSATION)
-    return conv
+def conv_field(f: Fields) -> ConvId:
+    return ConvId(f.integer("conv", minimum=1, invalid=BAD_CONVERSATION))
 
 
 def message_text(f: Fields, *, with_attachments: bool) -> str | None:

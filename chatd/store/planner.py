@@ -40,6 +40,7 @@ from chatd.core.conversations import (
 )
 from chatd.core.errors import ChatdError
 from chatd.core.events import Event, EventKind
+from chatd.core.ids import ConvId, Seq, UserId
 from chatd.core.records import AppendResult
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, Sealer, event_binding
@@ -144,13 +145,13 @@ class BatchPlanner:
             plan.keys[key] = (conv_id, first, last)
             plan.idem.append((op.conv_id, op.sender, op.client_msg_id, conv_id, first, last))
             plan.outcomes.append(AppendResult(conv_id, first, last, False, events))
-        for conv_id in plan.touched:
-            c = self.convs[conv_id]
-            plan.heads[conv_id] = (c.last_seq, c.last_hash, c.last_message_seq)
+        for touched in plan.touched:
+            c = self.convs[touched]
+            plan.heads[touched] = (c.last_seq, c.last_hash, c.last_message_seq)
         return plan
 
     def _new_conv(self, now: int, plan: Plan) -> ConvCache:
-        conv_id = self.next_conv_id
+        conv_id = ConvId(self.next_conv_id)
         self.next_conv_id += 1
         scope = KeyScope(CONV_SCOPE, conv_id, 1)
         self._keys.forget(CONV_SCOPE, conv_id)  # in case a failed plan had used this id
@@ -172,7 +173,7 @@ class BatchPlanner:
         self,
         conv: ConvCache,
         kind: EventKind,
-        sender: int,
+        sender: UserId,
         payload: dict[str, Any],
         now: int,
         plan: Plan,
@@ -180,7 +181,7 @@ class BatchPlanner:
         sealer, names = conv.events, conv.names
         assert sealer is not None and names is not None  # decide() refuses shredded ones
         conv_id = conv.state.conv_id
-        seq = conv.last_seq + 1
+        seq = Seq(conv.last_seq + 1)
         ciphertext = sealer.seal(seq, kind, _pack(payload), event_binding(sender, now))
         digest = link_hash(conv.last_hash, conv_id, seq, kind, ciphertext)
         plan.events.append((conv_id, seq, kind, sender, now, ciphertext, conv.last_hash, digest))

@@ -16,6 +16,7 @@ from chatd.core.conversations import (
     MessageBody,
 )
 from chatd.core.events import MessageTag
+from chatd.core.ids import ConvId, UserId
 from chatd.core.records import EventPage
 from chatd.gateway.ops.base import Call, Reply, Request, SyncJob
 from chatd.gateway.wire import (
@@ -94,7 +95,7 @@ class Send(Request):
     op = "send"
     rid: int
     client_msg_id: str
-    conv: int
+    conv: ConvId
     text: str
     tag: MessageTag | None
     attachments: tuple[int, ...] = ()  # uploaded attachment ids (docs: Attachments)
@@ -120,14 +121,14 @@ class Add(Request):
     op = "add"
     rid: int
     client_msg_id: str
-    conv: int
-    user: int
+    conv: ConvId
+    user: UserId
 
     @classmethod
     def parse(cls, rid: int, f: Fields) -> Self:
         cmid = client_msg_id(f)
         conv = conv_field(f)
-        return cls(rid, cmid, conv, f.integer("user", minimum=1, invalid=BAD_USER))
+        return cls(rid, cmid, conv, UserId(f.integer("user", minimum=1, invalid=BAD_USER)))
 
     async def run(self, call: Call) -> Reply:
         op = rules.AddMember(self.conv, call.session.user_id, self.user, self.client_msg_id)
@@ -139,7 +140,7 @@ class Leave(Request):
     op = "leave"
     rid: int
     client_msg_id: str
-    conv: int
+    conv: ConvId
 
     @classmethod
     def parse(cls, rid: int, f: Fields) -> Self:
@@ -156,7 +157,7 @@ class Rename(Request):
     op = "rename"
     rid: int
     client_msg_id: str
-    conv: int
+    conv: ConvId
     name: str
 
     @classmethod
@@ -189,7 +190,7 @@ def page_fields(page: EventPage, newest_first_cut: bool) -> dict[str, Any]:
 class History(Request):
     op = "history"
     rid: int
-    conv: int
+    conv: ConvId
     before: int | None
     after: int | None
     limit: int
