@@ -1,6 +1,6 @@
 """The gateway benchmark's ceiling: a bare Starlette WebSocket broadcast server.
 
-Run:  .venv/bin/python bench/ceiling_server.py [--host 127.0.0.1] [--port 0]
+Run:  .venv/bin/python -m bench.ceiling_server [--host 127.0.0.1] [--port 0]
 
 Same stack as ``chatd serve`` — Starlette on uvicorn, uvloop, the ``websockets-sansio``
 protocol, no per-message compression, the same keepalive pings — and the same msgpack framing

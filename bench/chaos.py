@@ -2,21 +2,21 @@
 
 Long run (docs/reliability.md):
 
-    .venv/bin/python bench/chaos.py --duration 600
+    .venv/bin/python -m bench.chaos --duration 600
 
 (the defaults: 200 clients, 50 conversations, 500 msg/s, every fault on; the CI run is
 ``tests/chaos/test_chaos_short.py``).
 
 Resume storm (1,000 clients × 50 missed events each, time until all have resumed):
 
-    .venv/bin/python bench/chaos.py --resume-storm
+    .venv/bin/python -m bench.chaos --resume-storm
 
 A real ``chatd serve`` subprocess on 127.0.0.1 (default FULL durability) is loaded by real
 WebSocket clients while faults are injected: ``kill -9`` of the server then a restart on the
 same data directory and port, connections cut at random, a slow consumer, reconnect storms,
 members leaving and being added back.  Afterwards every client resumes, every user reads
 its conversations afresh, the server stops, ``chatd verify`` runs, and the history of what
-clients were told is checked against the log read from the database with the key file.
+clients were told is checked against the log read through the store's export path.
 
 Prints one table; exits 1 if anything is lost, duplicated, leaked, missing (gaps) — or the
 other checks fail (phantom, diverged, order, verify, RSS bound, server errors) — else 0.
@@ -31,9 +31,10 @@ import sys
 from pathlib import Path
 
 import uvloop
-from chaos_harness.client import ClientConfig
-from chaos_harness.runner import ChaosConfig, run_chaos
-from chaos_harness.storm import StormConfig, run_storm
+
+from bench.chaos_harness.client import ClientConfig
+from bench.chaos_harness.runner import ChaosConfig, run_chaos
+from bench.chaos_harness.storm import StormConfig, run_storm
 
 
 def _span(raw: str) -> tuple[float, float]:

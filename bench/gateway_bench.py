@@ -1,7 +1,7 @@
 """Gateway benchmark: chatd serve vs a bare Starlette broadcast server, same load, same run.
 
-Run:  .venv/bin/python bench/gateway_bench.py            (full: about 2½ minutes)
-      .venv/bin/python bench/gateway_bench.py --quick    (smoke: under a minute)
+Run:  .venv/bin/python -m bench.gateway_bench            (full: about 2½ minutes)
+      .venv/bin/python -m bench.gateway_bench --quick    (smoke: under a minute)
       … --scenarios latency --profile DIR                (py-spy samples of the servers)
 
 Results and their analysis: docs/performance.md, section Gateway.
@@ -10,9 +10,9 @@ Three scenarios, each run first against a real ``chatd serve`` subprocess (fresh
 data directory, ``CHATD_SQLITE_SYNCHRONOUS=FULL``: every ack is after an fsynced commit) and
 then against ``bench/ceiling_server.py`` (Starlette + uvicorn + uvloop, same WebSocket
 protocol implementation, same msgpack frames, fan-out to the members of M rooms, no storage,
-no auth).  Users, tokens and conversations are written into chatd's database *before* the
-server starts (as the gateway tests do, through a second store on the same files), so setup
-costs nothing to the server under test.
+no auth).  Users, sessions and conversations are made *before* the server starts, through
+chatd's own services on the same files (:mod:`bench.accounts`), so setup costs nothing to
+the server under test.
 
 1. **throughput** — N clients over N/S conversations of S members; each client keeps
    ``--window`` sends outstanding (sends the next one when an ack comes back).  Reported:
@@ -46,7 +46,6 @@ import asyncio
 import contextlib
 import datetime
 import gc
-import hashlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -61,7 +60,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,19 +72,12 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+from bench.accounts import create_accounts, setup_process
+from chatd.core.conversations import CreateConversation
+from chatd.core.records import UserProfile
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from chatd.core.conversations import CreateConversation  # noqa: E402
-from chatd.core.ids import UserId  # noqa: E402
-from chatd.core.records import NewUser, SessionToken, UserProfile  # noqa: E402
-from chatd.crypto.keyring import KeyRing, write_key_file  # noqa: E402
-from chatd.store.sqlite import SqliteStore  # noqa: E402
-
 TERMS = "bench-terms-1"
-# Not a real Argon2id hash: tokens are minted directly, nobody logs in with a password.
-FAKE_PASSWORD_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
-HOUR_MS = 3_600_000
 # A typical short clinical message (~90 characters after the message number).
 PAD = "Patient vu ce matin, plaie propre, pansement refait. Merci de rappeler demain svp."
 SERVER_START_TIMEOUT = 60.0
@@ -727,63 +718,32 @@ def ceiling_world(users: int, conv_size: int, *, senders: bool) -> World:
 
 async def _populate_chatd(data_dir: Path, users: int, conv_size: int, senders: bool) -> World:
     started = time.monotonic()
-    ring = KeyRing.generate()
-    write_key_file(data_dir / "master.keys", ring, replace=False)
-    # Setup only: the server under test reopens these files with synchronous=FULL.
-    store = SqliteStore(data_dir / "chatd.sqlite3", ring, synchronous="OFF")
-    await store.open()
-    try:
-        now = time.time_ns() // 1_000_000
-        ids: list[int] = []
-        tokens: list[str] = []
-        chunk = 500
-        for base in range(0, users, chunk):
-            batch = range(base, min(base + chunk, users))
-            created = await asyncio.gather(
-                *(
-                    store.create_user(
-                        NewUser(
-                            f"bench{i}",
-                            FAKE_PASSWORD_HASH,
-                            UserProfile("Bench", f"User {i}", "Infirmière", "CH Bench"),
-                        )
-                    )
-                    for i in batch
-                )
-            )
-            batch_tokens = [f"bench-{uuid.uuid4().hex}" for _ in batch]
-            await asyncio.gather(
-                *(store.set_terms_accepted(u.id, TERMS) for u in created),
-                *(
-                    store.create_session_token(
-                        SessionToken(
-                            hashlib.sha256(t.encode()).digest(), u.id, now - 1000, now + 8 * HOUR_MS
-                        )
-                    )
-                    for u, t in zip(created, batch_tokens, strict=True)
-                ),
-            )
-            ids.extend(u.id for u in created)
-            tokens.extend(batch_tokens)
+    # Setup only, through chatd's own services: the server under test reopens these files
+    # with synchronous=FULL.
+    async with setup_process(data_dir, TERMS) as process:
+        accounts = await create_accounts(
+            process,
+            [f"bench{i}" for i in range(users)],
+            UserProfile("Bench", "User", "Infirmière", "CH Bench"),
+        )
         clients: list[ClientSpec] = []
         conv_members: dict[int, int] = {}
         for n, group in enumerate(_groups(users, conv_size)):
-            members = [ids[i] for i in group]
-            result = await store.apply(
-                CreateConversation(
-                    UserId(members[0]), tuple(members[1:]), f"Bench {n}", f"bench-{n}"
-                )
+            members = [accounts[i].user_id for i in group]
+            result = await process.services.messaging.apply(
+                CreateConversation(members[0], tuple(members[1:]), f"Bench {n}", f"bench-{n}")
             )
             conv = result.conv_id
             conv_members[conv] = len(group)
             for i in group:
                 clients.append(
                     ClientSpec(
-                        ids[i], tokens[i], ((conv, result.last_seq),), conv if senders else None
+                        accounts[i].user_id,
+                        accounts[i].token,
+                        ((conv, result.last_seq),),
+                        conv if senders else None,
                     )
                 )
-    finally:
-        await store.close()
     return World(tuple(clients), conv_members, time.monotonic() - started)
 
 
@@ -957,10 +917,14 @@ def _target(
         )
     elif target == "ceiling":
         world = ceiling_world(users, conv_size, senders=senders)
-        env = dict(os.environ)
+        # The server runs in its own directory: the repository goes on its import path.
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+        }
         server = start_server(
             "ceiling",
-            [sys.executable, str(REPO / "bench" / "ceiling_server.py"), "--port", "0"],
+            [sys.executable, "-m", "bench.ceiling_server", "--port", "0"],
             env,
             rundir,
             cpu=placement.server_cpu,
@@ -1467,7 +1431,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = " ".join([".venv/bin/python", "bench/gateway_bench.py", *(argv or sys.argv[1:])])
+    command = " ".join([".venv/bin/python", "-m", "bench.gateway_bench", *(argv or sys.argv[1:])])
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     placement = Placement.detect(args.quiet_wait)
     raise_nofile(args.idle + 4096)

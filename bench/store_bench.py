@@ -1,6 +1,6 @@
 """Store benchmark: acked durable appends/s, window-read latency, and the raw ceiling.
 
-Run:  .venv/bin/python bench/store_bench.py [--appends N] [--window-events N]
+Run:  .venv/bin/python -m bench.store_bench [--appends N] [--window-events N]
 
 Prints one table.  Every figure comes from this run on this machine:
 
@@ -19,14 +19,11 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import msgpack
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
 from chatd.core.ids import ConvId, UserId

@@ -21,7 +21,6 @@ import asyncio
 import getpass
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import uvloop
 from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.config import Settings
+from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
 from chatd.core.password_policy import check_password, rule
 from chatd.core.records import NewUser, User, UserProfile
@@ -171,7 +171,7 @@ async def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int:
-    cutoff = int(time.time() * 1000 - settings.store.retention_years * MS_PER_YEAR)
+    cutoff = int(wall_clock_ms() - settings.store.retention_years * MS_PER_YEAR)
     async with open_store(settings) as store:
         expired = await store.expired_conversations(cutoff)
         if args.apply:

@@ -19,13 +19,14 @@ from chatd.config import Settings
 from chatd.crypto.keyring import KeyRing, load_key_file
 from chatd.services.attachments import AttachmentService
 from chatd.services.container import Services
+from chatd.store.contract import Store
 from chatd.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:  # the web stack is imported only by those who serve
     from chatd.gateway.context import Gateway
 
 
-def open_store(settings: Settings, ring: KeyRing | None = None) -> SqliteStore:
+def open_store(settings: Settings, ring: KeyRing | None = None) -> Store:
     """The store the settings name (not yet opened: ``async with`` it)."""
     return SqliteStore(
         settings.store.database_path,
@@ -41,7 +42,7 @@ def make_broker(settings: Settings) -> Broker:
     return MemoryBroker()
 
 
-def build_services(settings: Settings, store: SqliteStore, broker: Broker) -> Services:
+def build_services(settings: Settings, store: Store, broker: Broker) -> Services:
     return Services.build(
         store,
         broker,
@@ -55,7 +56,7 @@ class Process:
     """An opened store, its broker and the services over them."""
 
     settings: Settings
-    store: SqliteStore
+    store: Store
     broker: Broker
     services: Services
 
@@ -72,7 +73,7 @@ async def running(settings: Settings, broker: Broker | None = None) -> AsyncIter
             await chosen.stop()
 
 
-def attachment_files(settings: Settings, store: SqliteStore) -> AttachmentService:
+def attachment_files(settings: Settings, store: Store) -> AttachmentService:
     """The attachment service over ``store``: the owner of the attachment files."""
     return AttachmentService.from_settings(
         settings.attachments, settings.store.attachments_dir, store

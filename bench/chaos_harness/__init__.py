@@ -4,7 +4,7 @@ duplicated or leaked, end to end, through the real WebSocket protocol (Jepsen st
 * :mod:`.history` — what every simulated client did and was told (the *history*);
 * :mod:`.checker` — a pure function of the history and the final log: lost, duplicated,
   leaked, gaps, order…;
-* :mod:`.truth` — the final log read back from the SQLite file with the key file;
+* :mod:`.truth` — the final log, read back through the store's export path;
 * :mod:`.server` — a ``chatd serve`` subprocess that can be killed (``SIGKILL``) and
   restarted on the same data directory and port, its RSS sampled;
 * :mod:`.client` — a simulated client: real WebSocket, ``client_msg_id`` retries,
@@ -12,5 +12,5 @@ duplicated or leaked, end to end, through the real WebSocket protocol (Jepsen st
 * :mod:`.runner` — the load generator, the nemesis (faults), the final read, the report;
 * :mod:`.storm` — the resume-storm measurement.
 
-``bench/chaos.py`` is the command line; ``tests/chaos/`` runs a short scenario in CI.
+``python -m bench.chaos`` is the command line; ``tests/chaos/`` runs a short scenario in CI.
 """

@@ -13,7 +13,7 @@ What clients *see* is recorded too: every ``event`` push (conv, seq, kind, the
 claimed to hold).  A session is one WebSocket connection; session ids are unique in a run.
 
 All records are plain frozen dataclasses; the history can be written as JSON lines for a
-post-mortem (``bench/chaos.py --history FILE``).
+post-mortem (``python -m bench.chaos --history FILE``).
 """
 
 from __future__ import annotations

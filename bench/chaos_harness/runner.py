@@ -457,9 +457,7 @@ class Run:
         code, output = await asyncio.to_thread(self.server.verify)
         self.report.verify_code, self.report.verify_output = code, output
         self.phase("verify")
-        log = await asyncio.to_thread(
-            read_log, self.server.data_dir / "chatd.sqlite3", self.server.data_dir / "master.keys"
-        )
+        log = await read_log(self.server.store_env())
         if c.history_out is not None:
             self.history.dump(c.history_out)
         self.report.result = await asyncio.to_thread(check, self.history, log)

@@ -7,15 +7,14 @@ it).  ``CHATD_SQLITE_SYNCHRONOUS`` is never set: the default, FULL, is what is b
 All incarnations append to one log file.  While a process runs, its resident set size
 (``VmRSS`` in ``/proc/<pid>/status``) is sampled; the maximum over the run is reported.
 
-Users and login tokens are created directly in the database before the first start, the way
-the gateway tests do it (a second store on the same files), so no password hashing is paid.
+Users and their sessions are created before the first start by chatd's own account and auth
+services (:mod:`bench.accounts`), with no password login, so no Argon2id hashing is paid.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import re
 import signal
@@ -24,25 +23,17 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from chatd.core.records import NewUser, SessionToken, UserProfile
-from chatd.crypto.keyring import KeyRing, write_key_file
-from chatd.store.sqlite import SqliteStore
+from bench.accounts import Account, seed_accounts
+from chatd.core.records import UserProfile
+
+__all__ = ["Account", "ChaosServer", "chatd_env", "create_accounts"]
 
 TERMS = "chaos-terms-1"
-# Not a real Argon2id hash: clients authenticate with minted tokens, never a password.
-FAKE_PASSWORD_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 RSS_EVERY = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    user_id: int
-    token: str
 
 
 def chatd_env(data_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
@@ -57,42 +48,15 @@ def chatd_env(data_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
 
 
 async def create_accounts(data_dir: Path, count: int) -> list[Account]:
-    """Create the key file, the database and ``count`` users with a token each (8 h).
-
-    Run before the server starts.  The store is opened with ``synchronous=NORMAL`` to go
-    fast; closing it checkpoints the WAL, so everything is on disk before the server opens it.
-    """
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 - set-up
-    ring = KeyRing.generate()
-    write_key_file(data_dir / "master.keys", ring, replace=False)
-    store = SqliteStore(data_dir / "chatd.sqlite3", ring, synchronous="NORMAL")
-    await store.open()
-    accounts = []
-    try:
-        tag = uuid.uuid4().hex[:6]
-        now = time.time_ns() // 1_000_000
-        for i in range(count):
-            user = await store.create_user(
-                NewUser(
-                    f"chaos{tag}{i}",
-                    FAKE_PASSWORD_HASH,
-                    UserProfile(f"User{i}", "Chaos", "Infirmière", "CH Chaos"),
-                )
-            )
-            await store.set_terms_accepted(user.id, TERMS)
-            token = f"chaos-{uuid.uuid4().hex}"
-            await store.create_session_token(
-                SessionToken(
-                    hashlib.sha256(token.encode()).digest(),
-                    user.id,
-                    now - 1000,
-                    now + 8 * 3_600_000,
-                )
-            )
-            accounts.append(Account(user.id, token))
-    finally:
-        await store.close()
-    return accounts
+    """Create the key file, the database and ``count`` users with a session each (8 h),
+    through chatd's own services (:mod:`bench.accounts`).  Run before the server starts."""
+    tag = uuid.uuid4().hex[:6]
+    return await seed_accounts(
+        data_dir,
+        TERMS,
+        [f"chaos{tag}{i}" for i in range(count)],
+        UserProfile("User", "Chaos", "Infirmière", "CH Chaos"),
+    )
 
 
 class ChaosServer:
@@ -132,6 +96,11 @@ class ChaosServer:
 
     def env(self) -> dict[str, str]:
         return chatd_env(self.data_dir, {"CHATD_PORT": str(self.port), **self._extra})
+
+    def store_env(self) -> dict[str, str]:
+        """The settings of an offline tool on the same data (``chatd verify``, the log
+        read for the ground truth)."""
+        return chatd_env(self.data_dir, self._extra)
 
     async def start(self) -> None:
         """Start an incarnation and wait until it answers ``/healthz``."""
@@ -259,7 +228,7 @@ class ChaosServer:
             [sys.executable, "-m", "chatd", "verify"],
             capture_output=True,
             text=True,
-            env=chatd_env(self.data_dir, self._extra),
+            env=self.store_env(),
             timeout=600,
             check=False,
         )

@@ -1,26 +1,25 @@
-"""The ground truth: the final log read from the SQLite file with the key file.
+"""The ground truth: the final log, read through the store's export path.
 
-After the run (server stopped), every event row is read in ``(conv, seq)`` order and its seal
-opened with the conversation's data key, the way ``chatd verify`` does it (the key file
-unwraps the data keys through :mod:`chatd.store.data_keys`).  This is what the checker calls
-*the log*: it decides what was lost, duplicated or leaked.  It is read directly rather than
+After the run (server stopped), every event of every conversation is read in ``(conv, seq)``
+order with :meth:`~chatd.store.contract.LogStore.export_events`, the operator's read path
+(no visibility filter, seals opened with the key file), through the same wiring as ``chatd``
+itself: the harness then runs unchanged on any backend the settings select.  This is what the
+checker calls *the log*: it decides what was lost, duplicated or leaked.  It is not read
 through the protocol because a user's protocol reads are limited to their 200-message window
 (``archived`` beyond it) — the protocol is checked separately, by the final fresh reads.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import msgpack
-
-from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
-from chatd.crypto.keyring import load_key_file
-from chatd.store.data_keys import CONV_SCOPE, EVENTS_DOMAIN, DataKeys
+from chatd.config import Settings
+from chatd.wiring import open_store
 
 from .history import marker_of
+
+EXPORT_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,30 +33,16 @@ class LogEvent:
     members: tuple[int, ...] = ()  # created: every member, creator included
 
 
-def read_log(database: Path, key_file: Path) -> list[LogEvent]:
-    """Every event of every conversation, opened, in ``(conv, seq)`` order."""
-    keys = DataKeys(load_key_file(key_file))
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        for conv_id, version, kek_id, blob in conn.execute(
-            "SELECT scope_id, version, kek_id, wrapped FROM data_keys"
-            " WHERE scope = ? AND destroyed_at IS NULL",
-            (CONV_SCOPE,),
-        ):
-            keys.load(KeyScope(CONV_SCOPE, conv_id, version), WrappedKey(kek_id, blob))
-        events: list[LogEvent] = []
-        rows = conn.execute(
-            "SELECT conv_id, seq, kind, sender, ts, ciphertext FROM events ORDER BY conv_id, seq"
-        )
-        for conv_id, seq, kind, sender, ts, ciphertext in rows:
-            sealer = keys.sealer(
-                CONV_SCOPE, conv_id, sealed_key_version(ciphertext), EVENTS_DOMAIN, conv_id
-            )
-            payload = msgpack.unpackb(sealer.open(seq, kind, ciphertext, event_binding(sender, ts)))
-            events.append(from_payload(conv_id, seq, kind, sender, payload))
-        return events
-    finally:
-        conn.close()
+async def read_log(environ: Mapping[str, str]) -> list[LogEvent]:
+    """Every event of every conversation, opened, in ``(conv, seq)`` order, from the store
+    that the server's ``CHATD_*`` settings ``environ`` select."""
+    events: list[LogEvent] = []
+    async with open_store(Settings.from_env(environ)) as store:
+        after = (0, 0)
+        while page := await store.export_events(after, EXPORT_PAGE):
+            events.extend(from_payload(e.conv_id, e.seq, e.kind, e.sender, e.payload) for e in page)
+            after = (page[-1].conv_id, page[-1].seq)
+    return events
 
 
 def from_payload(

@@ -16,6 +16,10 @@ from chatd.core.errors import (
 from chatd.core.records import SessionToken, User, UserProfile
 from chatd.i18n import Language
 
+# The longest login and bearer token accepted: one rule, for the wire and the auth service.
+MAX_LOGIN_CHARS = 64
+MAX_TOKEN_CHARS = 128  # tokens are 43 characters; longer input is refused unread
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

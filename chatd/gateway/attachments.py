@@ -55,9 +55,9 @@ from chatd.core.errors import (
 from chatd.core.ids import parse_attachment_id
 from chatd.core.records import AttachmentAccess, AttachmentInfo
 from chatd.crypto.chunks import ChunkOpener
-from chatd.gateway.connection import log_internal
 from chatd.gateway.context import Gateway
 from chatd.gateway.http import authenticated, endpoint, error_response, request_language
+from chatd.gateway.internal_errors import log_internal
 from chatd.i18n import N_, Text
 
 log = logging.getLogger("chatd.gateway.attachments")

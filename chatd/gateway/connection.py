@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import traceback
 
 from starlette.websockets import WebSocket
 
@@ -42,6 +41,7 @@ from chatd.gateway.context import Gateway
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.fanout import EventPush, StatePush
 from chatd.gateway.hub import CloseAfterQueue, Subscription
+from chatd.gateway.internal_errors import log_internal
 from chatd.gateway.ops.base import SyncJob, now_ms
 from chatd.gateway.ops.session import user_map
 from chatd.gateway.session import Delivery, Session, TokenBucket
@@ -53,12 +53,6 @@ CloseCode = p.CloseCode
 CATCH_UP_PAGE = 100
 TOKEN_CHECK_SECONDS = 1.0  # a session at the terms gate re-reads its principal this often
 CLOSE_TIMEOUT = 5.0
-
-
-def log_internal(where: str, exc: BaseException) -> None:
-    """Log an unexpected exception by type and stack only (its message may hold content)."""
-    stack = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("internal error in %s: %s\n%s", where, type(exc).__name__, stack)
 
 
 class _Gone(Exception):

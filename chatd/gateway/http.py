@@ -21,9 +21,9 @@ from chatd.core.errors import (
     MalformedFrameError,
     UnauthenticatedError,
 )
-from chatd.gateway.connection import log_internal
 from chatd.gateway.context import Gateway
 from chatd.gateway.error_table import transport
+from chatd.gateway.internal_errors import log_internal
 from chatd.i18n import DEFAULT_LANGUAGE, N_, Language, from_accept_language, language
 
 MAX_BODY_BYTES = 4096

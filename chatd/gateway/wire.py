@@ -43,14 +43,12 @@ from chatd.i18n import N_, Language
 
 PROTOCOL_VERSION = 1
 MAX_INT = 2**53 - 1
-MAX_TOKEN_CHARS = 128
 MAX_TERMS_CHARS = 64
 MAX_LANGUAGE_TAG_CHARS = 35  # BCP 47's longest common tags; only fr and en are used
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 100
 MAX_SYNC_CONVS = 5000
 MAX_USER_LOOKUP = 200
-MAX_LOGIN_CHARS = 64  # as chatd.services.auth (not imported: the protocol stays free of services)
 MAX_REPLY_BYTES = 1024 * 1024  # history replies are cut (has_more) to stay under this
 # Raw sizes accepted before the rules normalise and check the exact limits.
 _MAX_NAME_INPUT = MAX_NAME_CHARS * 4

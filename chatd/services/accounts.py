@@ -14,19 +14,18 @@ the revoked tokens in the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from chatd.broker.base import Broker, EndSessions, SessionEnd
+from chatd.core.clock import Clock, wall_clock_ms
 from chatd.core.password_policy import one_time_password
 from chatd.core.records import NewUser, User
 from chatd.crypto.passwords import hash_password
-from chatd.services.auth import wall_clock_ms
 from chatd.store.contract import AccountStore
 
 
 class AccountAdmin:
     def __init__(
-        self, store: AccountStore, broker: Broker, clock_ms: Callable[[], int] = wall_clock_ms
+        self, store: AccountStore, broker: Broker, clock_ms: Clock = wall_clock_ms
     ) -> None:
         self._store = store
         self._broker = broker

@@ -16,13 +16,12 @@ import asyncio
 import dataclasses
 import hashlib
 import secrets
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatd.broker.base import Broker, EndSessions, SessionEnd
-from chatd.core.accounts import Principal, check_session
+from chatd.core.accounts import MAX_LOGIN_CHARS, MAX_TOKEN_CHARS, Principal, check_session
+from chatd.core.clock import Clock, wall_clock_ms
 from chatd.core.errors import (
     InvalidCredentialsError,
     RateLimitedError,
@@ -38,15 +37,9 @@ from chatd.i18n import N_, Language, language
 from chatd.store.contract import AccountStore
 
 TOKEN_BYTES = 32
-MAX_TOKEN_CHARS = 128
-MAX_LOGIN_CHARS = 64
 MS_PER_HOUR = 3_600_000
 TOKEN_PURGE_AFTER_MS = 24 * MS_PER_HOUR  # expired tokens are kept a day, then deleted
 HASHING_CONCURRENCY = 2  # Argon2id costs ~19 MiB and tens of ms of CPU each
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def new_token() -> str:
@@ -132,7 +125,7 @@ class AuthService:
         *,
         session_hours: int,
         terms_version: str,
-        clock_ms: Callable[[], int] = wall_clock_ms,
+        clock_ms: Clock = wall_clock_ms,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -173,6 +166,11 @@ class AuthService:
             self._throttle.failed(key, self._clock_ms())
             raise InvalidCredentialsError()
         self._throttle.succeeded(key)
+        return await self.start_session(user)
+
+    async def start_session(self, user: User) -> LoginResult:
+        """A new session for ``user``, whose credentials were checked (a login, or an
+        operator's tool that seeds accounts: the benchmarks, the chaos harness)."""
         if user.disabled:
             raise UserDisabledError()
         token = new_token()

@@ -9,7 +9,6 @@ the same files — SQLite allows it — and log them in over HTTP or mint a toke
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 import signal
@@ -26,10 +25,12 @@ import httpx
 import pytest
 
 from chatd.attachments.blobstore import BlobStore
+from chatd.core.clock import wall_clock_ms
 from chatd.core.records import NewUser, SessionToken, UserProfile
 from chatd.crypto.keyring import load_key_file
 from chatd.crypto.passwords import hash_password
 from chatd.services.attachments import AttachmentService
+from chatd.services.auth import new_token, token_digest
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import chatd_env
 from tests.gateway.client import WsClient
@@ -208,12 +209,11 @@ class Admin:
         return [await self.user() for _ in range(count)]
 
     async def token(self, user_id: int, *, expires_in_ms: int = 8 * HOUR_MS) -> str:
-        token = f"test-{uuid.uuid4().hex}"
-        now = time.time_ns() // 1_000_000
+        # Minted and digested by the auth service's own functions, as a login does.
+        token = new_token()
+        now = wall_clock_ms()
         await self.store.create_session_token(
-            SessionToken(
-                hashlib.sha256(token.encode()).digest(), user_id, now - 1000, now + expires_in_ms
-            )
+            SessionToken(token_digest(token), user_id, now - 1000, now + expires_in_ms)
         )
         return token
 

@@ -9,8 +9,6 @@ Everything else is the production wiring (:mod:`chatd.wiring`) and real sockets.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,10 +19,12 @@ import uvicorn
 
 from chatd.broker.base import Broker
 from chatd.config import Settings
+from chatd.core.clock import wall_clock_ms
 from chatd.core.records import NewUser, SessionToken, UserProfile
 from chatd.crypto.keyring import KeyRing, write_key_file
 from chatd.gateway.context import Gateway
 from chatd.gateway.server import bind, uvicorn_config
+from chatd.services.auth import new_token, token_digest
 from chatd.wiring import Process, build_gateway, running
 from tests.gateway.conftest import HOUR_MS, TERMS
 
@@ -45,10 +45,11 @@ class InProcessServer:
             NewUser(login, "not-a-hash", UserProfile(name, "Test", "Infirmière", "CH", ""))
         )
         await store.set_terms_accepted(user.id, TERMS)
-        token = f"test-{uuid.uuid4().hex}"
-        now = time.time_ns() // 1_000_000
-        digest = hashlib.sha256(token.encode()).digest()
-        await store.create_session_token(SessionToken(digest, user.id, now, now + HOUR_MS))
+        token = new_token()
+        now = wall_clock_ms()
+        await store.create_session_token(
+            SessionToken(token_digest(token), user.id, now, now + HOUR_MS)
+        )
         return user.id, token
 
 

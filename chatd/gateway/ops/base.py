@@ -14,10 +14,10 @@ for the type checker only, so that decoding loads no store, broker or crypto lib
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Self
 
+from chatd.core.clock import wall_clock_ms
 from chatd.gateway.wire import Fields
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from chatd.services.container import Services
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+# The gateway reads the time only to stamp replies and check session expiry.
+now_ms = wall_clock_ms
 
 
 @dataclass(frozen=True, slots=True)

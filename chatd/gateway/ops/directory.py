@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
+from chatd.core.accounts import MAX_LOGIN_CHARS
 from chatd.gateway.ops.base import Call, Reply, Request
-from chatd.gateway.wire import MAX_LOGIN_CHARS, MAX_USER_LOOKUP, Fields, encode_ok, refused
+from chatd.gateway.wire import MAX_USER_LOOKUP, Fields, encode_ok, refused
 from chatd.i18n import N_
 
 if TYPE_CHECKING:

@@ -7,13 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Self
 
-from chatd.core.accounts import Principal
+from chatd.core.accounts import MAX_TOKEN_CHARS, Principal
 from chatd.core.errors import ValidationError
 from chatd.gateway.ops.base import Call, Reply, Request, now_ms
 from chatd.gateway.wire import (
     MAX_LANGUAGE_TAG_CHARS,
     MAX_TERMS_CHARS,
-    MAX_TOKEN_CHARS,
     Fields,
     encode_ok,
 )
