@@ -29,8 +29,15 @@ import uvloop
 from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.config import Settings
+from chatd.core.accounts import check_account_fields
 from chatd.core.clock import wall_clock_ms
-from chatd.core.errors import ChatdError, ConfigError, KeyFileError, WeakPasswordError
+from chatd.core.errors import (
+    ChatdError,
+    ConfigError,
+    KeyFileError,
+    ValidationError,
+    WeakPasswordError,
+)
 from chatd.core.password_policy import check_password, rule
 from chatd.core.records import NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
@@ -215,7 +222,6 @@ async def cmd_store_new_epoch(settings: Settings, args: argparse.Namespace) -> i
 
 
 async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
-    password = _ask_password(args.login, (args.first_name, args.last_name))
     profile = UserProfile(
         first_name=args.first_name,
         last_name=args.last_name,
@@ -224,6 +230,10 @@ async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
         email=args.email,
         rpps=args.rpps,
     )
+    # Before the password prompt: a refused field is said before anything is typed (the
+    # service checks again, for every other caller).
+    check_account_fields(args.login, profile)
+    password = _ask_password(args.login, (args.first_name, args.last_name))
     async with running(settings) as process:
         accounts = process.services.accounts
         password_hash = await accounts.hash_password(password)
@@ -507,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         run = uvloop.run if getattr(args, "uvloop", False) else asyncio.run
         return int(run(args.func(settings, args)))
-    except ConfigError as exc:
+    except (ConfigError, ValidationError) as exc:  # a bad setting, a bad argument
         _say_error(exc)
         return EXIT_USAGE
     except KeyFileError as exc:

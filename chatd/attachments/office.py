@@ -11,9 +11,12 @@ archive:
   100 MiB, and no entry has more compressed bytes than its declared size could need (an entry
   lying about its size to slip past the ratio check);
 * ``[Content_Types].xml`` and ``_rels/.rels`` are present; ``word/document.xml`` (Word) or
-  ``xl/workbook.xml`` (Excel), not both, with its main content type declared in
-  ``[Content_Types].xml`` (which is read, at most 1 MiB of it, and must not hold a DTD);
-* no VBA project: macro-enabled documents (.docm, .xlsm) are refused.
+  ``xl/workbook.xml`` (Excel), not both, whose own ``Override`` in ``[Content_Types].xml``
+  (read, at most 1 MiB of it, and holding no DTD) gives exactly the docx or xlsx main type —
+  not the macro-enabled one, nor a type merely mentioned elsewhere in the file;
+* no VBA project, whatever its part is called: a part named ``vbaProject.bin``, a content
+  type or a relationship (every ``.rels`` part is read, at most 1 MiB each) naming a VBA
+  project or VBA data, or a macro-enabled type: macro-enabled documents are refused.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ from chatd.i18n import N_
 
 ZIP_MAGIC = b"PK\x03\x04"
 BOTH_WORD_AND_EXCEL = N_("This document is both a Word and an Excel file.")
+MACROS = N_("Documents with macros are not accepted; save it without macros.")
+# Content types (application/vnd.ms-office.vbaProject, …vbaData+xml, …macroEnabled…) and
+# relationship types (…/relationships/vbaProject) of macros, compared in lower case.
+_MACRO_MARKERS = (b"vbaproject", b"vbadata", b"macroenabled")
+# An Override element and its attributes.  Read with patterns rather than an XML parser, and
+# failing closed: a PartName spelt with character references is not recognised, so the main
+# part has no Override and the document is refused.
+_OVERRIDE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Override\b([^>]*)>")
+_ATTRIBUTE = re.compile(rb"""([A-Za-z_][\w.:-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
 @dataclass(frozen=True)
@@ -128,10 +140,7 @@ def _check_entries(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
         if total > limits.max_total_uncompressed:
             raise _expands_too_much(limits.max_total_uncompressed)
         if info.filename.lower().endswith("vbaproject.bin"):
-            raise UnsupportedFileType(
-                N_("Documents with macros are not accepted; save it without macros."),
-                reason="macros",
-            )
+            raise UnsupportedFileType(MACROS, reason="macros")
 
 
 def check_ooxml(fp: BinaryIO, limits: ZipLimits | None = None) -> FileKind:
@@ -164,14 +173,37 @@ def check_ooxml(fp: BinaryIO, limits: ZipLimits | None = None) -> FileKind:
             raise CorruptFile(BOTH_WORD_AND_EXCEL, reason="ambiguous")
         kind = found[0]
         content_types = _read_small(archive, CONTENT_TYPES, limits.max_content_types_bytes)
+        relationships = [
+            _read_small(archive, name, limits.max_content_types_bytes)
+            for name in sorted(names)
+            if name.lower().endswith(".rels")
+        ]
     if b"<!DOCTYPE" in content_types or b"<!ENTITY" in content_types:
         raise CorruptFile(N_("This document has a forbidden declaration."), reason="xml_dtd")
-    if _MAIN_PARTS[kind][1] not in content_types:
+    for declared in (content_types, *relationships):
+        if any(marker in declared.lower() for marker in _MACRO_MARKERS):
+            raise UnsupportedFileType(MACROS, reason="macros")
+    part, main_type = _MAIN_PARTS[kind]
+    if _override_of(content_types, part) != main_type:
         raise UnsupportedFileType(
             N_("This document's type is not accepted (for example, it contains macros)."),
             reason="content_type",
         )
     return kind
+
+
+def _override_of(content_types: bytes, part: str) -> bytes | None:
+    """The content type ``[Content_Types].xml`` gives ``part`` in its own ``Override`` (part
+    names compare case-insensitively, as in OPC), or None."""
+    wanted = b"/" + part.lower().encode()
+    for element in _OVERRIDE.finditer(content_types):
+        attributes: dict[bytes, bytes] = {
+            match.group(1): match.group(2) or match.group(3) or b""
+            for match in _ATTRIBUTE.finditer(element.group(1))
+        }
+        if attributes.get(b"PartName", b"").lower() == wanted:
+            return attributes.get(b"ContentType", b"").strip()
+    return None
 
 
 def _read_small(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:

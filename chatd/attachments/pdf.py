@@ -7,7 +7,9 @@
 * Trailer: ``startxref`` then ``%%EOF`` within the last 1024 bytes, followed by nothing but
   whitespace or NULs.  A file with data after its last ``%%EOF`` is refused for the same reason.
 * Not also a ZIP: a PDF that ``zipfile`` accepts as an archive (for instance with a ZIP
-  appended whose comment ends in ``%%EOF``) is refused as a polyglot.
+  appended whose comment ends in ``%%EOF``) is refused as a polyglot, and so is a PDF holding
+  a plausible ZIP record anywhere (:mod:`.zip_records`: ``zipfile`` looks only at the last
+  64 KiB, other readers scan the whole file).
 
 The body is not parsed, so a PDF that passes can still be malformed inside or carry
 JavaScript; viewers treat PDFs as untrusted anyway (see docs/architecture.md, attachments).
@@ -20,6 +22,7 @@ import re
 import zipfile
 from typing import BinaryIO
 
+from chatd.attachments.zip_records import first_zip_record
 from chatd.core.errors import CorruptFile, UnsupportedFileType
 from chatd.i18n import N_
 
@@ -64,7 +67,7 @@ def check_pdf(fp: BinaryIO) -> None:
             N_("This PDF has other data appended after its end and cannot be sent."),
             reason="polyglot",
         )
-    if is_zip(fp):
+    if is_zip(fp) or first_zip_record(fp) is not None:
         raise UnsupportedFileType(
             N_("This file is both a PDF and a ZIP archive and cannot be sent."), reason="polyglot"
         )

@@ -12,13 +12,22 @@ from chatd.core.errors import (
     TokenRevokedError,
     UnauthenticatedError,
     UserDisabledError,
+    ValidationError,
 )
 from chatd.core.records import SessionToken, User, UserProfile
-from chatd.i18n import Language
+from chatd.core.text import code_point, first_forbidden_in_name
+from chatd.i18n import N_, Language
 
 # The longest login and bearer token accepted: one rule, for the wire and the auth service.
 MAX_LOGIN_CHARS = 64
 MAX_TOKEN_CHARS = 128  # tokens are 43 characters; longer input is refused unread
+
+# A profile field is shown inline, in lines built around it: see chatd.core.text for which
+# characters it may not hold, and why.
+PROFILE_INVISIBLE = N_(
+    "The field {field} contains an invisible or direction-changing character ({char}),"
+    " which is not allowed."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +66,21 @@ def check_session(token: SessionToken | None, user: User | None, now_ms: int) ->
         raise TokenRevokedError()
     if now_ms >= token.expires_at:
         raise TokenExpiredError()
+
+
+def check_account_fields(login: str, profile: UserProfile) -> None:
+    """Raise a :class:`~chatd.core.errors.ValidationError` naming the first field of a new
+    account (its login or a profile field) that holds a character no name may hold."""
+    fields = {
+        "login": login,
+        "first_name": profile.first_name,
+        "last_name": profile.last_name,
+        "profession": profile.profession,
+        "structure": profile.structure,
+        "email": profile.email,
+        "rpps": profile.rpps or "",
+    }
+    for field, value in fields.items():
+        bad = first_forbidden_in_name(value)
+        if bad is not None:
+            raise ValidationError(PROFILE_INVISIBLE, field=field, char=code_point(bad))

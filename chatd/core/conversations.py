@@ -36,6 +36,7 @@ from chatd.core.errors import (
 )
 from chatd.core.events import EventDraft, EventKind, MessageTag
 from chatd.core.ids import ConvId, UserId
+from chatd.core.text import code_point, first_forbidden_in_name, first_forbidden_in_text
 from chatd.i18n import N_
 
 NO_CONV = ConvId(0)  # a creation's conversation before the store numbers it
@@ -59,6 +60,15 @@ BAD_ATTACHMENTS = N_("The list of attachments is not valid: each attachment is g
 NO_OTHER_MEMBER = N_("A conversation needs at least one other participant.")
 TOO_MANY_MEMBERS = N_("A conversation has at most {max} participants.")
 MALFORMED = N_("The request is malformed (field {field}).")
+# chatd.core.text says which characters and why; the sentence names the refused one by its
+# code point (``U+202E``), never by itself.
+TEXT_CONTROL = N_(
+    "The message contains a control character ({char}); only tabs and line breaks are allowed."
+)
+NAME_INVISIBLE = N_(
+    "The conversation name contains an invisible or direction-changing character ({char}),"
+    " which is not allowed."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +150,9 @@ def clean_name(raw: object) -> str:
         raise ValidationError(NAME_EMPTY, field="name")
     if len(name) > MAX_NAME_CHARS:
         raise ValidationError(NAME_TOO_LONG, field="name", max=MAX_NAME_CHARS)
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise ValidationError(
-            N_("The conversation name has invisible control characters."), field="name"
-        )
+    bad = first_forbidden_in_name(name)
+    if bad is not None:
+        raise ValidationError(NAME_INVISIBLE, field="name", char=code_point(bad))
     return name
 
 
@@ -152,6 +161,9 @@ def check_body(body: MessageBody) -> None:
         raise ValidationError(MESSAGE_NOT_TEXT, field="text")
     if len(body.text) > MAX_TEXT_CHARS:
         raise ValidationError(MESSAGE_TOO_LONG, field="text", max=MAX_TEXT_CHARS)
+    bad = first_forbidden_in_text(body.text)
+    if bad is not None:
+        raise ValidationError(TEXT_CONTROL, field="text", char=code_point(bad))
     if not body.text.strip() and not body.attachments:
         raise ValidationError(MESSAGE_EMPTY, field="text")
     if len(body.attachments) > MAX_ATTACHMENTS:

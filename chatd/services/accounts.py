@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 from chatd.broker.base import Broker, EndSessions, SessionEnd
+from chatd.core.accounts import check_account_fields
 from chatd.core.clock import Clock, wall_clock_ms
 from chatd.core.password_policy import one_time_password
 from chatd.core.records import NewUser, User
@@ -32,7 +33,10 @@ class AccountAdmin:
         self._clock_ms = clock_ms
 
     async def create(self, new: NewUser) -> User:
-        """``new.password_hash`` is already an Argon2id hash (see :meth:`hash_password`)."""
+        """``new.password_hash`` is already an Argon2id hash (see :meth:`hash_password`).
+        A login or profile field holding an invisible or direction-changing character is
+        refused (:func:`~chatd.core.accounts.check_account_fields`)."""
+        check_account_fields(new.login, new.profile)
         return await self._store.create_user(new)
 
     @staticmethod

@@ -37,5 +37,5 @@ class Services:
                 store, broker, session_hours=session_hours, terms_version=terms_version
             ),
             accounts=AccountAdmin(store, broker),
-            directory=Directory(store),
+            directory=Directory(store, store),
         )

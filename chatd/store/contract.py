@@ -101,6 +101,14 @@ class LogStore(Protocol):
         """The user's membership intervals in the conversation, oldest first."""
         ...
 
+    async def fellow_members(self, user_id: int, others: Sequence[int]) -> frozenset[int]:
+        """Those of ``others`` who share or shared a conversation with ``user_id``: both were
+        members of one conversation at some time, not necessarily at the same time (left
+        ones count, however long ago; an interval closed by a leave still counts).
+        ``user_id`` itself is in the answer if it is in ``others`` and exists.  Ids that name
+        nobody are simply not in the answer.  The directory shows a profile only to them."""
+        ...
+
     async def visible_window(self, user_id: int, conv_id: int) -> EventPage:
         """The user's window: their ``window_size`` (W) most recent visible messages and
         every visible event after the (W+1)-th most recent visible message, which is then

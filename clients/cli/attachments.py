@@ -26,6 +26,7 @@ from clients.cli import i18n
 from clients.cli.auth import TIMEOUT, _http_error, not_chatd
 from clients.cli.errors import CliError, NetworkError, UsageError
 from clients.cli.i18n import _, ngettext
+from clients.cli.visible import visible
 
 CHUNK = 64 * 1024
 MAX_NAME_CHARS = 200
@@ -54,7 +55,7 @@ def type_name(mime: object) -> str:
         return _("file")
     name = FORMATS.get(str(mime))
     if name is None:
-        return str(mime)
+        return visible(mime)
     return _("{format} image", format=name) if str(mime).startswith("image/") else name
 
 

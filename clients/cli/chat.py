@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 from prompt_toolkit.application import Application
@@ -38,6 +39,7 @@ from clients.cli.outbox import OutboxEntry
 from clients.cli.protocol import MAX_INT, Push, history_fields, send_fields
 from clients.cli.render import attachment_lines, event_text, fmt_time, marker, quoted
 from clients.cli.state import ConversationLog
+from clients.cli.visible import visible
 
 # Each line fits an 80-column terminal, in every language (a test checks the French);
 # /help shows them all above the input line.
@@ -71,6 +73,23 @@ def wrap_words(text: str, width: int, first: int = 0, indent: str = "") -> list[
         lines.extend(wrapped)
     lines[0] = lines[0][first:]
     return lines
+
+
+def shown(draw: Callable[[], StyleAndTextTuples]) -> Callable[[], StyleAndTextTuples]:
+    """``draw``, every fragment's text through :func:`visible`: whatever a drawing function
+    forgot, no control character from the server reaches the terminal (prompt_toolkit shows
+    C0 as ``^X`` itself, but not C1, bidirectional or other invisible characters)."""
+
+    def drawn() -> StyleAndTextTuples:
+        out: StyleAndTextTuples = []
+        for fragment in draw():
+            if len(fragment) == 2:
+                out.append((fragment[0], visible(fragment[1], newlines=True)))
+            else:
+                out.append((fragment[0], visible(fragment[1], newlines=True), fragment[2]))
+        return out
+
+    return drawn
 
 
 STYLE = Style.from_dict(
@@ -116,14 +135,17 @@ class ChatView:
             height=1, prompt="> ", multiline=False, wrap_lines=False, accept_handler=self._accept
         )
         self.messages = Window(  # lines are wrapped between words by _message_lines
-            FormattedTextControl(self._message_lines, get_cursor_position=self._cursor),
+            FormattedTextControl(shown(self._message_lines), get_cursor_position=self._cursor),
             wrap_lines=False,
         )
         header = Window(
-            FormattedTextControl(self._header), height=2, style="class:header", wrap_lines=True
+            FormattedTextControl(shown(self._header)),
+            height=2,
+            style="class:header",
+            wrap_lines=True,
         )
         status = Window(
-            FormattedTextControl(self._status_line),
+            FormattedTextControl(shown(self._status_line)),
             height=lambda: min(NOTICE_MAX_LINES, len(self._status_text())),
         )
         self.app: Application[None] = Application(
@@ -176,7 +198,7 @@ class ChatView:
             self.say(str(task.exception()))
 
     def say(self, notice: str) -> None:
-        self.notice = notice
+        self.notice = visible(notice, newlines=True)  # may be the server's sentence
         self.app.invalidate()
 
     # ------------------------------------------------------------------ client events
@@ -420,7 +442,8 @@ class ChatView:
             name = self.who.name(sender)
             out.append(("class:me" if sender == self.me else "class:sender", name))
             lead = len(when) + len(mark) + 1 + len(name) + 2
-            body = wrap_words(str(event.get("text", "")), width, first=lead, indent=INDENT)
+            text = visible(event.get("text", ""), newlines=True)
+            body = wrap_words(text, width, first=lead, indent=INDENT)
             out.append(("", ": " + "\n".join(body) + "\n"))
             for shown in attachment_lines(event):  # chatd-cli get CONV SEQ downloads them
                 seq = _("(seq {seq})", seq=str(event.get("seq")))

@@ -52,6 +52,7 @@ from clients.cli.render import (
     fmt_time,
     quoted,
 )
+from clients.cli.visible import visible
 
 T = TypeVar("T")
 MAX_ATTACHMENTS = 10  # per message (protocol §14)
@@ -267,7 +268,7 @@ async def cmd_login(ctx: Context, args: Any) -> int:
         _(
             "Logged in as {name} ({login}) on {server} until {time}.",
             name=display_name(user),
-            login=session.login,
+            login=visible(session.login),
             server=ctx.server,
             time=fmt_date_time(session.expires_at),
         ),
@@ -310,7 +311,7 @@ async def cmd_whoami(ctx: Context, args: Any) -> int:
         assert client.hello is not None
         hello = client.hello
         user = hello.user
-        work = ", ".join(str(x) for x in (user.get("profession"), user.get("structure")) if x)
+        work = ", ".join(visible(x) for x in (user.get("profession"), user.get("structure")) if x)
         until = fmt_date_time(hello.session_expires_at)
         name = display_name(user)
         if work:
@@ -318,7 +319,7 @@ async def cmd_whoami(ctx: Context, args: Any) -> int:
         ctx.out.result(
             _(
                 "{login} — {name} on {server}, session until {time}.",
-                login=str(user.get("login")),
+                login=visible(user.get("login")),
                 name=name,
                 server=ctx.server,
                 time=until,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from clients.cli.errors import NotFoundError
 from clients.cli.i18n import _, ngettext
+from clients.cli.visible import visible
 
 MAX_LOOKUP = 200  # protocol: 1 to 200 ids and logins per request
 
@@ -23,7 +24,7 @@ class Requester(Protocol):
 
 def display_name(profile: dict[str, Any]) -> str:
     name = f"{profile.get('first_name', '')} {profile.get('last_name', '')}".strip()
-    return name or _("user {id}", id=str(profile.get("id")))
+    return visible(name) if name else _("user {id}", id=str(profile.get("id")))
 
 
 class Directory:
@@ -56,12 +57,12 @@ class Directory:
         structure = profile.get("structure")
         if not structure:
             return self.name(user_id)
-        return f"{self.name(user_id)} ({structure})"
+        return f"{self.name(user_id)} ({visible(structure)})"
 
     def login(self, user_id: int) -> str | None:
         """The login, only if this process learnt it (ours, or one the user typed)."""
         login = (self._profiles.get(user_id) or {}).get("login")
-        return str(login) if login is not None else None
+        return visible(login) if login is not None else None
 
     async def ensure(self, client: Requester, ids: Iterable[int]) -> None:
         """Fetch the profiles of ``ids`` not known yet (unknown ids are named by number)."""

@@ -163,8 +163,14 @@ def decode_frame(data: bytes | str) -> Reply | Push:
 # ----------------------------------------------------------------------------- requests
 
 
+def line_breaks(text: str) -> str:
+    """Windows (``\\r\\n``) and old Mac (``\\r``) line breaks as ``\\n``: the server refuses
+    ``\\r`` in a text (a carriage return can forge a line on a terminal)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def send_fields(conv: int, text: str, tag: str | None = None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"conv": conv, "text": text}
+    fields: dict[str, Any] = {"conv": conv, "text": line_breaks(text)}
     if tag is not None:
         fields["tag"] = tag
     return fields
@@ -175,7 +181,7 @@ def create_fields(
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {"members": members, "name": name}
     if text is not None:
-        fields["text"] = text
+        fields["text"] = line_breaks(text)
         if tag is not None:
             fields["tag"] = tag
     return fields

@@ -6,6 +6,10 @@ events are sentences after ``*``.  Times are the terminal's; a time not of today
 date, as the language writes it (``01/12/2026 14:05`` in French).  Sentences are in chatd-cli's
 language (:mod:`clients.cli.i18n`).  JSON lines keep the wire's field names so that scripts can
 read the protocol doc; they are the same in every language.
+
+Nothing from the server reaches the terminal as it is: every field goes through
+:func:`~clients.cli.visible.visible` (single-line fields with their line feeds shown ``^J``),
+and :class:`Output` passes every line through it again (JSON lines through ``safe_json``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from clients.cli.directory import Directory
 from clients.cli.errors import CliError
 from clients.cli.i18n import _, date_time, ngettext
 from clients.cli.protocol import Event
+from clients.cli.visible import safe_json, visible
 
 MARKERS = {"important": "!", "question": "?"}
 
@@ -44,7 +49,7 @@ def fmt_date_time(ts_ms: int | None) -> str:
 
 def quoted(name: object) -> str:
     """A conversation's name as sentences quote it: « Suivi » (no-break spaces in French)."""
-    return _("« {name} »", name=name) if name is not None else _("(no name)")
+    return _("« {name} »", name=visible(name)) if name is not None else _("(no name)")
 
 
 def marker(event: Event) -> str:
@@ -65,7 +70,7 @@ def event_text(event: Event, who: Directory) -> str:
     kind = event.get("kind")
     sender = who.name(event.get("sender"))
     if kind == "message":
-        text = str(event.get("text", ""))
+        text = visible(event.get("text", ""), newlines=True)
         if event.get("truncated"):
             text += "…"
         # Files are not fetched here (chatd-cli get does): one line each, under the text.
@@ -84,7 +89,7 @@ def event_text(event: Event, who: Directory) -> str:
             sender=sender,
             name=quoted(event.get("name")),
         )
-    return _("({kind} event)", kind=str(kind))  # a kind from a later protocol version
+    return _("({kind} event)", kind=visible(kind))  # a kind from a later protocol version
 
 
 def event_line(event: Event, who: Directory, *, label: str | None = None) -> str:
@@ -103,7 +108,7 @@ def conversation_label(conv: int, name: object) -> str:
 
 def conversation_line(entry: dict[str, Any], who: Directory) -> str:
     """One line of ``ls``."""
-    name = str(entry.get("name") or _("(expired)"))
+    name = visible(entry.get("name") or _("(expired)"))
     if not entry.get("member", True):
         name = _("{name} (left)", name=name)
     unread = int(entry.get("unread") or 0)
@@ -130,12 +135,13 @@ class Output:
 
     def result(self, human: str, data: Any) -> None:
         """One result: ``human`` for people, ``data`` as one JSON line for scripts."""
-        self._out.write((json_line(data) if self.json else human) + "\n")
+        line = safe_json(json_line(data)) if self.json else visible(human, newlines=True)
+        self._out.write(line + "\n")
         self._out.flush()
 
     def note(self, message: str) -> None:
         """Progress and status for people, on stderr (never mixed with the results)."""
-        self._err.write(message + "\n")
+        self._err.write(visible(message, newlines=True) + "\n")
         self._err.flush()
 
     def error(self, exc: CliError) -> None:
@@ -145,7 +151,8 @@ class Output:
                 "message": exc.message,
                 "exit": int(exc.exit_code),
             }
-            self._err.write(json_line(data) + "\n")
+            self._err.write(safe_json(json_line(data)) + "\n")
         else:
-            self._err.write(_("chatd-cli: {message}", message=exc.message) + "\n")
+            said = _("chatd-cli: {message}", message=exc.message)
+            self._err.write(visible(said, newlines=True) + "\n")
         self._err.flush()

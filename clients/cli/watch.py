@@ -18,6 +18,7 @@ from clients.cli.directory import Directory
 from clients.cli.i18n import _, ngettext
 from clients.cli.protocol import Push
 from clients.cli.render import conversation_label, event_line
+from clients.cli.visible import visible
 
 
 async def cmd_watch(ctx: Context, args: Any) -> int:
@@ -40,7 +41,7 @@ async def cmd_watch(ctx: Context, args: Any) -> int:
                 _(
                     "Watching {server} as {login} (Ctrl-C to stop).",
                     server=ctx.server,
-                    login=session.login,
+                    login=visible(session.login),
                 )
             )
         elif state is Status.RECONNECTING:

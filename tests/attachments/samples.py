@@ -137,8 +137,9 @@ def png_declaring(width: int, height: int) -> bytes:
 # ----------------------------------------------------------------------------- PDF
 
 
-def pdf_document(text: str = "Compte rendu") -> bytes:
-    """A minimal but valid one-page PDF 1.4, with a correct cross-reference table."""
+def pdf_document(text: str = "Compte rendu", *, stream: bytes | None = None) -> bytes:
+    """A minimal but valid one-page PDF 1.4, with a correct cross-reference table;
+    ``stream``: the data of one more (unreferenced) stream object, last before the xref."""
     content = f"BT /F1 12 Tf 20 100 Td ({text}) Tj ET".encode()
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -148,6 +149,8 @@ def pdf_document(text: str = "Compte rendu") -> bytes:
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    if stream is not None:
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -168,6 +171,21 @@ def pdf_from_pillow() -> bytes:
     out = io.BytesIO()
     two_colour().save(out, "PDF")
     return out.getvalue()
+
+
+def small_zip() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("payload.html", "<script>alert(1)</script>")
+    return archive.getvalue()
+
+
+def pdf_hiding_zip(before_end: int = 65 * 1024) -> bytes:
+    """A valid PDF holding a ZIP in a stream, its end record ``before_end`` bytes before the
+    end of the file: out of ``zipfile.is_zipfile``'s reach when that is over 64 KiB."""
+    archive = small_zip()
+    padding = b"\n" + b"%" * max(0, before_end - 400)  # the xref and trailer add the rest
+    return pdf_document(stream=archive + padding)
 
 
 def pdf_zip_polyglot() -> bytes:
@@ -356,3 +374,47 @@ def gif_extensions(data: bytes) -> list[tuple[int, bytes]]:
         else:
             raise AssertionError(f"bad GIF block {data[pos]:#x}")
     return found
+
+
+# ----------------------------------------------------------------------------- hidden macros
+
+_VBA_TYPE = "application/vnd.ms-office.vbaProject"
+_VBA_REL = "http://schemas.microsoft.com/office/2006/relationships/vbaProject"
+_OLE2_HEAD = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504
+
+
+def _document_rels(rel_type: str, target: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId9" Type="{rel_type}" Target="{target}"/></Relationships>'
+    ).encode()
+
+
+def docx_hiding_vba(*, by: str) -> bytes:
+    """A .docx whose VBA project is a part not named ``vbaProject.bin`` (``word/aide.dat``),
+    declared ``by`` its content type (``content_type``) or only by its relationship
+    (``relationship``)."""
+    parts = docx_parts()
+    parts["word/aide.dat"] = _OLE2_HEAD
+    if by == "content_type":
+        default = f'<Default Extension="dat" ContentType="{_VBA_TYPE}"/>'
+        parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
+            b"<Default Extension", default.encode() + b"<Default Extension", 1
+        )
+        parts["word/_rels/document.xml.rels"] = _document_rels(
+            "http://schemas.openxmlformats.org/officeDocument/2006/relationships/image", "aide.dat"
+        )
+    else:
+        parts["word/_rels/document.xml.rels"] = _document_rels(_VBA_REL, "aide.dat")
+    return zip_of(parts)
+
+
+def docx_main_type_elsewhere() -> bytes:
+    """A .docx whose main part has no Override of its own; the docx main type appears only in
+    another part's Override (an old check that searched the file for it let it pass)."""
+    parts = docx_parts()
+    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
+        b'PartName="/word/document.xml"', b'PartName="/word/autre.xml"'
+    )
+    return zip_of(parts)

@@ -52,7 +52,9 @@ def patch_central(data: bytes, name: str, offset: int, fmt: str, value: int) -> 
 # ----------------------------------------------------------------------------- OOXML
 
 
-def test_only_the_content_types_part_is_decompressed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_content_types_and_relationships_are_decompressed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     opened: list[str] = []
     real_open = zipfile.ZipFile.open
 
@@ -63,7 +65,8 @@ def test_only_the_content_types_part_is_decompressed(monkeypatch: pytest.MonkeyP
     data = samples.xlsx()
     monkeypatch.setattr(zipfile.ZipFile, "open", spy)
     assert classify(data) is FileKind.XLSX
-    assert opened == ["[Content_Types].xml"]
+    # [Content_Types].xml, then the relationships (small parts, read to find a VBA project)
+    assert opened == ["[Content_Types].xml", "_rels/.rels", "xl/_rels/workbook.xml.rels"]
 
 
 def test_stored_entries_are_fine() -> None:
@@ -129,7 +132,9 @@ def test_macro_documents_are_refused() -> None:
     parts = samples.docx_parts() | {"word/vbaProject.bin": b"\xd0\xcf\x11\xe0"}
     assert reason(samples.zip_of(parts)) == "macros"
     docm = "application/vnd.ms-word.document.macroEnabled.main+xml"
-    assert reason(samples.zip_of(samples.docx_parts(docm))) == "content_type"
+    assert reason(samples.zip_of(samples.docx_parts(docm))) == "macros"
+    dotx = "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml"
+    assert reason(samples.zip_of(samples.docx_parts(dotx))) == "content_type"
 
 
 def test_zip_that_is_not_office_is_refused() -> None:
@@ -227,3 +232,17 @@ def test_bad_header_fields_are_corrupt() -> None:
     data = bytearray(word_document())
     struct.pack_into("<H", data, 30, 10)  # sector shift 10 does not exist
     assert reason(bytes(data), CorruptFile) == "ole2"
+
+
+@pytest.mark.parametrize("by", ["content_type", "relationship"])
+def test_a_vba_project_under_another_name_is_refused(by: str) -> None:
+    assert reason(samples.docx_hiding_vba(by=by)) == "macros"
+
+
+def test_the_main_part_needs_its_own_override() -> None:
+    assert reason(samples.docx_main_type_elsewhere()) == "content_type"
+    single_quoted = samples.docx_parts()
+    single_quoted["[Content_Types].xml"] = single_quoted["[Content_Types].xml"].replace(
+        b'PartName="/word/document.xml"', b"PartName='/WORD/document.xml'"
+    )
+    assert classify(samples.zip_of(single_quoted)) is FileKind.DOCX  # OPC: case-insensitive

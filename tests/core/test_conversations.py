@@ -37,6 +37,7 @@ from chatd.core.errors import (
     ValidationError,
 )
 from chatd.core.events import EventKind, MessageTag
+from chatd.core.text import first_forbidden_in_name
 
 ACTIVE = frozenset(range(1, 10))
 STATE = ConversationState(5, members=frozenset({1, 2}), ever_members=frozenset({1, 2, 3}))
@@ -228,7 +229,7 @@ def test_clean_name_accepts_only_clean_names(raw: str) -> None:
         assert (
             not stripped
             or len(stripped) > MAX_NAME_CHARS
-            or any(unicodedata.category(ch) == "Cc" for ch in stripped)
+            or first_forbidden_in_name(stripped) is not None  # chatd.core.text's rule
         )
         return
     assert name == unicodedata.normalize("NFC", name) == name.strip()

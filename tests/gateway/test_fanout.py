@@ -168,6 +168,7 @@ async def test_concurrent_senders_are_seen_in_the_same_dense_order_by_all(admin:
 async def test_users_lookup_and_list(admin: Admin) -> None:
     alice, bob = await admin.users(2)
     a = await admin.connect(alice)
+    conv = await a.create([bob.id], name="Liste", text="x" * 500)  # profiles of fellows only
     found = await a.ok("users", ids=[bob.id, 10**9, bob.id])
     assert [u["id"] for u in found["users"]] == [bob.id]
     assert set(found["users"][0]) == {
@@ -179,7 +180,6 @@ async def test_users_lookup_and_list(admin: Admin) -> None:
         "disabled",
     }  # no e-mail, no login, no password hash
     assert found["unknown"] == [10**9]
-    conv = await a.create([bob.id], name="Liste", text="x" * 500)
     (entry,) = (await a.ok("list"))["conversations"]
     assert entry["conv"] == conv and entry["name"] == "Liste" and entry["member"] is True
     assert sorted(entry["members"]) == sorted([alice.id, bob.id])

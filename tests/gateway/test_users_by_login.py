@@ -43,6 +43,7 @@ def test_users_refuses_bad_lookups(fields: dict[str, Any], field: str) -> None:
 async def test_lookup_by_login_returns_the_login_only_to_who_typed_it(admin: Admin) -> None:
     alice, bob = await admin.users(2)
     a = await admin.connect(alice)
+    await a.create([bob.id])  # by id, only the profiles of people one shares a conversation with
     found = await a.ok("users", logins=[f"  {bob.login.upper()} ", "nobody.here"], ids=[bob.id])
     by_id, by_login = found["users"]
     assert by_id["id"] == by_login["id"] == bob.id

@@ -342,3 +342,19 @@ async def test_failures_in_a_concurrent_batch_fail_alone(store: Store) -> None:
     assert all(isinstance(r, ClientError) for r in bad)
     assert sorted(r.first_seq for r in good) == list(range(2, 12))
     assert await all_seqs(store, a, conv) == list(range(1, 12))
+
+
+async def test_fellow_members_are_whoever_shared_a_conversation_ever(store: Store) -> None:
+    a, b, c, d, e = await make_users(store, "alice", "bob", "carol", "dave", "erin")
+    everyone = [a, b, c, d, e, 10**9]
+    assert await store.fellow_members(a, everyone) == {a}  # oneself, before anything
+    assert await store.fellow_members(a, []) == frozenset()
+    conv = (await create_conv(store, a, [b])).conv_id
+    await add_member(store, conv, b, c)
+    await leave(store, conv, b)
+    await add_member(store, conv, a, d)  # after Bob left: never members at the same time
+    assert await store.fellow_members(a, everyone) == {a, b, c, d}
+    assert await store.fellow_members(b, everyone) == {a, b, c, d}
+    assert await store.fellow_members(e, everyone) == {e}
+    assert await store.fellow_members(e, [a, 10**9]) == frozenset()
+    assert await store.fellow_members(10**9, everyone) == frozenset()

@@ -56,7 +56,10 @@ class Users(Request):
 
     async def run(self, call: Call) -> Reply:
         directory = call.services.directory
-        by_id, unknown = await directory.by_ids(self.ids)
+        # By id, only the people the asker shares or shared a conversation with (the others
+        # are answered as unknown ids: no oracle of which accounts exist); by login, whoever
+        # they name exactly.
+        by_id, unknown = await directory.by_ids(call.session.user_id, self.ids)
         by_login, unknown_logins = await directory.by_logins(self.logins)
         # A login is shown only to someone who already typed it: looking up by id never
         # reveals one (logins are half of a credential).

@@ -9,7 +9,7 @@ same snapshot that the conversation was not shredded.  Appends go through the wr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -187,6 +187,25 @@ class SqliteLog:
                 (conv_id, user_id),
             )
         return tuple(Interval(int(j), None if left is None else int(left)) for j, left in rows)
+
+    async def fellow_members(self, user_id: int, others: Sequence[int]) -> frozenset[int]:
+        wanted = sorted({int(u) for u in others})
+        if not wanted:
+            return frozenset()
+        marks = ",".join("?" * len(wanted))
+        async with self._ctx.read("read_fellow_members") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT DISTINCT theirs.user_id FROM memberships AS mine"
+                " JOIN memberships AS theirs ON theirs.conv_id = mine.conv_id"
+                f" WHERE mine.user_id = ? AND theirs.user_id IN ({marks})",
+                (user_id, *wanted),
+            )
+            fellows = {int(r[0]) for r in rows}
+            if user_id in wanted and user_id not in fellows:  # oneself, before any conversation
+                found = await conn.execute_fetchall("SELECT 1 FROM users WHERE id = ?", (user_id,))
+                if found:
+                    fellows.add(user_id)
+        return frozenset(fellows)
 
     async def visible_window(self, user_id: int, conv_id: int) -> EventPage:
         ctx = self._ctx

@@ -124,6 +124,9 @@ class SqliteStore(Store):
     async def intervals(self, user_id: int, conv_id: int) -> tuple[Interval, ...]:
         return await self._log.intervals(user_id, conv_id)
 
+    async def fellow_members(self, user_id: int, others: Sequence[int]) -> frozenset[int]:
+        return await self._log.fellow_members(user_id, others)
+
     async def visible_window(self, user_id: int, conv_id: int) -> EventPage:
         return await self._log.visible_window(user_id, conv_id)
 
