@@ -75,6 +75,8 @@ def said(exc: BaseException) -> str:
 
 def classify(exc: sqlite3.Error) -> DatabaseDamaged | DatabaseUnavailable | None:
     """Our error for ``exc``, or None for one that says nothing about the file."""
+    if isinstance(exc, NOT_ABOUT_THE_FILE):
+        return None
     if is_damage(exc):
         return DatabaseDamaged(N_("database damaged: {reason}"), reason=said(exc))
     if primary_code(exc) in SURROUNDING_CODES:

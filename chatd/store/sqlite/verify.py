@@ -112,7 +112,7 @@ async def integrity_check_txn(conn: aiosqlite.Connection) -> list[VerifyProblem]
         rows = await conn.execute_fetchall(f"PRAGMA integrity_check({INTEGRITY_LINES})")
     except sqlite3.DatabaseError as exc:
         return [unreadable(exc)]
-    lines = [str(row[0]) for row in rows]
+    lines = [" ".join(str(row[0]).split()) for row in rows]
     if lines == ["ok"]:
         return []
     return [
