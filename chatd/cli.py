@@ -11,7 +11,11 @@ line on stderr and a distinct exit code, never a traceback:
 4     database problem (migration, integrity, unavailable)
 5     a running server holds the database (``keys rotate``/``retire``, ``store new-epoch``,
       a second ``serve``)
+6     the database file is damaged (``database damaged: …``): restore a backup
 ====  =====================================================
+
+Every command that opens the store closes what it opened when the open fails, so a damaged
+database ends the command with its one line and code 6, never a traceback nor a hang.
 """
 
 from __future__ import annotations
@@ -34,19 +38,20 @@ from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import (
     ChatdError,
     ConfigError,
+    DatabaseDamaged,
     KeyFileError,
     ValidationError,
     WeakPasswordError,
 )
 from chatd.core.password_policy import check_password, rule
-from chatd.core.records import NewUser, User, UserProfile
+from chatd.core.records import NewUser, User, UserProfile, VerifyProblem, VerifyReport
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.i18n import LANGUAGES, N_
 from chatd.services.accounts import AccountAdmin
 from chatd.store.sqlite.lock import ServerLock, ServerRunningError
 from chatd.wiring import attachment_files, build_gateway, open_store, running
 
-EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY = 1, 2, 3, 4, 5
+EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY, EXIT_DAMAGED = 1, 2, 3, 4, 5, 6
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
 
 # Every line for the operator is said in the admin command's language (chatd.admin_voice).
@@ -90,9 +95,19 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_store(settings) as store:
-        # The store's row audit, then the attachment service's file audit.
-        report = await attachment_files(settings, store).verify()
+    try:
+        async with open_store(settings) as store:
+            # The store's row audit, then the attachment service's file audit.
+            report = await attachment_files(settings, store).verify()
+    except DatabaseDamaged as exc:
+        # A database that does not even open is still reported as verify reports (the JSON
+        # stays one object), with the exit code of a damaged database.
+        _say_verify(args, VerifyReport(0, 0, (VerifyProblem(0, 0, exc.text),)))
+        return EXIT_DAMAGED
+    return _say_verify(args, report)
+
+
+def _say_verify(args: argparse.Namespace, report: VerifyReport) -> int:
     for problem in report.problems:
         print(_("BROKEN {problem}", problem=problem.said(ADMIN.lang)), file=sys.stderr)
     for warning in report.warnings:
@@ -526,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServerRunningError as exc:
         _say_error(exc)
         return EXIT_BUSY
+    except DatabaseDamaged as exc:
+        _say_error(exc)
+        return EXIT_DAMAGED
     except ChatdError as exc:
         _say_error(exc)
         return EXIT_DATABASE

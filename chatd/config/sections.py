@@ -159,6 +159,34 @@ class GatewaySettings(Section):
         N_("Seconds a new connection has to authenticate (4000)."),
     )
 
+    max_connections: int = setting(
+        "CHATD_MAX_CONNECTIONS",
+        4096,
+        parse_int(2, 1_000_000),
+        N_(
+            "Most open connections, HTTP and WebSocket; at the cap the one idle longest is"
+            " closed, else the new one gets 503."
+        ),
+    )
+    http_idle_seconds: int = setting(
+        "CHATD_HTTP_IDLE_SECONDS",
+        5,
+        parse_int(1, 3600),
+        N_("Seconds an HTTP connection may stay silent before its next request head."),
+    )
+    http_head_seconds: int = setting(
+        "CHATD_HTTP_HEAD_SECONDS",
+        10,
+        parse_int(1, 3600),
+        N_("Seconds a connection has to send a whole request head, however it trickles."),
+    )
+    http_body_stall_seconds: int = setting(
+        "CHATD_HTTP_BODY_STALL_SECONDS",
+        15,
+        parse_int(1, 3600),
+        N_("Seconds a request body may go without progress before the request is cut (408)."),
+    )
+
     def problems(self) -> list[Text]:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             return [Text(N_("CHATD_TLS_CERT_FILE and CHATD_TLS_KEY_FILE must be set together."))]

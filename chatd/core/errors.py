@@ -89,6 +89,23 @@ class UnknownKeyError(IntegrityError):
     default_message = N_("A key needed to open stored data is not loaded.")
 
 
+class DatabaseDamaged(IntegrityError):
+    """The database file itself is damaged: SQLite found its pages or its schema corrupt
+    (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``, a schema that does not parse).  ``reason`` is
+    SQLite's own words (English, and never content)."""
+
+    code = "database_damaged"
+    default_message = N_("The database is damaged.")
+
+
+class DatabaseUnavailable(ChatdError):
+    """The database cannot be used for a reason other than damage (it cannot be opened, a
+    read-only file, a full disk, an I/O error)."""
+
+    code = "database_unavailable"
+    default_message = N_("The database cannot be used.")
+
+
 class MigrationError(ChatdError):
     """The database schema is newer than this code, or a migration failed."""
 
@@ -201,6 +218,14 @@ class InvalidStateError(ClientError):
 class FrameTooLargeError(ClientError):
     code = "frame_too_large"
     default_message = N_("The request is larger than the server accepts.")
+
+
+class RequestTimeoutError(ClientError):
+    """A request body stopped arriving (``CHATD_HTTP_BODY_STALL_SECONDS`` without a byte):
+    the request is cut and its connection closed."""
+
+    code = "request_timeout"
+    default_message = N_("The request stalled and was cut; send it again.")
 
 
 class RateLimitedError(ClientError):

@@ -134,6 +134,8 @@ class VerifyProblem:
             return Text(
                 N_("user {user}: {reason}"), {"user": str(self.user_id), "reason": self.why}
             )
+        if self.attachment_id is None and not self.conv_id:
+            return self.why  # the database as a whole (no conversation has id 0)
         if self.attachment_id is not None:  # the reason starts with "attachment <id>"
             if not self.conv_id:
                 return self.why

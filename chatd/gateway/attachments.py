@@ -49,6 +49,7 @@ from chatd.core.errors import (
     ChatdError,
     ClientError,
     IntegrityError,
+    RequestTimeoutError,
     TermsNotAcceptedError,
     ValidationError,
 )
@@ -56,7 +57,14 @@ from chatd.core.ids import parse_attachment_id
 from chatd.core.records import AttachmentAccess, AttachmentInfo
 from chatd.crypto.chunks import ChunkOpener
 from chatd.gateway.context import Gateway
-from chatd.gateway.http import authenticated, endpoint, error_response, request_language
+from chatd.gateway.http import (
+    authenticated,
+    cut_short,
+    endpoint,
+    error_response,
+    request_language,
+    stalling,
+)
 from chatd.gateway.internal_errors import log_internal
 from chatd.i18n import N_, Text
 
@@ -118,7 +126,7 @@ def upload_body(info: AttachmentInfo) -> dict[str, Any]:
 
 async def upload(request: Request, gateway: Gateway) -> Response:
     service = gateway.attachments
-    body = _Body(request.stream())
+    body = _Body(stalling(request))
     try:
         principal = await _principal(request, gateway)
         declared = request.headers.get("content-length", "")
@@ -135,6 +143,8 @@ async def upload(request: Request, gateway: Gateway) -> Response:
         response = error_response(exc, request)
         if body.finished:
             return response
+        if isinstance(exc, RequestTimeoutError):
+            return cut_short(response)  # the client sends nothing more: no lingering
         if not body.started and request.headers.get("expect", "").lower() == "100-continue":
             # The client waits for "100 Continue" before sending: it will send nothing.
             response.headers["Connection"] = "close"

@@ -29,6 +29,7 @@ from chatd.core.errors import (
     ImageTooLarge,
     NotFoundError,
     RateLimitedError,
+    RequestTimeoutError,
     TokenExpiredError,
     TokenRevokedError,
     UnavailableError,
@@ -55,6 +56,7 @@ TABLE: Mapping[type[ChatdError], Transport] = {
     NotFoundError: Transport(404),
     ConflictError: Transport(409),
     RateLimitedError: Transport(429),
+    RequestTimeoutError: Transport(408),
     UnavailableError: Transport(503, CloseCode.GOING_AWAY),
     AttachmentError: Transport(415),  # unsupported_file_type and other refusals of content
     AttachmentTooLarge: Transport(413),

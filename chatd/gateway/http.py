@@ -6,8 +6,9 @@ attachment routes use it without importing the application that mounts them.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from chatd.core.errors import (
     ClientError,
     FrameTooLargeError,
     MalformedFrameError,
+    RequestTimeoutError,
     UnauthenticatedError,
 )
 from chatd.gateway.context import Gateway
@@ -65,6 +67,8 @@ def endpoint(
         gateway: Gateway = request.app.state.gateway
         try:
             return await handler(request, gateway)
+        except RequestTimeoutError as exc:
+            return cut_short(error_response(exc, request))
         except ChatdError as exc:
             if not isinstance(exc, ClientError):
                 log_internal(request.url.path, exc)
@@ -76,9 +80,37 @@ def endpoint(
     return endpoint
 
 
+async def stalling(request: Request) -> AsyncIterator[bytes]:
+    """The request body, piece by piece; :class:`RequestTimeoutError` (408) once no piece
+    came for ``CHATD_HTTP_BODY_STALL_SECONDS`` (a stalled upload held its connection and its
+    spool file for ever).  The deadline is on progress, not on the whole body: a slow but
+    moving upload goes on."""
+    gateway: Gateway = request.app.state.gateway
+    seconds = gateway.settings.gateway.http_body_stall_seconds
+    pieces = request.stream().__aiter__()
+    while True:
+        try:
+            piece = await asyncio.wait_for(anext(pieces), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeoutError(
+                N_("The request stalled for {seconds} seconds and was cut; send it again."),
+                seconds=seconds,
+            ) from None
+        yield piece
+
+
+def cut_short(response: Response) -> Response:
+    """``response`` to a request whose body was not read to its end: the connection closes
+    after it (what is left of the body would be read as the next request)."""
+    response.headers["Connection"] = "close"
+    return response
+
+
 async def read_json(request: Request) -> dict[str, Any]:
     body = b""
-    async for chunk in request.stream():
+    async for chunk in stalling(request):
         body += chunk
         if len(body) > MAX_BODY_BYTES:
             raise FrameTooLargeError(

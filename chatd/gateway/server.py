@@ -9,11 +9,18 @@ layer with close 1009; keepalive pings every ``CHATD_WS_PING_SECONDS`` (a peer t
 answer within as long is dropped); per-message compression is off (mixing secrets and
 attacker-chosen text in one compression context is a known side channel, and the frames are
 small msgpack).
+
+The edge (:mod:`chatd.gateway.edges`): at most ``CHATD_MAX_CONNECTIONS`` open connections,
+HTTP and WebSocket, the longest-idle one closed at the cap; a request head must come within
+``CHATD_HTTP_HEAD_SECONDS`` with no silence longer than ``CHATD_HTTP_IDLE_SECONDS``.  At
+start the process raises its open-file limit (``RLIMIT_NOFILE``) to the hard limit, and
+lowers the cap if that still leaves too few descriptors for the store and uploads.
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -22,8 +29,11 @@ from collections.abc import Callable
 import uvicorn
 
 from chatd.config import Settings
+from chatd.gateway.admission import HeadDeadlines
 from chatd.gateway.app import create_app
 from chatd.gateway.context import Gateway
+from chatd.gateway.edges import guarded_protocol
+from chatd.i18n import DEFAULT_LANGUAGE, language
 
 log = logging.getLogger("chatd.gateway")
 
@@ -37,12 +47,59 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: Settings, gateway: Gateway) -> uvicorn.Config:
+# Descriptors kept for what is not a connection: the database and its WAL, the key file,
+# uploads being spooled and sealed, downloads, the event loop's own.
+RESERVED_FILES = 256
+MIN_CONNECTIONS = 2
+UNLIMITED_FILES = 1 << 20
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; return the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # "unlimited" is refused for NOFILE by some kernels: ask for a large finite number then.
+    target = hard if hard != resource.RLIM_INFINITY else UNLIMITED_FILES
+    if soft == resource.RLIM_INFINITY:
+        return UNLIMITED_FILES
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft
+
+
+def connection_cap(wanted: int, open_files: int) -> int:
+    """``CHATD_MAX_CONNECTIONS``, lowered to what ``open_files`` descriptors can hold."""
+    return max(MIN_CONNECTIONS, min(wanted, open_files - RESERVED_FILES))
+
+
+def uvicorn_config(
+    settings: Settings, gateway: Gateway, *, open_files: int | None = None
+) -> uvicorn.Config:
     listen = settings.gateway
     ping = float(listen.ws_ping_seconds) or None
+    cap = listen.max_connections
+    if open_files is not None:
+        cap = connection_cap(cap, open_files)
+        if cap < listen.max_connections:
+            log.warning(
+                "CHATD_MAX_CONNECTIONS lowered from %d to %d: the process may open %d files",
+                listen.max_connections,
+                cap,
+                open_files,
+            )
+    protocol = guarded_protocol(
+        max_connections=cap,
+        deadlines=HeadDeadlines(listen.http_idle_seconds, listen.http_head_seconds),
+        lang=language(settings.accounts.default_language) or DEFAULT_LANGUAGE,
+    )
     return uvicorn.Config(
         create_app(gateway),
         loop="none",  # the caller runs us on uvloop already
+        http=protocol,  # h11 under the connection cap and head deadlines
+        timeout_keep_alive=listen.http_idle_seconds,
         ws="websockets-sansio",
         ws_max_size=listen.max_frame_bytes,
         ws_ping_interval=ping,
@@ -71,7 +128,9 @@ async def serve(
     purged = await gateway.auth.purge_expired_tokens()
     if purged:
         log.info("purged %d expired login tokens", purged)
-    server = uvicorn.Server(uvicorn_config(settings, gateway))
+    open_files = raise_open_files_limit()
+    log.info("open-file limit: %d", open_files)
+    server = uvicorn.Server(uvicorn_config(settings, gateway, open_files=open_files))
     sock = bind(settings.gateway.host, settings.gateway.port)
     host, port = sock.getsockname()[:2]
     scheme = "https" if settings.gateway.tls_cert_file else "http"

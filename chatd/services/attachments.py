@@ -46,7 +46,12 @@ from chatd.attachments.ingest import IngestedFile, ingest
 from chatd.attachments.spool import spool_limited
 from chatd.config.sections import AttachmentSettings
 from chatd.core.clock import wall_clock_ms
-from chatd.core.errors import AttachmentFileMissing, ChatdError, StoreClosedError
+from chatd.core.errors import (
+    AttachmentFileMissing,
+    ChatdError,
+    DatabaseDamaged,
+    StoreClosedError,
+)
 from chatd.core.records import (
     AttachmentAccess,
     AttachmentInfo,
@@ -223,6 +228,22 @@ class AttachmentService:
         problems: list[VerifyProblem] = []
         known: set[int] = set()
         dead: list[int] = []
+        try:
+            await self._audit_rows(problems, known, dead)
+        except DatabaseDamaged as exc:
+            # The rows cannot all be read: say so, and remove no file (a file whose row was
+            # not read is no orphan).
+            problems.append(VerifyProblem(0, 0, exc.text))
+            return FileAudit(tuple(problems), ())
+        warnings = await asyncio.to_thread(sweep_orphans, self.blobs, known, dead)
+        for warning in warnings:
+            log.warning("verify: %s", warning)
+        return FileAudit(tuple(problems), tuple(warnings))
+
+    async def _audit_rows(
+        self, problems: list[VerifyProblem], known: set[int], dead: list[int]
+    ) -> None:
+        """Check the file of every row, page by page, filling the three collections."""
         missing: set[int] = set()
         after = 0
         while page := await self.store.attachment_keys(after):
@@ -245,11 +266,7 @@ class AttachmentService:
             # A file removed after its page was read, with its row (discarded) or key
             # (shredded) by a server running meanwhile, is not a problem: keep what stands.
             live = await self.store.live_attachments(sorted(missing))
-            problems = [p for p in problems if p.attachment_id not in missing - live]
-        warnings = await asyncio.to_thread(sweep_orphans, self.blobs, known, dead)
-        for warning in warnings:
-            log.warning("verify: %s", warning)
-        return FileAudit(tuple(problems), tuple(warnings))
+            problems[:] = [p for p in problems if p.attachment_id not in missing - live]
 
     async def _file_problem(self, key: AttachmentKey, dek: bytes) -> Text | None:
         try:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,12 @@ class ServerProcess:
         return BlobStore(self.data_dir / "attachments")
 
 
-def start_server(tmp: Path, extra: dict[str, str], scheme: str = "http") -> ServerProcess:
+def start_server(
+    tmp: Path,
+    extra: dict[str, str],
+    scheme: str = "http",
+    preexec_fn: Callable[[], None] | None = None,
+) -> ServerProcess:
     data_dir = tmp / "var"
     env = chatd_env(
         data_dir,
@@ -98,6 +103,7 @@ def start_server(tmp: Path, extra: dict[str, str], scheme: str = "http") -> Serv
             stderr=subprocess.STDOUT,
             env=env,
             cwd=tmp,
+            preexec_fn=preexec_fn,
         )
     deadline = time.monotonic() + 30
     url = None

@@ -11,6 +11,8 @@ single writer) or :meth:`SqliteContext.apply` (a conversation operation, group-c
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,10 +25,12 @@ from chatd.core.errors import StoreClosedError
 from chatd.core.records import AppendResult
 from chatd.crypto.keyring import KeyRing
 from chatd.store.data_keys import DataKeys
+from chatd.store.sqlite.damage import translating
 from chatd.store.sqlite.db import connect, migrate, transaction
 from chatd.store.sqlite.writer import GroupCommitWriter
 
 T = TypeVar("T")
+log = logging.getLogger("chatd.store")
 
 
 class SqliteContext:
@@ -61,6 +65,17 @@ class SqliteContext:
         return self._writer
 
     async def open(self) -> None:
+        """Connect, migrate, start the writer.  A failure closes what was opened before it
+        propagates: aiosqlite's threads are not daemons, so a connection left open would keep
+        the process alive after its error was said (a damaged database hung every command)."""
+        try:
+            async with translating():
+                await self._open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         self._writer_conn = await connect(self.path, synchronous=self._synchronous)
         await migrate(self._writer_conn)
         for _ in range(self._reader_count):
@@ -80,18 +95,17 @@ class SqliteContext:
         self._writer.start()
 
     async def close(self) -> None:
+        """Stop the writer and close every connection, each even if another fails."""
         if self._writer is not None:
-            await self._writer.stop()
-            self._writer = None
-        for reader in self._all_readers:
-            await reader.close()
+            writer, self._writer = self._writer, None
+            await writer.stop()
+        connections = [*self._all_readers, self._plan_conn, self._writer_conn]
         self._all_readers.clear()
-        if self._plan_conn is not None:
-            await self._plan_conn.close()
-            self._plan_conn = None
-        if self._writer_conn is not None:
-            await self._writer_conn.close()
-            self._writer_conn = None
+        self._readers = asyncio.Queue()
+        self._plan_conn = self._writer_conn = None
+        for conn in connections:
+            if conn is not None:
+                await _close(conn)
 
     @asynccontextmanager
     async def read(self, name: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -100,7 +114,7 @@ class SqliteContext:
             raise StoreClosedError()
         conn = await self._readers.get()
         try:
-            async with transaction(conn, name, write=False):
+            async with translating(), transaction(conn, name, write=False):
                 yield conn
         finally:
             self._readers.put_nowait(conn)
@@ -114,9 +128,19 @@ class SqliteContext:
     ) -> T:
         """Run ``run(conn)`` in the write transaction ``name``, in the writer's queue order
         (see :meth:`GroupCommitWriter.run_exclusive` for ``keeps_conversation_cache``)."""
-        return await self.writer.run_exclusive(
-            name, run, keeps_conversation_cache=keeps_conversation_cache
-        )
+        async with translating():
+            return await self.writer.run_exclusive(
+                name, run, keeps_conversation_cache=keeps_conversation_cache
+            )
 
     async def apply(self, op: Operation) -> AppendResult:
-        return await self.writer.apply(op)
+        async with translating():
+            return await self.writer.apply(op)
+
+
+async def _close(conn: aiosqlite.Connection) -> None:
+    """Close ``conn`` and end its thread, whatever state a failure left it in."""
+    try:
+        await conn.close()
+    except (sqlite3.Error, ValueError) as exc:  # its thread still ends: close() stops it
+        log.warning("closing a database connection failed: %s", exc)

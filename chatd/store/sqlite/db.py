@@ -41,11 +41,17 @@ async def connect(path: Path, *, synchronous: str, readonly: bool = False) -> ai
     else:
         conn = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
     # Deliberately no fetch-time conversion: blobs come back as bytes, ints as ints.
-    await conn.execute("PRAGMA busy_timeout = 10000")
-    if not readonly:
-        await conn.execute("PRAGMA journal_mode = WAL")
-    await conn.execute(f"PRAGMA synchronous = {synchronous}")
-    await conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        await conn.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            # The first statement to read the file: a damaged schema fails here.
+            await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        # Its thread is not a daemon: a connection nobody closes keeps the process alive.
+        await conn.close()
+        raise
     return conn
 
 
@@ -74,7 +80,15 @@ async def transaction(
             log.warning("txn %s: rollback failed", name)
         raise
     else:
-        await conn.execute("COMMIT")
+        try:
+            await conn.execute("COMMIT")
+        except sqlite3.Error:
+            if not write:
+                # A read has nothing to commit, yet a damaged file can fail its COMMIT: end
+                # it, or the pooled connection would go back inside a transaction.
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+            raise
     finally:
         elapsed_ms = (time.perf_counter() - started) * 1000
         if elapsed_ms > 200:

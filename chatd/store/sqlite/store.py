@@ -18,7 +18,7 @@ import aiosqlite
 
 from chatd.core.clock import wall_clock_ms
 from chatd.core.conversations import Operation
-from chatd.core.errors import StoreClosedError
+from chatd.core.errors import DatabaseDamaged, StoreClosedError
 from chatd.core.events import Event
 from chatd.core.records import (
     AppendResult,
@@ -34,6 +34,7 @@ from chatd.core.records import (
     ReadState,
     SessionToken,
     User,
+    VerifyProblem,
     VerifyReport,
 )
 from chatd.crypto.keyring import KeyRing
@@ -89,10 +90,14 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- lifecycle, epoch
 
     async def open(self) -> None:
-        await self._ctx.open()
-        await self._users.open_directory()
-        async with self._ctx.read("read_epoch") as conn:
-            self._epoch = await read_epoch_txn(conn)
+        await self._ctx.open()  # closes what it opened if it fails
+        try:
+            await self._users.open_directory()
+            async with self._ctx.read("read_epoch") as conn:
+                self._epoch = await read_epoch_txn(conn)
+        except BaseException:
+            await self._ctx.close()
+            raise
 
     async def close(self) -> None:
         await self._ctx.close()
@@ -239,8 +244,16 @@ class SqliteStore(Store):
         return await self._keys.shred_conversation(conv_id)
 
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
-        async with self._ctx.read("verify_rows") as conn:
-            return await verify_txn(conn, self._ctx.keys, conv_ids)
+        report: VerifyReport | None = None
+        try:
+            async with self._ctx.read("verify_rows") as conn:
+                report = await verify_txn(conn, self._ctx.keys, conv_ids)
+        except DatabaseDamaged as exc:
+            # The audit reports what it cannot read; only beginning or ending its read
+            # transaction can still fail on a damaged file.
+            if report is None:
+                report = VerifyReport(0, 0, (VerifyProblem(0, 0, exc.text),))
+        return report
 
     # ----------------------------------------------------------------- attachment rows
 

@@ -9,6 +9,11 @@ A tampered database is found however it was tampered with:
 * a membership row added, removed or moved (who may read what) → the intervals replayed from
   the log's ``created``/``joined``/``left`` events differ from the ``memberships`` rows.
 
+A damaged file is reported, not raised: SQLite's own ``PRAGMA integrity_check`` runs first
+(pages, indexes, free lists), and a conversation, profile list or attachment page whose rows
+cannot be read becomes a problem of its own while the audit goes on with the rest, so that
+``chatd verify`` always ends with a report.
+
 The first broken seq of each conversation is reported (what follows a break cannot be trusted
 and would only repeat it).  Shredded conversations keep their chain, which is still checked;
 their seals cannot be opened any more, by design.
@@ -21,6 +26,7 @@ that pass here.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +50,14 @@ from chatd.store.data_keys import (
     PROFILE_DOMAIN,
     DataKeys,
 )
+from chatd.store.sqlite.damage import said
 
 CHUNK = 2000
 AUDIT_PAGE = 200
+INTEGRITY_LINES = 20  # what PRAGMA integrity_check reports at most (the first are enough)
+# What reading a damaged file raises: SQLite's errors, and a value of a type the column never
+# held (a flipped type byte reads back an integer where a hash was).
+UNREADABLE = (sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError)
 
 
 def _why(exc: Exception) -> Text | str:
@@ -65,22 +76,49 @@ async def verify_txn(
 ) -> VerifyReport:
     """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile
     and every attachment row)."""
-    report = await verify_chains_txn(conn, keys, conv_ids)
+    damage = await integrity_check_txn(conn) if conv_ids is None else []
+    try:
+        report = await verify_chains_txn(conn, keys, conv_ids)
+    except UNREADABLE as exc:  # not even the list of conversations reads
+        return VerifyReport(0, 0, (*damage, unreadable(exc)))
     if conv_ids is not None:
         return report
-    checked, problems, after = 0, list(report.problems), 0
-    while page := await audit_page_txn(conn, keys.ring, after, AUDIT_PAGE):
-        for verdict in page:
-            if verdict.problem is not None:
-                problems.append(
-                    VerifyProblem.of_attachment(
-                        verdict.id, verdict.conv_id, verdict.seq, verdict.problem
+    checked, problems, after = 0, [*damage, *report.problems], 0
+    try:
+        while page := await audit_page_txn(conn, keys.ring, after, AUDIT_PAGE):
+            for verdict in page:
+                if verdict.problem is not None:
+                    problems.append(
+                        VerifyProblem.of_attachment(
+                            verdict.id, verdict.conv_id, verdict.seq, verdict.problem
+                        )
                     )
-                )
-            elif not verdict.shredded:
-                checked += 1
-        after = page[-1].id
+                elif not verdict.shredded:
+                    checked += 1
+            after = page[-1].id
+    except UNREADABLE as exc:
+        problems.append(unreadable(exc))
     return VerifyReport(report.conversations, report.events, tuple(problems), checked)
+
+
+def unreadable(exc: Exception, conv_id: int = 0) -> VerifyProblem:
+    """Rows SQLite could not read, as a problem (of the database when ``conv_id`` is 0)."""
+    return VerifyProblem(conv_id, 0, Text(N_("database damaged: {reason}"), {"reason": said(exc)}))
+
+
+async def integrity_check_txn(conn: aiosqlite.Connection) -> list[VerifyProblem]:
+    """SQLite's own check of the file: its pages, indexes and free lists."""
+    try:
+        rows = await conn.execute_fetchall(f"PRAGMA integrity_check({INTEGRITY_LINES})")
+    except sqlite3.DatabaseError as exc:
+        return [unreadable(exc)]
+    lines = [" ".join(str(row[0]).split()) for row in rows]
+    if lines == ["ok"]:
+        return []
+    return [
+        VerifyProblem(0, 0, Text(N_("database damaged: {reason}"), {"reason": line}))
+        for line in lines
+    ]
 
 
 async def verify_chains_txn(
@@ -96,10 +134,16 @@ async def verify_chains_txn(
         problems.append(_problem(orphan, 1, N_("events of a conversation that does not exist")))
     selected = sorted(convs) if conv_ids is None else [c for c in conv_ids if c in convs]
     if conv_ids is None:
-        problems.extend(await _verify_profiles_txn(conn, keys))
+        try:
+            problems.extend(await _verify_profiles_txn(conn, keys))
+        except UNREADABLE as exc:
+            problems.append(unreadable(exc))
     total = 0
     for conv_id in selected:
-        count, problem = await _verify_one_txn(conn, keys, convs[conv_id])
+        try:
+            count, problem = await _verify_one_txn(conn, keys, convs[conv_id])
+        except UNREADABLE as exc:
+            count, problem = 0, unreadable(exc, conv_id)
         total += count
         if problem is not None:
             problems.append(problem)
