@@ -48,6 +48,13 @@ VARIABLES_BEFORE_SECTIONS = (
     "CHATD_DEFAULT_LANGUAGE",
     "CHATD_DEBUG",
 )
+# Issue 12, item 7: decoding images under a budget, per-user upload limits.
+IMAGE_AND_UPLOAD_VARIABLES = (
+    "CHATD_IMAGE_DECODE_PIXELS",
+    "CHATD_IMAGE_WORKERS",
+    "CHATD_UPLOADS_PER_MINUTE",
+    "CHATD_UPLOAD_BYTES_PER_MINUTE",
+)
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -146,7 +153,7 @@ def test_overrides_and_describe() -> None:
     s = Settings.from_env({"CHATD_PORT": "9000"}, visible_window=7)
     assert (s.gateway.port, s.store.visible_window) == (9000, 7)
     described = {variable: doc for variable, _, doc in Settings.describe()}
-    assert set(described) == set(VARIABLES_BEFORE_SECTIONS)
+    assert set(described) == set(VARIABLES_BEFORE_SECTIONS) | set(IMAGE_AND_UPLOAD_VARIABLES)
     assert all(doc for doc in described.values())
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.gateway.port = 1  # type: ignore[misc]
@@ -258,7 +265,7 @@ def test_sections_are_what_the_code_sees() -> None:
 
 def test_the_variables_are_the_same_as_before_sections() -> None:
     described = [variable for variable, _, _ in Settings.describe()]
-    assert sorted(described) == sorted(VARIABLES_BEFORE_SECTIONS)
+    assert sorted(described) == sorted(VARIABLES_BEFORE_SECTIONS + IMAGE_AND_UPLOAD_VARIABLES)
     assert len(set(described)) == len(described)
 
 
@@ -285,3 +292,32 @@ def test_an_override_keeps_the_rest_of_its_section_from_the_environment() -> Non
     assert s.debug is True
     with pytest.raises(TypeError, match="max_bytes"):
         Settings.from_env({}, max_bytes=1)
+
+
+def test_image_and_upload_limits_have_defaults_and_are_checked() -> None:
+    s = Settings.from_env({})
+    assert s.attachments.image_decode_pixels == 100_000_000
+    assert s.attachments.image_workers == 4
+    assert s.attachments.uploads_per_minute == 30
+    assert s.attachments.upload_bytes_per_minute == 100 * 1024 * 1024
+    tuned = Settings.from_env(
+        {"CHATD_IMAGE_DECODE_PIXELS": "60000000", "CHATD_UPLOADS_PER_MINUTE": "5"}
+    )
+    assert (tuned.attachments.image_decode_pixels, tuned.attachments.uploads_per_minute) == (
+        60_000_000,
+        5,
+    )
+    for variable, value in [
+        ("CHATD_IMAGE_DECODE_PIXELS", "999"),
+        ("CHATD_IMAGE_WORKERS", "0"),
+        ("CHATD_UPLOADS_PER_MINUTE", "many"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env({variable: value})
+        assert variable in refused.value.message
+    # A file of the largest size must fit in a minute's bytes, else it could never be sent.
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(
+            {"CHATD_MAX_ATTACHMENT_BYTES": "2000000", "CHATD_UPLOAD_BYTES_PER_MINUTE": "1000000"}
+        )
+    assert "CHATD_UPLOAD_BYTES_PER_MINUTE" in refused.value.message
