@@ -7,11 +7,12 @@ the store to record the row, and removes files only after the store reported whi
 
 An upload, in order (design §6–§7; each step is what makes the next one safe):
 
-1. the request body is spooled to ``ROOT/spool/`` by :func:`~.spool.spool_limited`, which stops
-   reading at ``max_bytes + 1`` (HTTP 413) — the whole body is never held in memory;
 0. the user's upload quota (:mod:`chatd.core.upload_quota`: ``CHATD_UPLOADS_PER_MINUTE``,
    ``CHATD_UPLOAD_BYTES_PER_MINUTE``) counts the upload as it starts, or refuses it
    (``rate_limited``) before a byte is read;
+1. the request body is spooled to ``ROOT/spool/`` by :func:`~.spool.spool_limited`, which stops
+   reading at ``max_bytes + 1`` (HTTP 413) — the whole body is never held in memory; the
+   quota is settled to the bytes received;
 2. :func:`~.ingest.check_upload` decides the type from the content, in a worker thread (at
    most :data:`INGEST_CONCURRENCY` at a time); images are re-encoded (metadata gone,
    thumbnail made) in a worker process of their own, under a memory budget
