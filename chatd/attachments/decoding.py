@@ -83,7 +83,21 @@ class _Worker:
 
     @classmethod
     def start(cls, path: Path, kind: FileKind, limits: ImageLimits) -> _Worker:
-        """Fork a worker from the fork server (blocking: a few milliseconds)."""
+        """Fork a worker from the fork server (blocking: a few milliseconds).  A fork server
+        that died (killed, out of memory) is started again, once."""
+        for attempt in (1, 2):
+            try:
+                return cls._start(path, kind, limits)
+            except (EOFError, OSError) as exc:
+                # The fork server's pipe closed under us; the next attempt finds it dead
+                # (ensure_running reaps it) and starts a new one.
+                log.warning("could not start an image worker (%s)", type(exc).__name__)
+                if attempt == 2:
+                    raise ImageProcessingFailed() from None
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start(cls, path: Path, kind: FileKind, limits: ImageLimits) -> _Worker:
         context = _context()
         ours, theirs = context.Pipe(duplex=True)
         process = context.Process(

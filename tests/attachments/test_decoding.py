@@ -7,6 +7,7 @@ The crash and memory attacks through a real server are in tests/gateway/test_ima
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -158,3 +159,26 @@ def test_a_jpeg_thumbnail_is_decoded_at_reduced_scale(monkeypatch: pytest.Monkey
     assert (out.width, out.height) == (4000, 3000)  # the stored image is full size
     assert seen == [(500, 375)]  # the thumbnail's decode: 1/8 of each side (draft)
     assert (out.thumbnail_width, out.thumbnail_height) == (320, 240)
+
+
+async def test_a_dead_fork_server_is_started_again(decoders: ImageDecoders, tmp_path: Path) -> None:
+    from bench.image_memory import descendants
+
+    def fork_servers() -> list[int]:
+        found = []
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"multiprocessing.forkserver" in cmdline.read() and not gone(pid):
+                    found.append(pid)
+        return found
+
+    (server,) = fork_servers()
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + BOUND
+    while not gone(server):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)  # polling for the kill to land, not ordering the test
+    path = spooled(tmp_path, samples.png_with_metadata())
+    out = await asyncio.wait_for(decoders.process(path, FileKind.PNG, LIMITS), BOUND)
+    assert out.kind is FileKind.PNG
+    assert fork_servers() and server not in fork_servers()
