@@ -87,6 +87,10 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    return _parents().get(pid, [])
+
+
 def workers(pid: int) -> list[int]:
     """The image workers of the server ``pid``: the children of its children (the fork
     server's)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bench.image_memory import children
 from chatd.attachments.decoding import ImageDecoders
 from chatd.attachments.images import ImageLimits, probe_image, process_image
 from chatd.attachments.kinds import FileKind
@@ -162,11 +163,9 @@ def test_a_jpeg_thumbnail_is_decoded_at_reduced_scale(monkeypatch: pytest.Monkey
 
 
 async def test_a_dead_fork_server_is_started_again(decoders: ImageDecoders, tmp_path: Path) -> None:
-    from bench.image_memory import descendants
-
     def fork_servers() -> list[int]:
         found = []
-        for pid in descendants(os.getpid()):
+        for pid in children(os.getpid()):
             with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                 if b"multiprocessing.forkserver" in cmdline.read() and not gone(pid):
                     found.append(pid)
