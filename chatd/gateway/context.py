@@ -89,4 +89,6 @@ class Gateway:
             "max_attachment_bytes": attachments.max_bytes,
             "max_attachments": MAX_ATTACHMENTS,
             "attachment_ttl_seconds": attachments.ttl_seconds,
+            "uploads_per_minute": attachments.uploads_per_minute,
+            "upload_bytes_per_minute": attachments.upload_bytes_per_minute,
         }

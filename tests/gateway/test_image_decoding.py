@@ -259,6 +259,10 @@ async def test_a_burst_of_uploads_gets_the_users_quota_and_rate_limited(
     quota_admin: Admin,
 ) -> None:
     alice, bob = await quota_admin.users(2)
+    hello = (await quota_admin.connect(alice)).hello
+    assert hello is not None
+    assert hello["limits"]["uploads_per_minute"] == 3  # announced
+    assert hello["limits"]["upload_bytes_per_minute"] == 3 * MIB // 2
     document = samples.pdf_document("Compte rendu")
     async with httpx.AsyncClient(base_url=quota_admin.server.base_url, timeout=BOUND) as http:
         burst = await asyncio.gather(*(upload(http, alice, document, "cr.pdf") for _ in range(8)))
