@@ -79,7 +79,8 @@ class _Worker:
     def __init__(self, process: BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
-        self.killed = False
+        self.killed = False  # by us: not worth a warning
+        self.gone = False  # it closed the pipe before answering: ending by itself
 
     @classmethod
     def start(cls, path: Path, kind: FileKind, limits: ImageLimits) -> _Worker:
@@ -124,8 +125,9 @@ class _Worker:
         try:
             if self.conn.poll():
                 return self.conn.recv()  # the worker is writing it: a large image takes a moment
-        except (EOFError, OSError) as exc:  # the end of the pipe: the worker is gone
-            raise WorkerGone() from exc
+        except (EOFError, OSError):  # the end of the pipe: the worker is gone
+            pass
+        self.gone = True
         raise WorkerGone()
 
     def send(self, message: object) -> None:
@@ -141,10 +143,16 @@ class _Worker:
                 self.process.kill()
 
     async def reap(self) -> int | None:
-        """Kill it if it still runs, wait for its end and release its resources."""
-        self.kill()
+        """Kill it if it still runs, wait for its end and release its resources.  A worker
+        that closed the pipe by dying is only waited for: its exit status (which signal) may
+        not have been reported yet, and a kill now would hide it."""
+        if not self.gone:
+            self.kill()
         self.conn.close()
         await asyncio.to_thread(self.process.join, REAP_SECONDS)
+        if self.process.exitcode is None:  # still there after all: no more waiting
+            self.kill()
+            await asyncio.to_thread(self.process.join, REAP_SECONDS)
         code = self.process.exitcode
         if code is not None:
             self.process.close()
