@@ -55,6 +55,11 @@ VARIABLES_ADDED = (
     "CHATD_HTTP_IDLE_SECONDS",
     "CHATD_HTTP_HEAD_SECONDS",
     "CHATD_HTTP_BODY_STALL_SECONDS",
+    # issue 12, item 7: decoding images under a budget, per-user upload limits
+    "CHATD_IMAGE_DECODE_PIXELS",
+    "CHATD_IMAGE_WORKERS",
+    "CHATD_UPLOADS_PER_MINUTE",
+    "CHATD_UPLOAD_BYTES_PER_MINUTE",
 )
 
 
@@ -293,3 +298,32 @@ def test_an_override_keeps_the_rest_of_its_section_from_the_environment() -> Non
     assert s.debug is True
     with pytest.raises(TypeError, match="max_bytes"):
         Settings.from_env({}, max_bytes=1)
+
+
+def test_image_and_upload_limits_have_defaults_and_are_checked() -> None:
+    s = Settings.from_env({})
+    assert s.attachments.image_decode_pixels == 100_000_000
+    assert s.attachments.image_workers == 4
+    assert s.attachments.uploads_per_minute == 30
+    assert s.attachments.upload_bytes_per_minute == 100 * 1024 * 1024
+    tuned = Settings.from_env(
+        {"CHATD_IMAGE_DECODE_PIXELS": "60000000", "CHATD_UPLOADS_PER_MINUTE": "5"}
+    )
+    assert (tuned.attachments.image_decode_pixels, tuned.attachments.uploads_per_minute) == (
+        60_000_000,
+        5,
+    )
+    for variable, value in [
+        ("CHATD_IMAGE_DECODE_PIXELS", "999"),
+        ("CHATD_IMAGE_WORKERS", "0"),
+        ("CHATD_UPLOADS_PER_MINUTE", "many"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env({variable: value})
+        assert variable in refused.value.message
+    # A file of the largest size must fit in a minute's bytes, else it could never be sent.
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(
+            {"CHATD_MAX_ATTACHMENT_BYTES": "2000000", "CHATD_UPLOAD_BYTES_PER_MINUTE": "1000000"}
+        )
+    assert "CHATD_UPLOAD_BYTES_PER_MINUTE" in refused.value.message

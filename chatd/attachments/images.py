@@ -26,6 +26,12 @@ WebP       WebP, lossless if the source is lossless, else quality 90; animation 
   decompression-bomb check stays on behind ours (``max_pixels`` may not exceed it), and a
   ``DecompressionBombWarning`` turned into an exception is refused like the error.
 * Thumbnail: the first frame, at most 320 px on its longer side, JPEG quality 80 on white.
+  A JPEG's thumbnail is decoded a second time at reduced scale (``Image.draft``: the JPEG
+  decoder's DCT scaling, 1/2 to 1/8), after the full image was encoded and let go.
+* Memory: :func:`probe_image` reads the size from the header only, so that the caller can
+  reserve the decode's memory (:mod:`.budget`) before :func:`process_image` decodes; the
+  decoding itself runs in a worker process (:mod:`.decoding`).  No full-size copy is made
+  for encoding or for the thumbnail.
 """
 
 from __future__ import annotations
@@ -101,6 +107,16 @@ class ProcessedImage:
     thumbnail_height: int
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header of an image declares, before anything is decoded."""
+
+    width: int
+    height: int
+    animated: bool
+    weight: int  # pixels its decoding may hold at once: what it costs of the budget
+
+
 @contextmanager
 def _binary(source: Path | bytes | BinaryIO) -> Iterator[BinaryIO]:
     if isinstance(source, Path):
@@ -142,21 +158,52 @@ def open_image(fp: BinaryIO, kind: FileKind) -> Image.Image:
     return img
 
 
+def too_many_pixels(width: int, height: int, max_pixels: int) -> ImageTooLarge:
+    return ImageTooLarge(
+        N_(
+            "This image has {width} × {height} pixels; at most {megapixels} megapixels"
+            " are accepted."
+        ),
+        reason="pixels",
+        width=width,
+        height=height,
+        megapixels=max_pixels // 1_000_000,
+    )
+
+
+def too_long_animation() -> ImageTooLarge:
+    return ImageTooLarge(
+        N_("This animation is too long or too large to be processed."), reason="frames"
+    )
+
+
 def _check_pixels(img: Image.Image, limits: ImageLimits) -> None:
     width, height = img.size
     if width < 1 or height < 1:
         raise _unreadable()
     if width * height > limits.max_pixels:
-        raise ImageTooLarge(
-            N_(
-                "This image has {width} × {height} pixels; at most {megapixels} megapixels"
-                " are accepted."
-            ),
-            reason="pixels",
-            width=width,
-            height=height,
-            megapixels=limits.max_pixels // 1_000_000,
-        )
+        raise too_many_pixels(width, height, limits.max_pixels)
+
+
+def probe_image(
+    source: Path | bytes | BinaryIO, kind: FileKind, limits: ImageLimits | None = None
+) -> ImageHeader:
+    """The declared size of one image of ``kind``, from its header; the same refusals as
+    :func:`process_image` for a size over the limits (ImageTooLarge) or an unreadable header
+    (CorruptFile).  An animation weighs what its frames may hold, at most
+    ``max_animation_pixels`` (its decoding stops beyond)."""
+    limits = limits or ImageLimits()
+    with _binary(source) as fp, open_image(fp, kind) as img:
+        _check_pixels(img, limits)
+        try:
+            animated = kind in _ANIMATABLE and bool(getattr(img, "is_animated", False))
+        except Exception:  # a damaged second frame header
+            raise _unreadable() from None
+        width, height = img.size
+    weight = width * height
+    if animated:
+        weight = max(weight, min(limits.max_animation_pixels, weight * limits.max_frames))
+    return ImageHeader(width, height, animated, weight)
 
 
 def _transpose_method(img: Image.Image) -> Image.Transpose | None:
@@ -249,9 +296,7 @@ def _frames(img: Image.Image, limits: ImageLimits) -> tuple[list[Image.Image], l
         if index >= limits.max_frames or (index + 1) * width * height > (
             limits.max_animation_pixels
         ):
-            raise ImageTooLarge(
-                N_("This animation is too long or too large to be processed."), reason="frames"
-            )
+            raise too_long_animation()
         durations.append(int(frame.info.get("duration", 100) or 100))
         rgba = _to_srgb(frame.convert("RGBA"), icc)
         frames.append(rgba.transpose(method) if method is not None else rgba)
@@ -260,10 +305,24 @@ def _frames(img: Image.Image, limits: ImageLimits) -> tuple[list[Image.Image], l
     return frames, durations
 
 
+def thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """Within ``side`` × ``side``, the aspect ratio kept, never enlarged, never 0."""
+    longer = max(width, height)
+    if longer <= side:
+        return width, height
+    return max(1, round(width * side / longer)), max(1, round(height * side / longer))
+
+
 def _thumbnail(img: Image.Image, limits: ImageLimits) -> tuple[bytes, int, int]:
-    thumb = _flatten(img.copy())
-    side = limits.thumbnail_px
-    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+    # resize() makes the small image straight from the large one (reducing by whole factors
+    # first): no full-size copy, unlike thumbnail() on a copy.
+    size = thumbnail_size(img.width, img.height, limits.thumbnail_px)
+    small = (
+        img.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        if size != img.size
+        else img.copy()
+    )
+    thumb = _flatten(small)
     thumb.info = {}
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=limits.thumbnail_quality, optimize=True)
@@ -287,18 +346,35 @@ def _is_lossless_webp(fp: BinaryIO) -> bool:
     return False
 
 
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Any failure while decoding or encoding hostile input is the file's fault."""
+    try:
+        yield
+    except ChatdError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(reason="pixels") from None
+    except Exception:  # truncated data, bad LZW/zlib/JPEG stream …
+        raise _unreadable() from None
+
+
 def process_image(
     source: Path | bytes | BinaryIO, kind: FileKind, limits: ImageLimits | None = None
 ) -> ProcessedImage:
     """Decode, orient, strip and re-encode one image of ``kind``; make its thumbnail."""
     limits = limits or ImageLimits()
     out_kind = _OUTPUT[kind]
+    if not isinstance(source, (Path, bytes)):
+        source.seek(0)
+        source = source.read()  # read twice for a JPEG; Pillow may close it (MPO)
+    thumbnail: tuple[bytes, int, int] | None = None
     with _binary(source) as fp:
         lossless = kind is FileKind.WEBP and _is_lossless_webp(fp)
         with open_image(fp, kind) as img:
             _check_pixels(img, limits)
             animated = kind in _ANIMATABLE and bool(getattr(img, "is_animated", False))
-            try:
+            with _decoding():
                 if animated:
                     frames, durations = _frames(img, limits)
                     first = frames[0]
@@ -312,16 +388,28 @@ def process_image(
                         loop=int(img.info.get("loop", 0) or 0),
                         **({"lossless": True} if lossless else {}),
                     )
+                    thumbnail = _thumbnail(first, limits)
+                    (width, height), count = first.size, len(frames)
+                    del frames, first
                 else:
-                    frames = [_still(img, kind, out_kind)]
-                    first = frames[0]
+                    still = _still(img, kind, out_kind)
+                    (width, height), count = still.size, 1
+                    if kind is not FileKind.JPEG:
+                        # The thumbnail first: encoding drops ``info`` (transparency).
+                        thumbnail = _thumbnail(still, limits)
                     params: dict[str, Any] = {"lossless": True} if lossless else {}
-                    data = _encode(first.copy(), out_kind, limits, **params)
-                thumbnail, tw, th = _thumbnail(first, limits)
-            except ChatdError:
-                raise
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise ImageTooLarge(reason="pixels") from None
-            except Exception:  # truncated data, bad LZW/zlib/JPEG stream …
-                raise _unreadable() from None
-    return ProcessedImage(data, out_kind, first.width, first.height, len(frames), thumbnail, tw, th)
+                    data = _encode(still, out_kind, limits, **params)
+                    del still
+    if thumbnail is None:  # a JPEG: the full image is let go before its thumbnail's decode
+        with _binary(source) as fp, _decoding():
+            thumbnail = _jpeg_thumbnail(fp, kind, limits)
+    return ProcessedImage(data, out_kind, width, height, count, *thumbnail)
+
+
+def _jpeg_thumbnail(fp: BinaryIO, kind: FileKind, limits: ImageLimits) -> tuple[bytes, int, int]:
+    """The thumbnail of a JPEG, decoded again at the smallest DCT scale that still covers
+    it (``draft``): a 12-megapixel photo is decoded at 1/8, about 190,000 pixels."""
+    side = limits.thumbnail_px
+    with open_image(fp, kind) as img:
+        img.draft(None, (side, side))
+        return _thumbnail(_still(img, kind, FileKind.JPEG), limits)

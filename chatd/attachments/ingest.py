@@ -1,6 +1,8 @@
 """One upload, from a spooled file to what is stored: type, clean content, thumbnail, name.
 
-:func:`ingest` is pure apart from reading the spooled file: it decides the type from the
+:func:`ingest` is pure apart from reading the spooled file (the server runs its steps
+apart: :func:`check_upload` and :func:`document_file` in a thread, the image decoding in a
+worker process, then :func:`image_file`): it decides the type from the
 content (:func:`~chatd.attachments.sniff.classify`), re-encodes images (only the re-encoded
 image is ever stored, see :mod:`.images`), and sanitises the file name.  Documents are stored
 byte for byte as uploaded, so their content stays at the spooled path; the caller seals it
@@ -18,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatd.attachments.images import ImageLimits, process_image
+from chatd.attachments.images import ImageLimits, ProcessedImage, process_image
 from chatd.attachments.kinds import KNOWN_EXTENSIONS, FileKind
 from chatd.attachments.sniff import classify
 from chatd.core.errors import AttachmentTooLarge
@@ -88,34 +90,33 @@ def sanitise_file_name(name: str, kind: FileKind) -> str:
     return cleaned + extension
 
 
-def ingest(
-    path: Path,
-    original_name: str,
-    *,
-    max_bytes: int | None = None,
-    image_limits: ImageLimits | None = None,
-) -> IngestedFile:
-    """Classify and prepare the spooled upload at ``path``; a ClientError if it is refused.
-
-    ``max_bytes`` re-checks the spooled size (the spooler enforces it while reading).
-    """
+def check_upload(path: Path, *, max_bytes: int | None = None) -> tuple[FileKind, int]:
+    """The type (from the content) and size of the spooled upload at ``path``; a ClientError
+    if it is refused.  ``max_bytes`` re-checks the size (the spooler enforces it while
+    reading)."""
     size = os.stat(path).st_size
     if max_bytes is not None and size > max_bytes:
         raise AttachmentTooLarge(max_bytes=max_bytes)
-    source_kind = classify(path)
-    if not source_kind.is_image:
-        return IngestedFile(
-            kind=source_kind,
-            source_kind=source_kind,
-            mime=source_kind.mime,
-            size=size,
-            name=sanitise_file_name(original_name, source_kind),
-            content=path,
-            thumbnail=None,
-            width=None,
-            height=None,
-        )
-    image = process_image(path, source_kind, image_limits)
+    return classify(path), size
+
+
+def document_file(path: Path, original_name: str, kind: FileKind, size: int) -> IngestedFile:
+    """A document is stored as it was sent: its content stays at the spooled ``path``."""
+    return IngestedFile(
+        kind=kind,
+        source_kind=kind,
+        mime=kind.mime,
+        size=size,
+        name=sanitise_file_name(original_name, kind),
+        content=path,
+        thumbnail=None,
+        width=None,
+        height=None,
+    )
+
+
+def image_file(image: ProcessedImage, source_kind: FileKind, original_name: str) -> IngestedFile:
+    """An image is stored re-encoded (:func:`~.images.process_image`)."""
     return IngestedFile(
         kind=image.kind,
         source_kind=source_kind,
@@ -127,3 +128,19 @@ def ingest(
         width=image.width,
         height=image.height,
     )
+
+
+def ingest(
+    path: Path,
+    original_name: str,
+    *,
+    max_bytes: int | None = None,
+    image_limits: ImageLimits | None = None,
+) -> IngestedFile:
+    """Classify and prepare the spooled upload at ``path``, images decoded in this process
+    (the server decodes them in worker processes instead: :mod:`.decoding`); a ClientError
+    if it is refused."""
+    kind, size = check_upload(path, max_bytes=max_bytes)
+    if not kind.is_image:
+        return document_file(path, original_name, kind, size)
+    return image_file(process_image(path, kind, image_limits), kind, original_name)

@@ -219,7 +219,8 @@ class AccountSettings(Section):
 
 @dataclasses.dataclass(frozen=True)
 class AttachmentSettings(Section):
-    """What may be uploaded, and how long an unsent upload is kept."""
+    """What may be uploaded, how often, what decoding images may cost, and how long an unsent
+    upload is kept."""
 
     max_bytes: int = setting(
         "CHATD_MAX_ATTACHMENT_BYTES",
@@ -233,6 +234,36 @@ class AttachmentSettings(Section):
         parse_int(1_000_000, 89_000_000),
         N_("Most pixels an uploaded image may have (larger ones are refused, not decoded)."),
     )
+    image_decode_pixels: int = setting(
+        "CHATD_IMAGE_DECODE_PIXELS",
+        100_000_000,
+        parse_int(1_000_000, 4_000_000_000),
+        N_(
+            "Pixels of images decoded at once, all uploads together (about 8 bytes of memory"
+            " each); an image larger than this is refused."
+        ),
+    )
+    image_workers: int = setting(
+        "CHATD_IMAGE_WORKERS",
+        4,
+        parse_int(1, 256),
+        N_("Worker processes decoding images at once (each decodes one image, then exits)."),
+    )
+    uploads_per_minute: int = setting(
+        "CHATD_UPLOADS_PER_MINUTE",
+        30,
+        parse_int(1, 1_000_000),
+        N_("Uploads one user may start per minute (then 429 rate_limited)."),
+    )
+    upload_bytes_per_minute: int = setting(
+        "CHATD_UPLOAD_BYTES_PER_MINUTE",
+        100 * 1024 * 1024,
+        parse_int(1024, 1024**4),
+        N_(
+            "Bytes one user may upload per minute (then 429 rate_limited); at least"
+            " CHATD_MAX_ATTACHMENT_BYTES."
+        ),
+    )
     ttl_seconds: int = setting(
         "CHATD_ATTACHMENT_TTL_SECONDS",
         86_400,
@@ -245,3 +276,16 @@ class AttachmentSettings(Section):
         parse_int(0, 86_400),
         N_("Seconds between sweeps of expired uploads (0: never)."),
     )
+
+    def problems(self) -> list[Text]:
+        if self.upload_bytes_per_minute < self.max_bytes:
+            return [
+                Text(
+                    N_(
+                        "CHATD_UPLOAD_BYTES_PER_MINUTE must be at least CHATD_MAX_ATTACHMENT_BYTES"
+                        " ({max_bytes}): a file of the largest size could never be sent."
+                    ),
+                    {"max_bytes": self.max_bytes},
+                )
+            ]
+        return []

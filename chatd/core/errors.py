@@ -334,6 +334,17 @@ class ImageTooLarge(AttachmentError):
     default_message = N_("This image has too many pixels to be processed; send a smaller one.")
 
 
+class ImageProcessingFailed(AttachmentError):
+    """The worker process decoding the image died before answering (a decoder crash, the
+    kernel's out-of-memory killer): that upload fails, the server goes on."""
+
+    code = "image_processing_failed"
+    default_message = N_(
+        "This image could not be processed: its decoding stopped unexpectedly. Send it again,"
+        " or in another format (JPEG or PNG)."
+    )
+
+
 class AttachmentFileMissing(IntegrityError):
     """Server side: the encrypted file of an attachment is not on disk."""
 

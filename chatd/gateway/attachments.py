@@ -49,6 +49,7 @@ from chatd.core.errors import (
     ChatdError,
     ClientError,
     IntegrityError,
+    RateLimitedError,
     RequestTimeoutError,
     TermsNotAcceptedError,
     ValidationError,
@@ -129,11 +130,12 @@ async def upload(request: Request, gateway: Gateway) -> Response:
     body = _Body(stalling(request))
     try:
         principal = await _principal(request, gateway)
-        declared = request.headers.get("content-length", "")
-        if _DIGITS.fullmatch(declared) and int(declared) > service.max_bytes:
+        header = request.headers.get("content-length", "")
+        declared = int(header) if _DIGITS.fullmatch(header) else None
+        if declared is not None and declared > service.max_bytes:
             raise too_large(service.max_bytes)  # refused before reading any of it
         name = file_name(request.headers.get(FILE_NAME_HEADER))
-        info = await service.upload(principal.user_id, body, name)
+        info = await service.upload(principal.user_id, body, name, declared_bytes=declared)
     except ClientDisconnect:
         log.info("an upload was abandoned by its client")
         return Response(status_code=400)  # nobody is listening any more
@@ -141,6 +143,8 @@ async def upload(request: Request, gateway: Gateway) -> Response:
         if not isinstance(exc, ClientError):
             log_internal(request.url.path, exc)
         response = error_response(exc, request)
+        if isinstance(exc, RateLimitedError) and "seconds" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["seconds"])
         if body.finished:
             return response
         if isinstance(exc, RequestTimeoutError):
@@ -184,7 +188,12 @@ class LingeringResponse(Response):
     """
 
     def __init__(self, answer: Response, *, drain_bytes: int) -> None:
-        super().__init__(answer.body, answer.status_code, media_type=answer.media_type)
+        kept = {
+            name: value
+            for name, value in answer.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        super().__init__(answer.body, answer.status_code, kept, answer.media_type)
         self.headers["Connection"] = "close"
         self._drain_bytes = drain_bytes
 

@@ -57,6 +57,11 @@ class Gateway:
         self.revocation.start()
         await self.attachments.start()
 
+    def halt(self) -> None:
+        """The server begins to stop (before connections are closed): end what would hold
+        requests up, the image decodings.  Called from uvicorn's shutdown, no await."""
+        self.attachments.halt()
+
     async def stop(self) -> None:
         self.hub.close_all(p.CloseCode.GOING_AWAY)
         await self.revocation.stop()
@@ -84,4 +89,6 @@ class Gateway:
             "max_attachment_bytes": attachments.max_bytes,
             "max_attachments": MAX_ATTACHMENTS,
             "attachment_ttl_seconds": attachments.ttl_seconds,
+            "uploads_per_minute": attachments.uploads_per_minute,
+            "upload_bytes_per_minute": attachments.upload_bytes_per_minute,
         }

@@ -26,6 +26,7 @@ from chatd.core.errors import (
     CorruptFile,
     ForbiddenError,
     FrameTooLargeError,
+    ImageProcessingFailed,
     ImageTooLarge,
     NotFoundError,
     RateLimitedError,
@@ -62,6 +63,7 @@ TABLE: Mapping[type[ChatdError], Transport] = {
     AttachmentTooLarge: Transport(413),
     ImageTooLarge: Transport(422),
     CorruptFile: Transport(422),
+    ImageProcessingFailed: Transport(422),
     AttachmentArchived: Transport(410),
 }
 

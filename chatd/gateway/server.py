@@ -130,7 +130,7 @@ async def serve(
         log.info("purged %d expired login tokens", purged)
     open_files = raise_open_files_limit()
     log.info("open-file limit: %d", open_files)
-    server = uvicorn.Server(uvicorn_config(settings, gateway, open_files=open_files))
+    server = _Server(uvicorn_config(settings, gateway, open_files=open_files), gateway)
     sock = bind(settings.gateway.host, settings.gateway.port)
     host, port = sock.getsockname()[:2]
     scheme = "https" if settings.gateway.tls_cert_file else "http"
@@ -153,6 +153,20 @@ async def serve(
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which tells the gateway as soon as the shutdown begins: uvicorn
+    waits (up to 5 s) for requests in flight before the lifespan's shutdown, and an upload
+    waiting for its image worker would hold that wait up; halted, it is answered at once."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self._gateway = gateway
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._gateway.halt()
+        await super().shutdown(sockets=sockets)
 
 
 def _ignore(signum: int, frame: object) -> None:

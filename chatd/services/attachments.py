@@ -7,11 +7,17 @@ the store to record the row, and removes files only after the store reported whi
 
 An upload, in order (design §6–§7; each step is what makes the next one safe):
 
+0. the user's upload quota (:mod:`chatd.core.upload_quota`: ``CHATD_UPLOADS_PER_MINUTE``,
+   ``CHATD_UPLOAD_BYTES_PER_MINUTE``) counts the upload as it starts, or refuses it
+   (``rate_limited``) before a byte is read;
 1. the request body is spooled to ``ROOT/spool/`` by :func:`~.spool.spool_limited`, which stops
-   reading at ``max_bytes + 1`` (HTTP 413) — the whole body is never held in memory;
-2. :func:`~.ingest.ingest` decides the type from the content, re-encodes images (metadata
-   gone, thumbnail made) and sanitises the name — in a worker thread (a 12 MP photo takes
-   ~0.8 s), at most :data:`INGEST_CONCURRENCY` at a time;
+   reading at ``max_bytes + 1`` (HTTP 413) — the whole body is never held in memory; the
+   quota is settled to the bytes received;
+2. :func:`~.ingest.check_upload` decides the type from the content, in a worker thread (at
+   most :data:`INGEST_CONCURRENCY` at a time); images are re-encoded (metadata gone,
+   thumbnail made) in a worker process of their own, under a memory budget
+   (:mod:`chatd.attachments.decoding`: a 12 MP photo takes ~0.8 s), and the name is
+   sanitised;
 3. the result is sealed under a fresh data key into the blob store under a fresh random id,
    atomically (temporary file, fsync, rename), and the spooled file is removed;
 4. only then is the row recorded (the key wrapped by the KEK, name and thumbnail sealed).
@@ -41,8 +47,9 @@ from pathlib import Path
 from typing import Protocol
 
 from chatd.attachments.blobstore import BlobStore
+from chatd.attachments.decoding import ImageDecoders
 from chatd.attachments.images import ImageLimits
-from chatd.attachments.ingest import IngestedFile, ingest
+from chatd.attachments.ingest import IngestedFile, check_upload, document_file, image_file
 from chatd.attachments.spool import spool_limited
 from chatd.config.sections import AttachmentSettings
 from chatd.core.clock import wall_clock_ms
@@ -60,6 +67,7 @@ from chatd.core.records import (
     VerifyProblem,
     VerifyReport,
 )
+from chatd.core.upload_quota import UploadQuota
 from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.envelope import new_data_key
 from chatd.i18n import N_, Text
@@ -68,7 +76,9 @@ from chatd.store.contract import AttachmentRows, KeyStore
 __all__ = ["AttachmentService", "AttachmentStore", "FileAudit", "wall_clock_ms"]
 
 log = logging.getLogger("chatd.attachments")
-INGEST_CONCURRENCY = 4  # images are decoded in memory: bound how many at once
+INGEST_CONCURRENCY = 4  # threads classifying and sealing files at once
+DECODE_WORKERS = 4  # image decoding processes at once (CHATD_IMAGE_WORKERS)
+DECODE_PIXELS = 100_000_000  # pixels decoded at once (CHATD_IMAGE_DECODE_PIXELS)
 TEMP_GRACE_SECONDS = 3600  # spooled/temporary files older than this are left-overs
 ORPHAN_GRACE_SECONDS = 3600  # a file without a row younger than this may be an upload in progress
 MISSING_FILE = Text(N_("its file is missing"))
@@ -96,6 +106,8 @@ class AttachmentService:
         ttl_seconds: int,
         sweep_seconds: int,
         image_limits: ImageLimits | None = None,
+        decoders: ImageDecoders | None = None,
+        quota: UploadQuota | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.store = store
@@ -104,6 +116,10 @@ class AttachmentService:
         self.ttl_ms = ttl_seconds * 1000
         self.sweep_seconds = sweep_seconds
         self.image_limits = image_limits or ImageLimits()
+        self.decoders = decoders or ImageDecoders(
+            workers=DECODE_WORKERS, budget_pixels=DECODE_PIXELS
+        )
+        self.quota = quota  # None: no per-user limit (the admin command, tests)
         self._clock_ms = clock_ms
         self._ingesting = asyncio.Semaphore(INGEST_CONCURRENCY)
         self._sweeper: asyncio.Task[None] | None = None
@@ -119,29 +135,44 @@ class AttachmentService:
             ttl_seconds=settings.ttl_seconds,
             sweep_seconds=settings.sweep_seconds,
             image_limits=ImageLimits(max_pixels=settings.max_image_pixels),
+            decoders=ImageDecoders(
+                workers=settings.image_workers, budget_pixels=settings.image_decode_pixels
+            ),
+            quota=UploadQuota(
+                settings.uploads_per_minute, settings.upload_bytes_per_minute, settings.max_bytes
+            ),
         )
 
     # ------------------------------------------------------------------ upload
 
     async def upload(
-        self, uploader: int, body: AsyncIterable[bytes], original_name: str
+        self,
+        uploader: int,
+        body: AsyncIterable[bytes],
+        original_name: str,
+        *,
+        declared_bytes: int | None = None,
     ) -> AttachmentInfo:
-        """Spool, check, clean, seal and record one upload (see the module docstring).
+        """Count, spool, check, clean, seal and record one upload (see the module docstring).
 
-        Raises the ClientError that refuses the file (``attachment_too_large``,
-        ``unsupported_file_type``, ``corrupt_file``, ``image_too_large``).
+        ``declared_bytes`` is the size the client announced (``Content-Length``), if any.
+        Raises the ClientError that refuses the file (``rate_limited``,
+        ``attachment_too_large``, ``unsupported_file_type``, ``corrupt_file``,
+        ``image_too_large``, ``image_processing_failed``).
         """
+        reservation = None
+        if self.quota is not None:
+            reservation = self.quota.admit(uploader, self._seconds(), declared_bytes)
         spool = await asyncio.to_thread(self.blobs.spool_path)
         try:
-            await spool_limited(body, spool, self.max_bytes)
+            try:
+                await spool_limited(body, spool, self.max_bytes)
+            finally:
+                if reservation is not None and self.quota is not None:
+                    received = await asyncio.to_thread(_size, spool)
+                    self.quota.settle(reservation, received, self._seconds())
+            ingested = await self._ingest(spool, original_name)
             async with self._ingesting:
-                ingested = await asyncio.to_thread(
-                    ingest,
-                    spool,
-                    original_name,
-                    max_bytes=self.max_bytes,
-                    image_limits=self.image_limits,
-                )
                 attachment_id, dek = await asyncio.to_thread(self._seal, ingested)
         finally:
             await asyncio.to_thread(_remove, spool)
@@ -166,6 +197,17 @@ class AttachmentService:
             # Definitely not recorded: the file is an orphan, remove it now.
             await asyncio.to_thread(self.blobs.delete, attachment_id)
             raise
+
+    def _seconds(self) -> float:
+        return self._clock_ms() / 1000
+
+    async def _ingest(self, spool: Path, original_name: str) -> IngestedFile:
+        async with self._ingesting:
+            kind, size = await asyncio.to_thread(check_upload, spool, max_bytes=self.max_bytes)
+        if not kind.is_image:
+            return document_file(spool, original_name, kind, size)
+        image = await self.decoders.process(spool, kind, self.image_limits)
+        return image_file(image, kind, original_name)
 
     def _seal(self, ingested: IngestedFile) -> tuple[int, bytes]:
         dek = new_data_key()
@@ -280,6 +322,7 @@ class AttachmentService:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.decoders.start)
         # At start-up nothing is in flight: every spooled or temporary file is a left-over.
         removed = await asyncio.to_thread(self.blobs.sweep_temp_files)
         if removed:
@@ -289,7 +332,13 @@ class AttachmentService:
                 self._sweep_forever(), name="chatd-attachment-sweeper"
             )
 
+    def halt(self) -> None:
+        """The server begins to stop: end the image decodings in flight (see
+        :meth:`ImageDecoders.halt`)."""
+        self.decoders.halt()
+
     async def stop(self) -> None:
+        await self.decoders.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -305,6 +354,13 @@ class AttachmentService:
             except Exception as exc:  # keep sweeping later; never log content
                 log.error("attachment sweep failed: %s", type(exc).__name__)
             await asyncio.sleep(self.sweep_seconds)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _remove(path: Path) -> None:
