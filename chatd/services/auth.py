@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +44,10 @@ from chatd.core.records import SessionToken, User
 from chatd.crypto.passwords import hash_password, verify_password
 from chatd.i18n import N_, Language, language
 from chatd.store.contract import AccountStore, LoginAttempts
+
+log = logging.getLogger("chatd.auth")
+# What is logged of a login: the account's id, never what was typed (a password typed into
+# the login field is a login as typed), nor a password or a token.
 
 TOKEN_BYTES = 32
 MS_PER_HOUR = 3_600_000
@@ -168,8 +173,11 @@ class AuthService:
                 else:
                     ok = await asyncio.to_thread(verify_password, secret, user.password_hash)
             if user is None or not ok:
+                who = "no such account" if user is None else f"user {user.id}"
+                log.debug("login failed: %s", who)
                 raise InvalidCredentialsError()
             attempt.succeeded = True
+        log.debug("login: user %d", user.id)
         return await self.start_session(user)
 
     @asynccontextmanager
@@ -182,6 +190,7 @@ class AuthService:
         )
         if admission.attempt is None:
             assert admission.refused_by is not None
+            log.debug("password attempt refused: %s budget spent", admission.refused_by.value)
             raise RateLimitedError(THROTTLED[admission.refused_by])
         attempt = _Attempt()
         try:
