@@ -48,6 +48,7 @@ def build_services(settings: Settings, store: Store, broker: Broker) -> Services
         broker,
         session_hours=settings.accounts.session_hours,
         terms_version=settings.accounts.terms_version,
+        login_limits=settings.accounts.login_limits,
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,23 @@ def parse_language(raw: str) -> str:
 
 def parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    """Comma-separated IP addresses or CIDR blocks (``10.0.0.7, 192.168.0.0/24, ::1``)."""
+    networks: list[Network] = []
+    for item in parse_list(raw):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise InvalidValue(
+                N_("{variable}: expected IP addresses or networks (CIDR), got {raw}."),
+                raw=repr(item),
+            ) from None
+    return tuple(networks)
 
 
 def written(value: Any) -> str:

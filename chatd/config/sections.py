@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from chatd.config.parsers import (
+    Network,
     parse_choice,
     parse_int,
     parse_language,
     parse_list,
+    parse_networks,
     parse_path,
     parse_url,
 )
+from chatd.core.login_throttle import ThrottleLimits
 from chatd.i18n import N_, Text
 
 VARIABLE = "variable"
@@ -158,6 +161,15 @@ class GatewaySettings(Section):
         parse_int(1, 60),
         N_("Seconds a new connection has to authenticate (4000)."),
     )
+    trusted_proxies: tuple[Network, ...] = setting(
+        "CHATD_TRUSTED_PROXIES",
+        (),
+        parse_networks,
+        N_(
+            "Comma-separated IP addresses or networks of the reverse proxies whose"
+            " X-Forwarded-For gives the client's address (empty: none is trusted)."
+        ),
+    )
 
     max_connections: int = setting(
         "CHATD_MAX_CONNECTIONS",
@@ -215,6 +227,39 @@ class AccountSettings(Section):
         parse_language,
         N_("Language of users who chose none and whose client asks for none (fr or en)."),
     )
+    login_limit: int = setting(
+        "CHATD_LOGIN_LIMIT",
+        5,
+        parse_int(1, 1_000),
+        N_("Password attempts per login per window (in progress or failed)."),
+    )
+    login_address_limit: int = setting(
+        "CHATD_LOGIN_ADDRESS_LIMIT",
+        30,
+        parse_int(1, 1_000_000),
+        N_("Password attempts per client address per window (in progress or failed)."),
+    )
+    login_global_limit: int = setting(
+        "CHATD_LOGIN_GLOBAL_LIMIT",
+        300,
+        parse_int(1, 10_000_000),
+        N_("Password attempts on the whole service per window (in progress or failed)."),
+    )
+    login_window_seconds: int = setting(
+        "CHATD_LOGIN_WINDOW_SECONDS",
+        60,
+        parse_int(1, 86_400),
+        N_("Seconds a password attempt counts in the login limits."),
+    )
+
+    @property
+    def login_limits(self) -> ThrottleLimits:
+        return ThrottleLimits(
+            per_login=self.login_limit,
+            per_address=self.login_address_limit,
+            overall=self.login_global_limit,
+            window_ms=self.login_window_seconds * 1000,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

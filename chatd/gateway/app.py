@@ -39,6 +39,7 @@ from chatd.core.errors import (
     ValidationError,
 )
 from chatd.gateway.attachments import attachment_routes
+from chatd.gateway.client_address import client_address
 from chatd.gateway.connection import Connection
 from chatd.gateway.context import Gateway
 from chatd.gateway.http import authenticated, bearer_token, endpoint, read_json, request_language
@@ -62,6 +63,13 @@ def login_body(result: LoginResult) -> dict[str, Any]:
     }
 
 
+def request_address(request: Request, gateway: Gateway) -> str:
+    """The client's address, for the login throttle (:mod:`chatd.gateway.client_address`)."""
+    peer = request.client.host if request.client is not None else None
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return client_address(peer, forwarded, gateway.settings.gateway.trusted_proxies)
+
+
 async def healthz(request: Request, gateway: Gateway) -> Response:
     return JSONResponse({"status": "ok", "server_time": now_ms()})
 
@@ -74,7 +82,9 @@ async def login(request: Request, gateway: Gateway) -> Response:
             N_("The request is malformed: only the login and the password are expected."),
             field="body",
         )
-    result = await gateway.auth.login(body.get("login"), body.get("password"))
+    result = await gateway.auth.login(
+        body.get("login"), body.get("password"), address=request_address(request, gateway)
+    )
     request.state.language = result.principal.language
     return JSONResponse(
         {
@@ -118,7 +128,10 @@ async def change_password(request: Request, gateway: Gateway) -> Response:
             field="body",
         )
     principal, revoked = await gateway.auth.change_password(
-        principal, body.get("old_password"), body.get("new_password")
+        principal,
+        body.get("old_password"),
+        body.get("new_password"),
+        address=request_address(request, gateway),
     )
     return JSONResponse(
         {

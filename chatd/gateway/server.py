@@ -37,6 +37,20 @@ from chatd.i18n import DEFAULT_LANGUAGE, language
 
 log = logging.getLogger("chatd.gateway")
 
+# CHATD_DEBUG turns on chatd's own debug output only.  These libraries' debug output holds
+# what chatd never logs: aiosqlite writes every statement with its parameters (a login as
+# typed, which may be a password typed in the wrong field), the WebSocket protocol (through
+# uvicorn's logger) the first and last bytes of every frame (tokens, message texts).
+QUIET_LIBRARIES = ("aiosqlite", "websockets", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def quiet_libraries() -> None:
+    """Cap the libraries' loggers at INFO, whatever the root level."""
+    for name in QUIET_LIBRARIES:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -106,7 +120,7 @@ def uvicorn_config(
         ws_ping_timeout=ping,
         ws_per_message_deflate=False,
         lifespan="on",
-        log_level="debug" if settings.debug else "info",
+        log_level="info",  # even with CHATD_DEBUG: see QUIET_LIBRARIES
         access_log=settings.debug,
         server_header=False,
         proxy_headers=False,
@@ -125,6 +139,7 @@ async def serve(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_libraries()
     purged = await gateway.auth.purge_expired_tokens()
     if purged:
         log.info("purged %d expired login tokens", purged)

@@ -6,8 +6,13 @@ of the database does not let anyone log in.  A token is valid ``CHATD_SESSION_HO
 until a logout revokes it.  Until the user accepted the current terms of use
 (``CHATD_TERMS_VERSION``) every operation but the acceptance answers ``terms_not_accepted``.
 
-The pure parts — token generation and digest, :func:`check_session`, :class:`LoginThrottle` —
-are separate from :class:`AuthService`, which only adds the store and the clock.
+Every password check — a login, and the current password of a password change — is admitted
+first by the login throttle (:mod:`chatd.core.login_throttle`, its state in the store's
+:class:`~chatd.store.contract.LoginAttempts`): the attempt counts from the moment it starts,
+per login, per client address and for the whole service, so a parallel burst cannot get more
+guesses through than a sequential one.  The pure parts — token generation and digest,
+:func:`check_session`, the throttle's rule — are separate from :class:`AuthService`, which
+only adds the store and the clock.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 import secrets
-from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from chatd.broker.base import Broker, EndSessions, SessionEnd
 from chatd.core.accounts import MAX_LOGIN_CHARS, MAX_TOKEN_CHARS, Principal, check_session
@@ -30,11 +38,16 @@ from chatd.core.errors import (
     UserDisabledError,
     ValidationError,
 )
+from chatd.core.login_throttle import Budget, ThrottleLimits
 from chatd.core.password_policy import MAX_PASSWORD_BYTES, check_password
 from chatd.core.records import SessionToken, User
 from chatd.crypto.passwords import hash_password, verify_password
 from chatd.i18n import N_, Language, language
-from chatd.store.contract import AccountStore
+from chatd.store.contract import AccountStore, LoginAttempts
+
+log = logging.getLogger("chatd.auth")
+# What is logged of a login: the account's id, never what was typed (a password typed into
+# the login field is a login as typed), nor a password or a token.
 
 TOKEN_BYTES = 32
 MS_PER_HOUR = 3_600_000
@@ -50,6 +63,11 @@ def new_token() -> str:
 def token_digest(token: str) -> bytes:
     """What the store keeps of a token: its SHA-256."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+@dataclass(slots=True)
+class _Attempt:
+    succeeded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,41 +108,31 @@ def _password_field(value: object, field: str) -> str:
     return value
 
 
-class LoginThrottle:
-    """At most ``max_failures`` failed logins per login name per ``window_ms`` (pure; the
-    caller passes the time).  Memory is bounded: the oldest names are forgotten first."""
+THROTTLED = {
+    Budget.LOGIN: N_("Too many failed logins; wait a minute and retry."),
+    Budget.ADDRESS: N_("Too many failed logins from your network; wait a minute and retry."),
+    Budget.GLOBAL: N_("The service is receiving too many failed logins; wait a minute and retry."),
+}
 
-    def __init__(
-        self, max_failures: int = 5, window_ms: int = 60_000, max_tracked: int = 10_000
-    ) -> None:
-        self.max_failures = max_failures
-        self.window_ms = window_ms
-        self.max_tracked = max_tracked
-        self._failures: OrderedDict[str, list[int]] = OrderedDict()
 
-    def check(self, key: str, now_ms: int) -> None:
-        recent = [t for t in self._failures.get(key, ()) if now_ms - t < self.window_ms]
-        if len(recent) >= self.max_failures:
-            raise RateLimitedError(N_("Too many failed logins; wait a minute and retry."))
+def throttle_key(login: str) -> str:
+    """The login an attempt counts against: as the store compares logins."""
+    return login.strip().lower()
 
-    def failed(self, key: str, now_ms: int) -> None:
-        recent = [t for t in self._failures.pop(key, []) if now_ms - t < self.window_ms]
-        self._failures[key] = [*recent, now_ms][-self.max_failures :]
-        while len(self._failures) > self.max_tracked:
-            self._failures.popitem(last=False)
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+class AuthStore(AccountStore, LoginAttempts, Protocol):
+    """What the auth service needs of the store: accounts, tokens and the login throttle."""
 
 
 class AuthService:
     def __init__(
         self,
-        store: AccountStore,
+        store: AuthStore,
         broker: Broker,
         *,
         session_hours: int,
         terms_version: str,
+        login_limits: ThrottleLimits | None = None,
         clock_ms: Clock = wall_clock_ms,
     ) -> None:
         self._store = store
@@ -132,7 +140,7 @@ class AuthService:
         self._session_ms = session_hours * MS_PER_HOUR
         self.terms_version = terms_version
         self._clock_ms = clock_ms
-        self._throttle = LoginThrottle()
+        self._limits = login_limits or ThrottleLimits()
         self._hashing = asyncio.Semaphore(HASHING_CONCURRENCY)
         self._dummy_hash: str | None = None
 
@@ -148,25 +156,49 @@ class AuthService:
             language(user.language),
         )
 
-    async def login(self, login: object, password: object) -> LoginResult:
+    async def login(self, login: object, password: object, *, address: str) -> LoginResult:
+        """Check the password of ``login`` and open a session.  ``address`` is the client's
+        (the gateway's :mod:`~chatd.gateway.client_address`): it has a budget of its own."""
         login_name, secret = check_credentials_shape(login, password)
-        key = login_name.strip().lower()
-        self._throttle.check(key, self._clock_ms())
-        user = await self._store.find_user_by_login(login_name)
-        async with self._hashing:
-            if user is None:
-                # Same work as for a real account, so that logins cannot be probed by timing.
-                if self._dummy_hash is None:
-                    self._dummy_hash = await asyncio.to_thread(hash_password, new_token())
-                await asyncio.to_thread(verify_password, secret, self._dummy_hash)
-                ok = False
-            else:
-                ok = await asyncio.to_thread(verify_password, secret, user.password_hash)
-        if user is None or not ok:
-            self._throttle.failed(key, self._clock_ms())
-            raise InvalidCredentialsError()
-        self._throttle.succeeded(key)
+        async with self._password_attempt(throttle_key(login_name), address) as attempt:
+            user = await self._store.find_user_by_login(login_name)
+            async with self._hashing:
+                if user is None:
+                    # Same work as for a real account, so that logins cannot be probed by
+                    # timing.
+                    if self._dummy_hash is None:
+                        self._dummy_hash = await asyncio.to_thread(hash_password, new_token())
+                    await asyncio.to_thread(verify_password, secret, self._dummy_hash)
+                    ok = False
+                else:
+                    ok = await asyncio.to_thread(verify_password, secret, user.password_hash)
+            if user is None or not ok:
+                who = "no such account" if user is None else f"user {user.id}"
+                log.debug("login failed: %s", who)
+                raise InvalidCredentialsError()
+            attempt.succeeded = True
+        log.debug("login: user %d", user.id)
         return await self.start_session(user)
+
+    @asynccontextmanager
+    async def _password_attempt(self, key: str, address: str) -> AsyncIterator[_Attempt]:
+        """Admit one password check, or raise :class:`RateLimitedError`; the body checks the
+        password and sets ``succeeded``.  The attempt counts from now on, and still counts
+        if the body fails or is cancelled (a vanished client keeps its guess)."""
+        admission = await self._store.begin_login_attempt(
+            key, address, self._limits, self._clock_ms()
+        )
+        if admission.attempt is None:
+            assert admission.refused_by is not None
+            log.debug("password attempt refused: %s budget spent", admission.refused_by.value)
+            raise RateLimitedError(THROTTLED[admission.refused_by])
+        attempt = _Attempt()
+        try:
+            yield attempt
+        finally:
+            await self._store.end_login_attempt(
+                admission.attempt, succeeded=attempt.succeeded, now_ms=self._clock_ms()
+            )
 
     async def start_session(self, user: User) -> LoginResult:
         """A new session for ``user``, whose credentials were checked (a login, or an
@@ -213,25 +245,23 @@ class AuthService:
         return await self._store.invalid_session_tokens(token_hashes, self._clock_ms())
 
     async def change_password(
-        self, principal: Principal, old_password: object, new_password: object
+        self, principal: Principal, old_password: object, new_password: object, *, address: str
     ) -> tuple[Principal, int]:
         """The user replaces their password: the old one is checked with Argon2id in a worker
-        thread (failures count in the login throttle of their login, so this cannot be used
-        to guess), the new one against :func:`chatd.core.password_policy.check_password`.  Every
-        other token of the user is revoked and its live connections closed (4003); this
-        session stays valid and leaves the password gate.  Returns the session and how many
-        other sessions were revoked."""
+        thread (it is a password attempt like a login's, in the same budgets, so this cannot
+        be used to guess), the new one against
+        :func:`chatd.core.password_policy.check_password`.  Every other token of the user is
+        revoked and its live connections closed (4003); this session stays valid and leaves
+        the password gate.  Returns the session and how many other sessions were revoked."""
         old = _password_field(old_password, "old_password")
         new = _password_field(new_password, "new_password")
-        key = principal.login.strip().lower()
-        self._throttle.check(key, self._clock_ms())
-        user = await self._store.get_user(principal.user_id)
-        async with self._hashing:
-            ok = await asyncio.to_thread(verify_password, old, user.password_hash)
-        if not ok:
-            self._throttle.failed(key, self._clock_ms())
-            raise InvalidCredentialsError(N_("The current password is wrong."))
-        self._throttle.succeeded(key)
+        async with self._password_attempt(throttle_key(principal.login), address) as attempt:
+            user = await self._store.get_user(principal.user_id)
+            async with self._hashing:
+                ok = await asyncio.to_thread(verify_password, old, user.password_hash)
+            if not ok:
+                raise InvalidCredentialsError(N_("The current password is wrong."))
+            attempt.succeeded = True
         names = (user.profile.first_name, user.profile.last_name)
         check_password(new, login=user.login, names=names, current=old)
         async with self._hashing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatd.broker.base import Broker
+from chatd.core.login_throttle import ThrottleLimits
 from chatd.services.accounts import AccountAdmin
 from chatd.services.auth import AuthService
 from chatd.services.directory import Directory
@@ -26,7 +27,13 @@ class Services:
 
     @classmethod
     def build(
-        cls, store: Store, broker: Broker, *, session_hours: int, terms_version: str
+        cls,
+        store: Store,
+        broker: Broker,
+        *,
+        session_hours: int,
+        terms_version: str,
+        login_limits: ThrottleLimits | None = None,
     ) -> Services:
         return cls(
             broker=broker,
@@ -34,7 +41,11 @@ class Services:
             reading=Reading(store),
             inbox=Inbox(store, broker),
             auth=AuthService(
-                store, broker, session_hours=session_hours, terms_version=terms_version
+                store,
+                broker,
+                session_hours=session_hours,
+                terms_version=terms_version,
+                login_limits=login_limits,
             ),
             accounts=AccountAdmin(store, broker),
             directory=Directory(store, store),

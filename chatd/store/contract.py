@@ -1,8 +1,9 @@
 """The store contract: the only code that touches the database implements it.
 
 One :class:`typing.Protocol` per concern — the log (:class:`LogStore`), accounts and login
-tokens (:class:`AccountStore`), read state and the inbox (:class:`InboxStore`), keys and
-retention (:class:`KeyStore`), attachment rows (:class:`AttachmentRows`) — and :class:`Store`,
+tokens (:class:`AccountStore`), the login throttle's attempts (:class:`LoginAttempts`), read
+state and the inbox (:class:`InboxStore`), keys and retention (:class:`KeyStore`), attachment
+rows (:class:`AttachmentRows`) — and :class:`Store`,
 all of them plus the lifecycle and the store's epoch.  A consumer types against the narrowest
 protocol it needs (the inbox service against :class:`InboxStore`), so what it may do with the
 database reads from its signature.  Each protocol's docstring states the guarantees that
@@ -29,6 +30,7 @@ from typing import Protocol, Self
 
 from chatd.core.conversations import Operation
 from chatd.core.events import Event
+from chatd.core.login_throttle import Admission, ThrottleLimits
 from chatd.core.records import (
     AppendResult,
     AttachmentAccess,
@@ -261,6 +263,40 @@ class AccountStore(Protocol):
         ...
 
 
+class LoginAttempts(Protocol):
+    """The login throttle's state: the password attempts that count against its budgets.
+
+    The rule is :mod:`chatd.core.login_throttle` (:class:`~chatd.core.login_throttle.AttemptLedger`
+    is its reference); the store makes it hold across tasks, restarts and nodes.
+
+    * **Counted when it starts.** :meth:`begin_login_attempt` decides and records in one
+      atomic step: however many attempts race, no budget ever admits more than its limit
+      within the window, on one node or on several sharing the store.
+    * **Durable and shared.** Attempts survive a restart and are seen by every process on the
+      same database.
+    * **Nothing typed is kept.** Logins and addresses are stored as keyed hashes (a password
+      typed into the login field must not reach the disk).
+    """
+
+    async def begin_login_attempt(
+        self, login: str, address: str, limits: ThrottleLimits, now_ms: int
+    ) -> Admission:
+        """Admit a password attempt on ``login`` (normalised by the caller) from ``address``,
+        or refuse it: ``Admission(attempt_id)``, the attempt now counting against the login's,
+        the address's and the global budgets, or ``Admission(None, budget)`` naming the first
+        budget (login, address, global) whose ``limits`` it would exceed; nothing is then
+        recorded.  Counted are the attempts started less than ``limits.window_ms`` before
+        ``now_ms``, in flight or failed; older ones may be deleted meanwhile."""
+        ...
+
+    async def end_login_attempt(self, attempt_id: int, *, succeeded: bool, now_ms: int) -> None:
+        """The password of an admitted attempt was checked.  A failure keeps counting until
+        its window is over.  A success stops counting, and so do the **finished** failures of
+        its login; attempts of that login still in flight keep counting.  An attempt already
+        forgotten (its window over) is ignored."""
+        ...
+
+
 class InboxStore(Protocol):
     """Per-user read state and the conversation list.
 
@@ -389,7 +425,7 @@ class AttachmentRows(Protocol):
         ...
 
 
-class Store(LogStore, AccountStore, InboxStore, KeyStore, AttachmentRows, Protocol):
+class Store(LogStore, AccountStore, LoginAttempts, InboxStore, KeyStore, AttachmentRows, Protocol):
     """The whole store.  Use as ``async with store:`` or call :meth:`open` / :meth:`close`.
 
     **Epoch.** Every database has an epoch, a random id created with it: it tells this

@@ -7,6 +7,7 @@ hot path never unwraps a key twice.  Shredding and rotation call :meth:`DataKeys
 
 from __future__ import annotations
 
+from chatd.crypto.blind import derive_key
 from chatd.crypto.envelope import (
     KeyScope,
     Sealer,
@@ -54,6 +55,10 @@ class DataKeys:
         key = (scope.kind, scope.scope_id, scope.version)
         if key not in self._deks:
             self._deks[key] = unwrap_data_key(self._ring, wrapped, scope)
+
+    def derived_key(self, kind: str, scope_id: int, version: int, label: bytes) -> bytes:
+        """A key for one purpose (``label``) derived from a loaded data key."""
+        return derive_key(self._deks[(kind, scope_id, version)], label)
 
     def sealer(
         self, kind: str, scope_id: int, version: int, domain: bytes, sealed_scope_id: int

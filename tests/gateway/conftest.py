@@ -41,18 +41,28 @@ TERMS_URL = "https://chatd.example/cgu-test-terms-1.html"
 ORIGIN = "https://app.chatd.example"
 HOUR_MS = 3_600_000
 
+# The suite's logins all come from 127.0.0.1: only the per-login budget is the default one
+# (tests/gateway/test_login_throttle.py tests the others on servers of its own).
+ONE_ADDRESS = {"CHATD_LOGIN_ADDRESS_LIMIT": "1000000", "CHATD_LOGIN_GLOBAL_LIMIT": "10000000"}
 LENIENT = {
+    **ONE_ADDRESS,
     "CHATD_WS_RATE": "100000",
     "CHATD_WS_BURST": "100000",
     "CHATD_AUTH_TIMEOUT_SECONDS": "1",
 }
 STRICT = {
+    **ONE_ADDRESS,
     "CHATD_WS_RATE": "5",
     "CHATD_WS_BURST": "10",
     "CHATD_WS_IDLE_SECONDS": "2",
     "CHATD_AUTH_TIMEOUT_SECONDS": "1",
 }
-TINY_QUEUE = {"CHATD_WS_RATE": "100000", "CHATD_WS_BURST": "100000", "CHATD_WS_QUEUE": "4"}
+TINY_QUEUE = {
+    **ONE_ADDRESS,
+    "CHATD_WS_RATE": "100000",
+    "CHATD_WS_BURST": "100000",
+    "CHATD_WS_QUEUE": "4",
+}
 
 
 @dataclass

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from chatd.core.errors import (
-    RateLimitedError,
     TermsNotAcceptedError,
     TokenExpiredError,
     TokenRevokedError,
@@ -18,7 +17,7 @@ from chatd.core.records import SessionToken, User, UserProfile
 from chatd.gateway import protocol as p
 from chatd.gateway.hub import Hub
 from chatd.gateway.session import Delivery, Session, SessionStateError, State, TokenBucket
-from chatd.services.auth import LoginThrottle, Principal, check_session, new_token, token_digest
+from chatd.services.auth import Principal, check_session, new_token, token_digest
 
 PROFILE = UserProfile("A", "B")
 
@@ -166,17 +165,3 @@ def test_tokens_are_random_and_digested() -> None:
     a, b = new_token(), new_token()
     assert a != b and len(a) >= 43
     assert len(token_digest(a)) == 32 and token_digest(a) != token_digest(b)
-
-
-def test_login_throttle() -> None:
-    throttle = LoginThrottle(max_failures=2, window_ms=1000, max_tracked=2)
-    throttle.check("a", 0)
-    throttle.failed("a", 0)
-    throttle.failed("a", 10)
-    with pytest.raises(RateLimitedError):
-        throttle.check("a", 20)
-    throttle.check("a", 1011)  # the window passed
-    throttle.failed("b", 0)
-    throttle.failed("c", 0)  # "a" is forgotten: memory stays bounded
-    throttle.check("a", 20)
-    throttle.succeeded("b")

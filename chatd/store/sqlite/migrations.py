@@ -25,6 +25,10 @@ Design notes that live in the schema:
 * ``store_epoch`` (migration 6): one row, the database's epoch — a random id made with the
   database (or by the migration, for an existing one) and replaced only by
   ``chatd store new-epoch``; it tells this database from a restored or replaced one.
+* ``login_attempts`` (migration 7): the login throttle's state, so that it survives a restart
+  and is shared by every node of one database.  A row is an attempt that counts (in flight
+  or failed); its login and client address are keyed hashes, never the text typed (which may
+  be a password typed into the login field).  Rows older than the window are deleted.
 """
 
 from __future__ import annotations
@@ -274,6 +278,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             VALUES (1, lower(hex(randomblob(16))), CAST(strftime('%s', 'now') AS INTEGER) * 1000);
         CREATE TRIGGER store_epoch_no_delete BEFORE DELETE ON store_epoch
         BEGIN SELECT RAISE(ABORT, 'a database always has an epoch'); END;
+        """,
+    ),
+    Migration(
+        7,
+        "login attempts: the login throttle's budgets, durable and shared between nodes",
+        """
+        -- One row per attempt that counts: in flight (finished_at NULL) or failed.  A success
+        -- deletes its own row and the finished failures of its login; rows leave after the
+        -- window.  login_key and address_key are 16-byte keyed hashes (chatd.crypto.blind).
+        CREATE TABLE login_attempts (
+            id           INTEGER PRIMARY KEY,
+            login_key    BLOB NOT NULL CHECK (length(login_key) = 16),
+            address_key  BLOB NOT NULL CHECK (length(address_key) = 16),
+            started_at   INTEGER NOT NULL,      -- ms since the Unix epoch
+            finished_at  INTEGER                -- NULL: the password is being checked
+        );
+        CREATE INDEX login_attempts_by_login ON login_attempts (login_key, started_at);
+        CREATE INDEX login_attempts_by_address ON login_attempts (address_key, started_at);
+        CREATE INDEX login_attempts_by_start ON login_attempts (started_at);
         """,
     ),
 )

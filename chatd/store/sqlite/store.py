@@ -2,9 +2,10 @@
 
 :class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
 the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
-:mod:`.tokens`, :mod:`.inbox`, :mod:`.keys`, :mod:`.attachments`, :mod:`.verify` — then
-forwards each contract method to the part that owns it.  Writes go through the single
-:class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small pool of read
+:mod:`.tokens`, :mod:`.login_attempts`, :mod:`.inbox`, :mod:`.keys`, :mod:`.attachments`,
+:mod:`.verify` — then forwards each contract method to the part that owns it.  Writes go
+through the single :class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small
+pool of read
 connections (WAL lets them read while the writer commits), each read in one named read
 transaction so its queries see one snapshot.
 """
@@ -20,6 +21,7 @@ from chatd.core.clock import wall_clock_ms
 from chatd.core.conversations import Operation
 from chatd.core.errors import DatabaseDamaged, StoreClosedError
 from chatd.core.events import Event
+from chatd.core.login_throttle import Admission, ThrottleLimits
 from chatd.core.records import (
     AppendResult,
     AttachmentAccess,
@@ -45,6 +47,7 @@ from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
 from chatd.store.sqlite.inbox import SqliteInbox
 from chatd.store.sqlite.keys import SqliteKeys
 from chatd.store.sqlite.log import SqliteLog
+from chatd.store.sqlite.login_attempts import SqliteLoginAttempts
 from chatd.store.sqlite.tokens import SqliteTokens
 from chatd.store.sqlite.users import SqliteUsers
 from chatd.store.sqlite.verify import verify_txn
@@ -76,6 +79,7 @@ class SqliteStore(Store):
         self._log = SqliteLog(ctx)
         self._users = SqliteUsers(ctx)
         self._tokens = SqliteTokens(ctx)
+        self._attempts = SqliteLoginAttempts(ctx)
         self._inbox = SqliteInbox(ctx)
         self._keys = SqliteKeys(ctx)
         self._attachments = SqliteAttachments(ctx)
@@ -93,6 +97,7 @@ class SqliteStore(Store):
         await self._ctx.open()  # closes what it opened if it fails
         try:
             await self._users.open_directory()
+            self._attempts.open(self._users.directory_version)
             async with self._ctx.read("read_epoch") as conn:
                 self._epoch = await read_epoch_txn(conn)
         except BaseException:
@@ -220,6 +225,16 @@ class SqliteStore(Store):
 
     async def purge_session_tokens(self, expired_before: int) -> int:
         return await self._tokens.purge_session_tokens(expired_before)
+
+    # ----------------------------------------------------------------- login attempts
+
+    async def begin_login_attempt(
+        self, login: str, address: str, limits: ThrottleLimits, now_ms: int
+    ) -> Admission:
+        return await self._attempts.begin_login_attempt(login, address, limits, now_ms)
+
+    async def end_login_attempt(self, attempt_id: int, *, succeeded: bool, now_ms: int) -> None:
+        await self._attempts.end_login_attempt(attempt_id, succeeded=succeeded, now_ms=now_ms)
 
     # ----------------------------------------------------------------- read state, inbox
 

@@ -87,6 +87,11 @@ class SqliteUsers:
             lambda conn: ensure_directory_key_txn(conn, ctx.keys, ctx.clock_ms()),
         )
 
+    @property
+    def directory_version(self) -> int:
+        """The version of the directory's data key in use (after :meth:`open_directory`)."""
+        return self._directory_version
+
     def _user(self, row: Any) -> User:
         user_id, login, password_hash, profile, disabled, terms_version, created_at, must, lang = (
             row
