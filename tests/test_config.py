@@ -250,6 +250,18 @@ EVERY_VARIABLE = [
     ("CHATD_LOGIN_ADDRESS_LIMIT", "40", ("accounts", "login_address_limit", 40)),
     ("CHATD_LOGIN_GLOBAL_LIMIT", "900", ("accounts", "login_global_limit", 900)),
     ("CHATD_LOGIN_WINDOW_SECONDS", "120", ("accounts", "login_window_seconds", 120)),
+    ("CHATD_MAX_CONNECTIONS", "100", ("gateway", "max_connections", 100)),
+    ("CHATD_HTTP_IDLE_SECONDS", "7", ("gateway", "http_idle_seconds", 7)),
+    ("CHATD_HTTP_HEAD_SECONDS", "12", ("gateway", "http_head_seconds", 12)),
+    ("CHATD_HTTP_BODY_STALL_SECONDS", "20", ("gateway", "http_body_stall_seconds", 20)),
+    ("CHATD_IMAGE_DECODE_PIXELS", "50000000", ("attachments", "image_decode_pixels", 50_000_000)),
+    ("CHATD_IMAGE_WORKERS", "2", ("attachments", "image_workers", 2)),
+    ("CHATD_UPLOADS_PER_MINUTE", "10", ("attachments", "uploads_per_minute", 10)),
+    (
+        "CHATD_UPLOAD_BYTES_PER_MINUTE",
+        "209715200",
+        ("attachments", "upload_bytes_per_minute", 200 * 1024 * 1024),
+    ),
 ]
 
 
