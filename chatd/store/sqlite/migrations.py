@@ -25,6 +25,9 @@ Design notes that live in the schema:
 * ``store_epoch`` (migration 6): one row, the database's epoch — a random id made with the
   database (or by the migration, for an existing one) and replaced only by
   ``chatd store new-epoch``; it tells this database from a restored or replaced one.
+* ``admin_audit`` (migration 9): the administrators' audit log (:mod:`chatd.core.audit`),
+  append-only like ``events`` and hash-chained like a conversation, its seqs dense from 1;
+  ids and counts only, never a login, a name or a password.
 """
 
 from __future__ import annotations
@@ -274,6 +277,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             VALUES (1, lower(hex(randomblob(16))), CAST(strftime('%s', 'now') AS INTEGER) * 1000);
         CREATE TRIGGER store_epoch_no_delete BEFORE DELETE ON store_epoch
         BEGIN SELECT RAISE(ABORT, 'a database always has an epoch'); END;
+        """,
+    ),
+    Migration(
+        9,
+        "admin audit log: append-only, hash-chained records of administrators' actions",
+        """
+        -- One row per action (chatd.core.audit): who (an OS account's name, or later an
+        -- administrator's user id), what, its target (a user id, a key id, a conversation id,
+        -- an epoch) and its counts (a JSON object of whole numbers).  Identifiers only: a
+        -- login is personal data, so an account is named by its id.  ``hash`` covers
+        -- ``prev_hash`` and every field (chatd.crypto.chain.audit_link_hash); chatd verify
+        -- recomputes the chain.
+        CREATE TABLE admin_audit (
+            seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
+            at           INTEGER NOT NULL,          -- ms since the Unix epoch
+            actor_kind   TEXT NOT NULL,
+            actor        TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            target_kind  TEXT NOT NULL,
+            target       TEXT NOT NULL,
+            counts       TEXT NOT NULL,
+            prev_hash    BLOB NOT NULL CHECK (length(prev_hash) = 32),
+            hash         BLOB NOT NULL CHECK (length(hash) = 32)
+        );
+        CREATE TRIGGER admin_audit_no_update BEFORE UPDATE ON admin_audit
+        BEGIN SELECT RAISE(ABORT, 'the admin audit log is append-only'); END;
+        CREATE TRIGGER admin_audit_no_delete BEFORE DELETE ON admin_audit
+        BEGIN SELECT RAISE(ABORT, 'the admin audit log is append-only'); END;
+        -- Appends only at the end, linked to the last record: no gap, no fork, no insertion
+        -- before a record, even through a sqlite3 shell that keeps the triggers.
+        CREATE TRIGGER admin_audit_append_at_end BEFORE INSERT ON admin_audit
+        WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM admin_audit)
+             OR NEW.prev_hash IS NOT COALESCE(
+                    (SELECT hash FROM admin_audit WHERE seq = NEW.seq - 1), zeroblob(32))
+        BEGIN SELECT RAISE(ABORT, 'an admin audit record links to the last one'); END;
         """,
     ),
 )

@@ -17,6 +17,9 @@ Attachment rows are audited too (:func:`audit_page_txn`): each one's reference (
 its uploader), its data key, its sealed name and thumbnail.  The files are the attachment
 service's to audit; :meth:`SqliteAttachments.attachment_keys` gives it the keys of the rows
 that pass here.
+
+The admin audit log's chain is walked last (:func:`.audit.verify_audit_chain_txn`): its first
+broken record is reported.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from chatd.store.data_keys import (
     PROFILE_DOMAIN,
     DataKeys,
 )
+from chatd.store.sqlite.audit import verify_audit_chain_txn
 
 CHUNK = 2000
 AUDIT_PAGE = 200
@@ -63,8 +67,8 @@ def _problem(
 async def verify_txn(
     conn: aiosqlite.Connection, keys: DataKeys, conv_ids: Sequence[int] | None
 ) -> VerifyReport:
-    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile
-    and every attachment row)."""
+    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile,
+    every attachment row and the admin audit log's chain)."""
     report = await verify_chains_txn(conn, keys, conv_ids)
     if conv_ids is not None:
         return report
@@ -80,7 +84,16 @@ async def verify_txn(
             elif not verdict.shredded:
                 checked += 1
         after = page[-1].id
-    return VerifyReport(report.conversations, report.events, tuple(problems), checked)
+    admin_actions, broken_record = await verify_audit_chain_txn(conn)
+    if broken_record is not None:
+        problems.append(broken_record)
+    return VerifyReport(
+        report.conversations,
+        report.events,
+        tuple(problems),
+        checked,
+        admin_actions=admin_actions,
+    )
 
 
 async def verify_chains_txn(
