@@ -12,7 +12,8 @@ recorded as one :class:`AdminAction` in an append-only, hash-chained log (the st
   attachments destroyed), fixed per action by :data:`ACTIONS`.
 
 The rules are tables (one row per action: its target kind, its counts, its sentence), so a new
-action is one row; the store and the command read them and decide nothing themselves.
+action is one row; the store and the command read them and decide nothing themselves.  A record
+that breaks them raises :class:`ValueError`: a programming error, never a person's.
 """
 
 from __future__ import annotations
@@ -90,13 +91,9 @@ ACTIONS: Mapping[ActionKind, ActionRule] = MappingProxyType(
 MAX_NAME_CHARS = 64  # an actor's name or a target id; both are identifiers, never prose
 
 
-class AuditRecordError(ValueError):
-    """A record that breaks the rules of :data:`ACTIONS` (a programming error, not a user's)."""
-
-
 def _check_identifier(what: str, value: str) -> None:
     if not 1 <= len(value) <= MAX_NAME_CHARS or not value.isprintable() or value != value.strip():
-        raise AuditRecordError(f"{what} must be 1 to {MAX_NAME_CHARS} printable characters")
+        raise ValueError(f"{what} must be 1 to {MAX_NAME_CHARS} printable characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +131,10 @@ class AdminAction:
         if self.target:
             _check_identifier("a target", self.target)
         if not set(self.counts) <= set(rule.counts):
-            raise AuditRecordError(f"{self.kind} counts {rule.counts}, not {tuple(self.counts)}")
+            raise ValueError(f"{self.kind} counts {rule.counts}, not {tuple(self.counts)}")
         for name, value in self.counts.items():
             if type(value) is not int or value < 0:
-                raise AuditRecordError(f"the count {name} must be a whole number >= 0")
+                raise ValueError(f"the count {name} must be a whole number >= 0")
         object.__setattr__(self, "counts", MappingProxyType(dict(sorted(self.counts.items()))))
 
     @property
@@ -153,9 +150,9 @@ class AdminAction:
     def complete(self) -> AdminAction:
         """Itself, once its target and every count are known (what the store appends)."""
         if not self.target:
-            raise AuditRecordError(f"{self.kind} has no target")
+            raise ValueError(f"{self.kind} has no target")
         if len(self.counts) != len(ACTIONS[self.kind].counts):
-            raise AuditRecordError(f"{self.kind} lacks a count")
+            raise ValueError(f"{self.kind} lacks a count")
         return self
 
     def said(self) -> Text:
@@ -188,7 +185,7 @@ class AuditQuery:
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= 1000:
-            raise AuditRecordError("limit must be 1 to 1000")
+            raise ValueError("limit must be 1 to 1000")
 
     def matches(self, entry: AuditEntry) -> bool:
         """The reference rule (what a backend's query must agree with)."""

@@ -23,6 +23,7 @@ async def test_existing_users_need_not_change_their_password(tmp_path: Path, rin
         for column in ("language", "password_changed_at", "must_change_password"):
             conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
         conn.execute("DROP TABLE store_epoch")
+        conn.execute("DROP TABLE admin_audit")
         conn.execute("DELETE FROM schema_migrations WHERE version > 3")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (3,)
