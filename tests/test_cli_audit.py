@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from chatd.core.audit import ActionKind, Actor, ActorKind, AdminAction
+from chatd.crypto.chain import audit_link_hash
 from chatd.crypto.keyring import load_key_file
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import create_conv, make_users, run_chatd
@@ -101,7 +103,7 @@ async def test_every_admin_action_leaves_one_record_and_no_content(data_dir: Pat
     old_key = load_key_file(data_dir / "master.keys").active_id
     step("keys", "rotate")
     new_key = load_key_file(data_dir / "master.keys").active_id
-    one_more("key_rotated", "key", new_key, {"data_keys": 1})
+    one_more("key_rotated", "key", new_key, {"data_keys": 2})  # the directory's, the log's
     step("keys", "retire", old_key)
     one_more("key_retired", "key", old_key, {})
     epoch = json.loads(step("store", "new-epoch", "--json"))["epoch"]
@@ -197,21 +199,56 @@ def relink(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE admin_audit SET seq = 2 WHERE seq = 3")
 
 
+def recompute_the_chain(conn: sqlite3.Connection) -> None:
+    """Record 2 rewritten and the chain after it recomputed, without the key file."""
+    rows = conn.execute(
+        "SELECT seq, at, actor_kind, actor, action, target, counts FROM admin_audit ORDER BY seq"
+    ).fetchall()
+    prev = conn.execute("SELECT hash FROM admin_audit WHERE seq = 1").fetchone()[0]
+    for seq, at, actor_kind, actor, kind, target, counts in rows[1:]:
+        if seq == 2:
+            actor = "someone-else"
+        who = Actor(ActorKind(actor_kind), actor)
+        forged = AdminAction(who, ActionKind(kind), target, json.loads(counts))
+        digest = audit_link_hash(bytes(32), prev, seq, at, forged)
+        conn.execute(
+            "UPDATE admin_audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            (actor, prev, digest, seq),
+        )
+        prev = digest
+
+
+def remove_the_key(conn: sqlite3.Connection) -> None:
+    conn.execute("DROP TRIGGER data_keys_no_delete")
+    conn.execute("DELETE FROM data_keys WHERE scope = 'audit'")
+
+
+def swap_the_key(conn: sqlite3.Connection) -> None:
+    """The directory's wrapped key put in the log key's row (a key the attacker can move)."""
+    conn.execute(
+        "UPDATE data_keys SET wrapped = (SELECT wrapped FROM data_keys WHERE scope = 'directory')"
+        " WHERE scope = 'audit'"
+    )
+
+
 def forge_counts(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE admin_audit SET counts = '{\"x\":1}' WHERE seq = 2")
 
 
 @pytest.mark.parametrize(
-    ("tamper", "reason"),
+    ("tamper", "record", "reason"),
     [
-        (rewrite_actor, "hash mismatch: the record was altered"),
-        (remove_the_middle, "record missing (gap in seqs)"),
-        (relink, "prev_hash does not link to the record before"),
-        (forge_counts, "a field holds a value chatd never writes"),
+        (rewrite_actor, 2, "hash mismatch: the record was altered"),
+        (remove_the_middle, 2, "record missing (gap in seqs)"),
+        (relink, 2, "prev_hash does not link to the record before"),
+        (recompute_the_chain, 2, "hash mismatch: the record was altered"),
+        (forge_counts, 2, "a field holds a value chatd never writes"),
+        (remove_the_key, 1, "the audit log has no key"),
+        (swap_the_key, 1, "the audit log's key: The data key of audit 0 does not unwrap"),
     ],
 )
 def test_chatd_verify_reports_a_broken_audit_chain(
-    data_dir: Path, tamper: Callable[[sqlite3.Connection], None], reason: str
+    data_dir: Path, tamper: Callable[[sqlite3.Connection], None], record: int, reason: str
 ) -> None:
     some_actions(data_dir)
     with closing(raw(data_dir)) as conn:
@@ -219,12 +256,13 @@ def test_chatd_verify_reports_a_broken_audit_chain(
         tamper(conn)
     result = run_chatd(data_dir, "verify", "--json")
     assert result.returncode == 1, result
-    assert f"BROKEN admin audit log, record 2: {reason}" in result.stderr
+    assert f"BROKEN admin audit log, record {record}: {reason}" in result.stderr
     report = json.loads(result.stdout)
-    assert [(p["audit_record"], p["reason"]) for p in report["problems"]] == [(2, reason)]
+    found = [(p["audit_record"], p["reason"]) for p in report["problems"]]
+    assert len(found) == 1 and found[0][0] == record and found[0][1].startswith(reason)
     french = run_chatd(data_dir, "verify", env={"LANG": "fr_FR.UTF-8"})
     assert french.returncode == 1
-    assert "journal d'audit des administrateurs, enregistrement 2\u00a0:" in french.stderr
+    assert f"journal d'audit des administrateurs, enregistrement {record}\u00a0:" in french.stderr
 
 
 def test_chatd_audit_speaks_french_and_filters(data_dir: Path) -> None:

@@ -9,12 +9,15 @@ removed at the end, two whole rows swapped).
 The administrators' audit log (:mod:`chatd.core.audit`) has a chain of its own,
 :func:`audit_link_hash`: each record's hash covers the previous record's hash and every field
 of its own, each length-prefixed after a domain tag, so that an edited, removed, inserted or
-reordered record breaks the chain from that place on.
+reordered record breaks the chain from that place on.  It is keyed (HMAC-SHA256 under the
+audit log's data key, which only the key file unwraps): someone with the database alone
+cannot rewrite a record and recompute the chain after it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 
 from chatd.core.audit import AdminAction
@@ -41,9 +44,12 @@ def _text(value: str) -> bytes:
     return _LENGTH.pack(len(raw)) + raw
 
 
-def audit_link_hash(prev_hash: bytes, seq: int, at_ms: int, action: AdminAction) -> bytes:
-    """The hash of audit record ``seq``: SHA-256 over the domain tag, ``prev_hash`` (GENESIS
-    for the first), the place and time, the actor, the action, its target and its counts."""
+def audit_link_hash(
+    key: bytes, prev_hash: bytes, seq: int, at_ms: int, action: AdminAction
+) -> bytes:
+    """The hash of audit record ``seq``: HMAC-SHA256 under ``key`` over the domain tag,
+    ``prev_hash`` (GENESIS for the first), the place and time, the actor, the action, its
+    target and its counts."""
     parts = [
         _AUDIT_DOMAIN,
         prev_hash,
@@ -56,4 +62,4 @@ def audit_link_hash(prev_hash: bytes, seq: int, at_ms: int, action: AdminAction)
     ]
     for name, value in sorted(action.counts.items()):
         parts += [_text(name), _COUNT.pack(value)]
-    return hashlib.sha256(b"".join(parts)).digest()
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()

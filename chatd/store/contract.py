@@ -347,9 +347,11 @@ class AdminAuditStore(Protocol):
     * **Recorded with the change.** The mutating methods that take ``audit`` append it in
       the change's own transaction; :meth:`append_admin_action` is for an action that changes
       nothing in the store (a master key retired from the key file).
-    * **Hash-chained.** Each record's hash covers the previous record's hash and its own
-      fields (:func:`chatd.crypto.chain.audit_link_hash`, GENESIS before the first);
-      :meth:`KeyStore.verify` walks the chain and reports the first broken record.
+    * **Hash-chained, keyed.** Each record's hash covers the previous record's hash and its
+      own fields (:func:`chatd.crypto.chain.audit_link_hash`, GENESIS before the first), an
+      HMAC under a data key of the log's own that only the key file unwraps (re-wrapped by
+      rotation like every data key); :meth:`KeyStore.verify` walks the chain and reports the
+      first broken record.
     """
 
     async def append_admin_action(self, action: AdminAction) -> AuditEntry:

@@ -20,6 +20,7 @@ from chatd.core.audit import (
 from chatd.crypto.chain import GENESIS, audit_link_hash
 
 ALICE = Actor.os_user("alice")
+KEY = bytes(range(32))
 
 identifiers = st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=64
@@ -90,19 +91,15 @@ def test_the_chain_hash_covers_every_field(
     first: AdminAction, second: AdminAction, seq: int, at_ms: int
 ) -> None:
     """Two records hash alike only if every field is equal (and the link, place, time)."""
-    same = audit_link_hash(GENESIS, seq, at_ms, first) == audit_link_hash(
-        GENESIS, seq, at_ms, second
-    )
-    assert same == (first == second)
-    assert audit_link_hash(GENESIS, seq, at_ms, first) != audit_link_hash(
-        bytes([1]) * 32, seq, at_ms, first
-    )
-    assert audit_link_hash(GENESIS, seq, at_ms, first) != audit_link_hash(
-        GENESIS, seq + 1, at_ms, first
-    )
-    assert audit_link_hash(GENESIS, seq, at_ms, first) != audit_link_hash(
-        GENESIS, seq, at_ms + 1, first
-    )
+
+    def mac(action: AdminAction, prev: bytes = GENESIS, at: int = at_ms, key: bytes = KEY) -> bytes:
+        return audit_link_hash(key, prev, seq, at, action)
+
+    assert (mac(first) == mac(second)) == (first == second)
+    assert mac(first) != mac(first, prev=bytes([1]) * 32)
+    assert mac(first) != mac(first, at=at_ms + 1)
+    assert mac(first) != audit_link_hash(KEY, GENESIS, seq + 1, at_ms, first)
+    assert mac(first) != mac(first, key=bytes(32))  # without the key, no forging
 
 
 @given(

@@ -50,7 +50,7 @@ class SqliteKeys:
             )
             if audit is not None:
                 done = audit.with_target(ring.active_id).with_counts(data_keys=len(updates))
-                await append_admin_action_txn(conn, done, ctx.clock_ms())
+                await append_admin_action_txn(conn, ctx.keys, done, ctx.clock_ms())
             return len(updates)
 
         return await ctx.write("rewrap_data_keys", run)
@@ -100,7 +100,7 @@ class SqliteKeys:
             attachments = await shred_attachments_txn(conn, conv_id, now)
             if audit is not None and newly_shredded:
                 done = audit.with_target(str(conv_id)).with_counts(attachments=len(attachments))
-                await append_admin_action_txn(conn, done, now)
+                await append_admin_action_txn(conn, ctx.keys, done, now)
             return attachments
 
         return await ctx.write("shred_conversation", run)

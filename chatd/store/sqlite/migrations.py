@@ -287,8 +287,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         -- administrator's user id), what, its target (a user id, a key id, a conversation id,
         -- an epoch) and its counts (a JSON object of whole numbers).  Identifiers only: a
         -- login is personal data, so an account is named by its id.  ``hash`` covers
-        -- ``prev_hash`` and every field (chatd.crypto.chain.audit_link_hash); chatd verify
-        -- recomputes the chain.
+        -- ``prev_hash`` and every field (chatd.crypto.chain.audit_link_hash), an HMAC under
+        -- the log's data key (data_keys scope 'audit', made with the first record, re-wrapped
+        -- by rotation, never destroyed); chatd verify recomputes the chain.
         CREATE TABLE admin_audit (
             seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
             at           INTEGER NOT NULL,          -- ms since the Unix epoch

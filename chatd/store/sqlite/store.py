@@ -113,7 +113,7 @@ class SqliteStore(Store):
         async def run(conn: aiosqlite.Connection) -> None:
             await write_epoch_txn(conn, epoch, now)
             if audit is not None:
-                await append_admin_action_txn(conn, audit.with_target(epoch), now)
+                await append_admin_action_txn(conn, self._ctx.keys, audit.with_target(epoch), now)
 
         await self._ctx.write("declare_new_epoch", run, keeps_conversation_cache=True)
         self._epoch = epoch

@@ -130,7 +130,8 @@ class SqliteUsers:
                 (user_id, login, new.password_hash, profile, ctx.clock_ms(), new.language),
             )
             if audit is not None:
-                await append_admin_action_txn(conn, audit.with_target(str(user_id)), ctx.clock_ms())
+                done = audit.with_target(str(user_id))
+                await append_admin_action_txn(conn, ctx.keys, done, ctx.clock_ms())
             return user_id
 
         user_id = await ctx.write("create_user", run, keeps_conversation_cache=True)
@@ -176,9 +177,8 @@ class SqliteUsers:
             if cursor.rowcount != 1:
                 raise UserNotFound(user=user_id)
             if audit is not None:
-                await append_admin_action_txn(
-                    conn, audit.with_target(str(user_id)), self._ctx.clock_ms()
-                )
+                done = audit.with_target(str(user_id))
+                await append_admin_action_txn(conn, self._ctx.keys, done, self._ctx.clock_ms())
 
         await self._ctx.write(name, run, keeps_conversation_cache=True)
         return await self.get_user(user_id)
@@ -251,7 +251,7 @@ class SqliteUsers:
             revoked = await revoke_user_tokens_txn(conn, user_id, now_ms)
             if audit is not None:
                 done = audit.with_target(str(user_id)).with_counts(sessions_closed=revoked)
-                await append_admin_action_txn(conn, done, now_ms)
+                await append_admin_action_txn(conn, self._ctx.keys, done, now_ms)
             return revoked
 
         return await self._ctx.write("reset_password", run, keeps_conversation_cache=True)

@@ -84,7 +84,7 @@ async def verify_txn(
             elif not verdict.shredded:
                 checked += 1
         after = page[-1].id
-    admin_actions, broken_record = await verify_audit_chain_txn(conn)
+    admin_actions, broken_record = await verify_audit_chain_txn(conn, keys)
     if broken_record is not None:
         problems.append(broken_record)
     return VerifyReport(
