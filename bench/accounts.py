@@ -22,6 +22,7 @@ from chatd.core.ids import UserId
 from chatd.core.records import NewUser, UserProfile
 from chatd.crypto.keyring import KeyRing, write_key_file
 from chatd.crypto.passwords import hash_password
+from chatd.services.maintenance import os_operator
 from chatd.wiring import Process, running
 
 SETUP_CONCURRENCY = 200
@@ -70,7 +71,9 @@ async def create_accounts(
     password_hash = hash_password(secrets.token_urlsafe(24))
 
     async def one(login: str) -> Account:
-        user = await services.accounts.create(NewUser(login, password_hash, profile))
+        user = await services.accounts.create(
+            NewUser(login, password_hash, profile), by=os_operator()
+        )
         session = await services.auth.start_session(user)
         await services.auth.accept_terms(session.principal, services.auth.terms_version)
         return Account(UserId(user.id), user.login, session.token)

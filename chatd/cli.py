@@ -1,4 +1,8 @@
-"""``chatd`` admin command line: init, serve, verify, keys, retention, store, users.
+"""``chatd`` admin command line: init, serve, verify, keys, retention, store, users, audit.
+
+Every change an operator makes (accounts, keys, retention, the epoch) is recorded in the
+administrators' audit log under their OS account (:func:`~chatd.services.maintenance.os_operator`),
+through the services; ``chatd audit`` shows it.
 
 Each sub-command is a small function over :class:`~chatd.config.Settings`; errors become one
 line on stderr and a distinct exit code, never a traceback:
@@ -26,6 +30,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
@@ -34,6 +39,7 @@ from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.config import Settings
 from chatd.core.accounts import check_account_fields
+from chatd.core.audit import ActionKind, ActorKind, AuditEntry, AuditQuery
 from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import (
     ChatdError,
@@ -48,6 +54,7 @@ from chatd.core.records import NewUser, User, UserProfile, VerifyProblem, Verify
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.i18n import LANGUAGES, N_
 from chatd.services.accounts import AccountAdmin
+from chatd.services.maintenance import Maintenance, os_operator
 from chatd.store.sqlite.lock import ServerLock, ServerRunningError
 from chatd.wiring import attachment_files, build_gateway, open_store, running
 
@@ -126,8 +133,10 @@ def _say_verify(args: argparse.Namespace, report: VerifyReport) -> int:
             "conversations": report.conversations,
             "events": report.events,
             "attachments": report.attachments,
+            "admin_actions": report.admin_actions,
             "problems": [
                 {"conv": p.conv_id, "seq": p.seq, "user": p.user_id, "reason": p.reason}
+                | ({} if p.audit_seq is None else {"audit_record": p.audit_seq})
                 for p in report.problems
             ],
             "warnings": [str(warning) for warning in report.warnings],  # English
@@ -144,7 +153,7 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
         # The file first: if we crash after it, the old KEK is still in it and all opens.
         write_key_file(path, new, replace=True)
         async with open_store(settings, new) as store:
-            count = await store.rewrap_data_keys(new)
+            count = await Maintenance(store).rewrap_data_keys(new, by=os_operator())
     print(
         ngettext(
             "New active key {key}; {n} data key re-wrapped.",
@@ -167,13 +176,19 @@ async def _retire_locked(settings: Settings, args: argparse.Namespace, path: Pat
     ring = load_key_file(path)
     async with open_store(settings, ring) as store:
         in_use = await store.kek_ids_in_use()
-    if args.key_id in in_use:
-        print(
-            _("Key {key} still wraps data keys; run 'chatd keys rotate' first.", key=args.key_id),
-            file=sys.stderr,
-        )
-        return EXIT_KEYS
-    write_key_file(path, ring.without(args.key_id), replace=True)
+        if args.key_id in in_use:
+            print(
+                _(
+                    "Key {key} still wraps data keys; run 'chatd keys rotate' first.",
+                    key=args.key_id,
+                ),
+                file=sys.stderr,
+            )
+            return EXIT_KEYS
+        retired = ring.without(args.key_id)  # refuses the active key and an unknown one
+        # The record first: a retirement never goes unrecorded (see services.maintenance).
+        await Maintenance(store).record_key_retired(args.key_id, by=os_operator())
+    write_key_file(path, retired, replace=True)
     print(_("Key {key} retired.", key=args.key_id))
     return 0
 
@@ -197,10 +212,11 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
     async with open_store(settings) as store:
         expired = await store.expired_conversations(cutoff)
         if args.apply:
-            files = attachment_files(settings, store)
+            files, maintenance = attachment_files(settings, store), Maintenance(store)
+            actor = os_operator()
             for conv_id in expired:
                 # Keys first (the store), then the files they opened (the attachment service).
-                await files.delete_files(await store.shred_conversation(conv_id))
+                await files.delete_files(await maintenance.shred_conversation(conv_id, by=actor))
     ids = ", ".join(str(conv_id) for conv_id in expired)
     if not expired:
         said = _("No conversation is past the retention period.")
@@ -231,7 +247,7 @@ async def cmd_store_new_epoch(settings: Settings, args: argparse.Namespace) -> i
     # holds the database, as for a key rotation.
     with ServerLock(settings.store.database_path, N_("declare a new store epoch")):
         async with open_store(settings) as store:
-            epoch = await store.declare_new_epoch()
+            epoch = await Maintenance(store).declare_new_epoch(by=os_operator())
     _out(args, _("New store epoch: {epoch}", epoch=epoch), {"epoch": epoch})
     return 0
 
@@ -253,7 +269,7 @@ async def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
         accounts = process.services.accounts
         password_hash = await accounts.hash_password(password)
         user = await accounts.create(
-            NewUser(args.login, password_hash, profile, language=args.language)
+            NewUser(args.login, password_hash, profile, language=args.language), by=os_operator()
         )
     _out(
         args,
@@ -314,7 +330,7 @@ async def cmd_user_disable(settings: Settings, args: argparse.Namespace) -> int:
         user = await _named_user(accounts, args.login)
         if user is None:
             return EXIT_PROBLEM
-        await accounts.set_disabled(user, not args.enable)
+        await accounts.set_disabled(user, not args.enable, by=os_operator())
     if args.enable:
         print(_("User {login} enabled.", login=user.login))
     else:
@@ -329,7 +345,7 @@ async def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) 
         if user is None:
             return EXIT_PROBLEM
         # A running server closes the user's sockets within a second (its revocation sweep).
-        password, revoked = await accounts.reset_password(user)
+        password, revoked = await accounts.reset_password(user, by=os_operator())
     _out(
         args,
         _("One-time password for {login}: {password}", login=user.login, password=password)
@@ -347,6 +363,59 @@ async def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) 
             "sessions_revoked": revoked,
         },
     )
+    return 0
+
+
+# Who acted, as the operator reads it.
+ACTOR_SAID = {
+    ActorKind.OS_USER: N_("operator {name}"),
+    ActorKind.ACCOUNT: N_("administrator account {name}"),
+}
+
+
+def moment(value: str) -> int:
+    """``--since``/``--before``: an ISO date or date and time, in this machine's time zone
+    unless it says its own; ms since the Unix epoch."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            _("'{value}' is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM).", value=value)
+        ) from None
+    return int(parsed.astimezone().timestamp() * 1000)  # naive: the machine's local time
+
+
+def audit_json(entry: AuditEntry) -> dict[str, object]:
+    action = entry.action
+    return {
+        "seq": entry.seq,
+        "at": entry.at_ms,
+        "time": datetime.fromtimestamp(entry.at_ms / 1000, UTC).isoformat(),
+        "actor": {"kind": action.actor.kind.value, "name": action.actor.name},
+        "action": action.kind.value,
+        "target": {"kind": action.target_kind.value, "id": action.target},
+        "counts": dict(action.counts),
+        "hash": entry.hash.hex(),
+    }
+
+
+async def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    query = AuditQuery(
+        since_ms=args.since,
+        until_ms=args.before,
+        kinds=frozenset(ActionKind(kind) for kind in args.action or ()),
+    )
+    shown = 0
+    async with open_store(settings) as store:
+        async for entry in Maintenance(store).audit_trail(query):
+            shown += 1
+            action = entry.action
+            when = ADMIN.date_time(datetime.fromtimestamp(entry.at_ms / 1000, UTC))
+            who = _(ACTOR_SAID[action.actor.kind], name=action.actor.name)
+            what = action.said().render(ADMIN.lang)
+            _out(args, f"{entry.seq:>6}  {when}  {who}  {what}", audit_json(entry))
+    if not shown and not args.json:
+        print(_("No administrator action recorded."))
     return 0
 
 
@@ -416,6 +485,33 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     add("settings", cmd_settings, _("List every CHATD_* setting with its default."))
+    audit = add(
+        "audit",
+        cmd_audit,
+        _(
+            "Show the administrators' audit log: who changed accounts, keys, the epoch or"
+            " shredded conversations, and when (ids only, never a name or a password)."
+        ),
+    )
+    audit.add_argument(
+        "--since",
+        type=moment,
+        metavar=_("DATE"),
+        help=_("Only actions at or after this date (YYYY-MM-DD[THH:MM], local time)."),
+    )
+    audit.add_argument(
+        "--before",
+        type=moment,
+        metavar=_("DATE"),
+        help=_("Only actions before this date (YYYY-MM-DD[THH:MM], local time)."),
+    )
+    audit.add_argument(
+        "--action",
+        action="append",
+        choices=[kind.value for kind in ActionKind],
+        help=_("Only this kind of action (repeat for several)."),
+    )
+    json_flag(audit)
 
     keys = sub.add_parser("keys", help=_("Master key rotation.")).add_subparsers(
         dest="keys_command", required=True, metavar=_("ACTION")

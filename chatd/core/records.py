@@ -101,9 +101,10 @@ class ConversationHead:
 
 @dataclass(frozen=True, slots=True)
 class VerifyProblem:
-    """The first broken place of a conversation (``user_id`` None), a broken user row, or a
+    """The first broken place of a conversation (``user_id`` None), a broken user row, a
     broken attachment (``attachment_id``, also named in the reason; ``conv_id``/``seq`` of its
-    message, 0 if unsent).  ``why`` is the reason as a sentence to translate (the operator
+    message, 0 if unsent), or the first broken record of the admin audit log (``audit_seq``;
+    ``conv_id`` and ``seq`` 0).  ``why`` is the reason as a sentence to translate (the operator
     reads it in the admin command's language); :attr:`reason` is its English text."""
 
     conv_id: int
@@ -111,6 +112,7 @@ class VerifyProblem:
     why: Text
     user_id: int | None = None
     attachment_id: int | None = None
+    audit_seq: int | None = None
 
     @classmethod
     def of_attachment(
@@ -133,6 +135,11 @@ class VerifyProblem:
         if self.user_id is not None:
             return Text(
                 N_("user {user}: {reason}"), {"user": str(self.user_id), "reason": self.why}
+            )
+        if self.audit_seq is not None:
+            return Text(
+                N_("admin audit log, record {seq}: {reason}"),
+                {"seq": str(self.audit_seq), "reason": self.why},
             )
         if self.attachment_id is None and not self.conv_id:
             return self.why  # the database as a whole (no conversation has id 0)
@@ -163,6 +170,7 @@ class VerifyReport:
     attachments: int = 0  # attachment rows whose key, name and thumbnail open
     # Not broken, but worth a look (orphan files removed …): sentences to translate.
     warnings: tuple[Text, ...] = ()
+    admin_actions: int = 0  # records of the admin audit log walked (chain checked)
 
     @property
     def ok(self) -> bool:

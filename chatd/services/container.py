@@ -10,6 +10,7 @@ from chatd.services.accounts import AccountAdmin
 from chatd.services.auth import AuthService
 from chatd.services.directory import Directory
 from chatd.services.inbox import Inbox
+from chatd.services.maintenance import Maintenance
 from chatd.services.messaging import Messaging
 from chatd.services.reading import Reading
 from chatd.store.contract import Store
@@ -24,6 +25,7 @@ class Services:
     auth: AuthService
     accounts: AccountAdmin
     directory: Directory
+    maintenance: Maintenance
 
     @classmethod
     def build(
@@ -49,4 +51,5 @@ class Services:
             ),
             accounts=AccountAdmin(store, broker),
             directory=Directory(store, store),
+            maintenance=Maintenance(store),
         )

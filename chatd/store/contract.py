@@ -3,7 +3,8 @@
 One :class:`typing.Protocol` per concern — the log (:class:`LogStore`), accounts and login
 tokens (:class:`AccountStore`), the login throttle's attempts (:class:`LoginAttempts`), read
 state and the inbox (:class:`InboxStore`), keys and retention (:class:`KeyStore`), attachment
-rows (:class:`AttachmentRows`) — and :class:`Store`,
+rows (:class:`AttachmentRows`), the administrators' audit log (:class:`AdminAuditStore`) — and
+:class:`Store`,
 all of them plus the lifecycle and the store's epoch.  A consumer types against the narrowest
 protocol it needs (the inbox service against :class:`InboxStore`), so what it may do with the
 database reads from its signature.  Each protocol's docstring states the guarantees that
@@ -17,6 +18,9 @@ Guarantees every backend gives, whatever the concern:
   to stable storage.  Concurrent mutations may be committed together (group commit).
 * **Nothing in clear.** Payloads, conversation names, user profiles, attachment names and
   thumbnails are sealed before they reach the database.
+* **Administrators' actions are recorded with them.** A mutating method that takes
+  ``audit`` (an :class:`~chatd.core.audit.AdminAction`) appends it to the audit log in the
+  same transaction as the change: both commit, or neither (see :class:`AdminAuditStore`).
 * **Rows only.** The store never touches a file but its database: attachment files belong to
   the attachment service (:mod:`chatd.services.attachments`), which writes a file before the
   store records its row and removes files after the store reports which rows went.
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+from chatd.core.audit import AdminAction, AuditEntry, AuditQuery
 from chatd.core.conversations import Operation
 from chatd.core.events import Event
 from chatd.core.login_throttle import Admission, ThrottleLimits
@@ -177,9 +182,10 @@ class AccountStore(Protocol):
     * **A password change and the revocations it implies are one transaction.**
     """
 
-    async def create_user(self, new: NewUser) -> User:
+    async def create_user(self, new: NewUser, *, audit: AdminAction | None = None) -> User:
         """Create a user; :class:`~chatd.core.errors.LoginTakenError` if the login exists
-        (logins compare case-insensitively)."""
+        (logins compare case-insensitively).  ``audit`` is recorded with the new user's id
+        as its target."""
         ...
 
     async def get_user(self, user_id: int) -> User:
@@ -194,7 +200,9 @@ class AccountStore(Protocol):
         """Every user, by id."""
         ...
 
-    async def set_user_disabled(self, user_id: int, disabled: bool) -> User:
+    async def set_user_disabled(
+        self, user_id: int, disabled: bool, *, audit: AdminAction | None = None
+    ) -> User:
         """Disable or re-enable an account (never deleted: the log names its users)."""
         ...
 
@@ -228,10 +236,18 @@ class AccountStore(Protocol):
         :class:`~chatd.core.errors.UserNotFound` for an unknown user."""
         ...
 
-    async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
+    async def reset_password(
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        now_ms: int,
+        audit: AdminAction | None = None,
+    ) -> int:
         """An administrator set a one-time password: in one transaction, store
         ``password_hash``, set ``must_change_password``, and revoke every live token of the
-        user.  Returns how many tokens were revoked.  :class:`~chatd.core.errors.UserNotFound`
+        user.  Returns how many tokens were revoked; ``audit`` is recorded with that number
+        as its ``sessions_closed`` count.  :class:`~chatd.core.errors.UserNotFound`
         for an unknown user."""
         ...
 
@@ -330,9 +346,10 @@ class KeyStore(Protocol):
     * **Rotation re-wraps, never re-encrypts.**
     """
 
-    async def rewrap_data_keys(self, ring: KeyRing) -> int:
+    async def rewrap_data_keys(self, ring: KeyRing, *, audit: AdminAction | None = None) -> int:
         """Re-wrap every live data key under ``ring``'s active KEK (no event re-encrypted);
-        the store uses ``ring`` from then on.  Returns the number of keys re-wrapped."""
+        the store uses ``ring`` from then on.  Returns the number of keys re-wrapped; ``audit``
+        is recorded with that number as its ``data_keys`` count."""
         ...
 
     async def kek_ids_in_use(self) -> set[str]:
@@ -343,21 +360,51 @@ class KeyStore(Protocol):
         """Conversations not yet shredded whose last event is older than the cutoff."""
         ...
 
-    async def shred_conversation(self, conv_id: int) -> list[int]:
+    async def shred_conversation(
+        self, conv_id: int, *, audit: AdminAction | None = None
+    ) -> list[int]:
         """Destroy the conversation's data keys and its attachments': every event of it
         becomes unopenable, its log and hash chain stay.  Later operations on it raise
         :class:`~chatd.core.errors.ConversationShreddedError`.  Returns the ids of the
         attachments whose keys were destroyed (their files are noise now: the attachment
-        service removes them)."""
+        service removes them).  ``audit`` is recorded with their number as its
+        ``attachments`` count, only if the conversation was not shredded already."""
         ...
 
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
         """The row audit: walk every hash chain and open every seal (of live keys); report,
         per broken conversation, the first broken seq.
 
-        Without ``conv_ids``, also every user profile and every attachment row: its
-        reference, its key, its sealed name and thumbnail (``attachments`` counts the rows
-        that pass).  The files are audited by the attachment service."""
+        Without ``conv_ids``, also every user profile, every attachment row (its
+        reference, its key, its sealed name and thumbnail; ``attachments`` counts the rows
+        that pass) and the admin audit log's chain (``admin_actions`` counts its records).
+        The files are audited by the attachment service."""
+        ...
+
+
+class AdminAuditStore(Protocol):
+    """The administrators' audit log (:mod:`chatd.core.audit`): who did what, to which id,
+    when — never content.
+
+    * **Append-only.** Records are numbered 1, 2, 3 … in the order they commit, with no gap;
+      none is ever changed or removed (SQLite: triggers refuse UPDATE and DELETE).
+    * **Recorded with the change.** The mutating methods that take ``audit`` append it in
+      the change's own transaction; :meth:`append_admin_action` is for an action that changes
+      nothing in the store (a master key retired from the key file).
+    * **Hash-chained, keyed.** Each record's hash covers the previous record's hash and its
+      own fields (:func:`chatd.crypto.chain.audit_link_hash`, GENESIS before the first), an
+      HMAC under a data key of the log's own that only the key file unwraps (re-wrapped by
+      rotation like every data key); :meth:`KeyStore.verify` walks the chain and reports the
+      first broken record.
+    """
+
+    async def append_admin_action(self, action: AdminAction) -> AuditEntry:
+        """Record ``action`` (its target set) after the last record, durably; the entry."""
+        ...
+
+    async def admin_actions(self, query: AuditQuery) -> list[AuditEntry]:
+        """The records :meth:`AuditQuery.matches` selects, by seq, at most ``query.limit``;
+        page with ``after_seq`` set to the last seq returned."""
         ...
 
 
@@ -425,7 +472,16 @@ class AttachmentRows(Protocol):
         ...
 
 
-class Store(LogStore, AccountStore, LoginAttempts, InboxStore, KeyStore, AttachmentRows, Protocol):
+class Store(
+    LogStore,
+    AccountStore,
+    LoginAttempts,
+    InboxStore,
+    KeyStore,
+    AttachmentRows,
+    AdminAuditStore,
+    Protocol,
+):
     """The whole store.  Use as ``async with store:`` or call :meth:`open` / :meth:`close`.
 
     **Epoch.** Every database has an epoch, a random id created with it: it tells this
@@ -454,6 +510,7 @@ class Store(LogStore, AccountStore, LoginAttempts, InboxStore, KeyStore, Attachm
     ) -> None:
         await self.close()
 
-    async def declare_new_epoch(self) -> str:
-        """Give the database a new random epoch, durably; return it."""
+    async def declare_new_epoch(self, *, audit: AdminAction | None = None) -> str:
+        """Give the database a new random epoch, durably; return it.  ``audit`` is recorded
+        with the new epoch as its target."""
         ...

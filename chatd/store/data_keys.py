@@ -20,6 +20,7 @@ from chatd.crypto.keyring import KeyRing
 
 CONV_SCOPE = "conv"
 DIRECTORY_SCOPE = "directory"
+AUDIT_SCOPE = "audit"  # one key (scope id 0, version 1): the admin audit log's chain MAC
 EVENTS_DOMAIN = b"ev"
 CONV_STATE_DOMAIN = b"cs"
 PROFILE_DOMAIN = b"up"
@@ -50,6 +51,11 @@ class DataKeys:
 
     def knows(self, kind: str, scope_id: int, version: int) -> bool:
         return (kind, scope_id, version) in self._deks
+
+    def key(self, scope: KeyScope, wrapped: WrappedKey) -> bytes:
+        """The data key itself (a MAC key: the admin audit log's chain), unwrapped once."""
+        self.load(scope, wrapped)
+        return self._deks[(scope.kind, scope.scope_id, scope.version)]
 
     def load(self, scope: KeyScope, wrapped: WrappedKey) -> None:
         key = (scope.kind, scope.scope_id, scope.version)

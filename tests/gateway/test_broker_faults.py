@@ -11,6 +11,7 @@ from pathlib import Path
 from chatd.broker.base import Committed, Publication, Receiver
 from chatd.broker.memory import MemoryBroker
 from chatd.gateway.protocol import CloseCode
+from chatd.services.maintenance import os_operator
 from tests.gateway.client import WsClient
 from tests.gateway.inprocess import serving
 
@@ -122,7 +123,7 @@ async def test_an_account_disabled_through_the_services_is_closed_at_once(
             await server.gateway.revocation.stop()
             accounts = server.process.services.accounts
             user = await server.process.store.get_user(user_id)
-            await accounts.set_disabled(user, True)
+            await accounts.set_disabled(user, True, by=os_operator())
             for device in (phone, laptop):
                 code, _ = await device.wait_closed()
                 assert code == CloseCode.USER_DISABLED

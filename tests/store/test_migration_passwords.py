@@ -24,6 +24,7 @@ async def test_existing_users_need_not_change_their_password(tmp_path: Path, rin
             conn.execute(f"ALTER TABLE users DROP COLUMN {column}")
         conn.execute("DROP TABLE store_epoch")
         conn.execute("DROP TABLE login_attempts")
+        conn.execute("DROP TABLE admin_audit")
         conn.execute("DELETE FROM schema_migrations WHERE version > 3")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (3,)

@@ -287,6 +287,7 @@ async def test_untampered_database_verifies(tmp_path: Path, ring: KeyRing) -> No
         "conversations": 2,
         "events": 10,
         "attachments": 0,
+        "admin_actions": 0,
         "problems": [],
         "warnings": [],
     }

@@ -3,7 +3,8 @@
 Rotation re-wraps every live ``data_keys`` row (conversations, the directory, attachments)
 under the new active KEK in one exclusive job; shredding destroys a conversation's keys and
 its attachments' keys in one, and reports the attachment ids, whose files the attachment
-service then removes.  Both drop the writer's conversation cache (the default of
+service then removes.  Each records the administrator's action, when given, in its own
+transaction (:mod:`.audit`).  Both drop the writer's conversation cache (the default of
 :meth:`SqliteContext.write`): they change keys it holds.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import aiosqlite
 
+from chatd.core.audit import AdminAction
 from chatd.core.errors import ConversationNotFound
 from chatd.crypto.envelope import KeyScope, WrappedKey
 from chatd.crypto.keyring import KeyRing
 from chatd.store.data_keys import CONV_SCOPE
 from chatd.store.sqlite.attachments import shred_attachments_txn
+from chatd.store.sqlite.audit import append_admin_action_txn
 from chatd.store.sqlite.context import SqliteContext
 
 
@@ -26,8 +29,9 @@ class SqliteKeys:
     def __init__(self, ctx: SqliteContext) -> None:
         self._ctx = ctx
 
-    async def rewrap_data_keys(self, ring: KeyRing) -> int:
-        keys = self._ctx.keys
+    async def rewrap_data_keys(self, ring: KeyRing, *, audit: AdminAction | None = None) -> int:
+        ctx = self._ctx
+        keys = ctx.keys
 
         async def run(conn: aiosqlite.Connection) -> int:
             keys.replace_ring(ring)
@@ -44,9 +48,12 @@ class SqliteKeys:
                 " AND version = ?",
                 updates,
             )
+            if audit is not None:
+                done = audit.with_target(ring.active_id).with_counts(data_keys=len(updates))
+                await append_admin_action_txn(conn, ctx.keys, done, ctx.clock_ms())
             return len(updates)
 
-        return await self._ctx.write("rewrap_data_keys", run)
+        return await ctx.write("rewrap_data_keys", run)
 
     async def kek_ids_in_use(self) -> set[str]:
         async with self._ctx.read("read_kek_ids") as conn:
@@ -64,7 +71,9 @@ class SqliteKeys:
             )
         return [int(r[0]) for r in rows]
 
-    async def shred_conversation(self, conv_id: int) -> list[int]:
+    async def shred_conversation(
+        self, conv_id: int, *, audit: AdminAction | None = None
+    ) -> list[int]:
         ctx = self._ctx
 
         async def run(conn: aiosqlite.Connection) -> list[int]:
@@ -73,7 +82,8 @@ class SqliteKeys:
                 "UPDATE conversations SET shredded_at = ? WHERE id = ? AND shredded_at IS NULL",
                 (now, conv_id),
             )
-            if cursor.rowcount != 1:
+            newly_shredded = cursor.rowcount == 1
+            if not newly_shredded:
                 exists = list(
                     await conn.execute_fetchall(
                         "SELECT 1 FROM conversations WHERE id = ?", (conv_id,)
@@ -87,6 +97,10 @@ class SqliteKeys:
                 (now, CONV_SCOPE, conv_id),
             )
             ctx.keys.forget(CONV_SCOPE, conv_id)
-            return await shred_attachments_txn(conn, conv_id, now)
+            attachments = await shred_attachments_txn(conn, conv_id, now)
+            if audit is not None and newly_shredded:
+                done = audit.with_target(str(conv_id)).with_counts(attachments=len(attachments))
+                await append_admin_action_txn(conn, ctx.keys, done, now)
+            return attachments
 
         return await ctx.write("shred_conversation", run)

@@ -29,6 +29,9 @@ Design notes that live in the schema:
   and is shared by every node of one database.  A row is an attempt that counts (in flight
   or failed); its login and client address are keyed hashes, never the text typed (which may
   be a password typed into the login field).  Rows older than the window are deleted.
+* ``admin_audit`` (migration 9): the administrators' audit log (:mod:`chatd.core.audit`),
+  append-only like ``events`` and hash-chained like a conversation, its seqs dense from 1;
+  ids and counts only, never a login, a name or a password.
 """
 
 from __future__ import annotations
@@ -297,6 +300,42 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX login_attempts_by_login ON login_attempts (login_key, started_at);
         CREATE INDEX login_attempts_by_address ON login_attempts (address_key, started_at);
         CREATE INDEX login_attempts_by_start ON login_attempts (started_at);
+        """,
+    ),
+    Migration(
+        9,
+        "admin audit log: append-only, hash-chained records of administrators' actions",
+        """
+        -- One row per action (chatd.core.audit): who (an OS account's name, or later an
+        -- administrator's user id), what, its target (a user id, a key id, a conversation id,
+        -- an epoch) and its counts (a JSON object of whole numbers).  Identifiers only: a
+        -- login is personal data, so an account is named by its id.  ``hash`` covers
+        -- ``prev_hash`` and every field (chatd.crypto.chain.audit_link_hash), an HMAC under
+        -- the log's data key (data_keys scope 'audit', made with the first record, re-wrapped
+        -- by rotation, never destroyed); chatd verify recomputes the chain.
+        CREATE TABLE admin_audit (
+            seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
+            at           INTEGER NOT NULL,          -- ms since the Unix epoch
+            actor_kind   TEXT NOT NULL,
+            actor        TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            target_kind  TEXT NOT NULL,
+            target       TEXT NOT NULL,
+            counts       TEXT NOT NULL,
+            prev_hash    BLOB NOT NULL CHECK (length(prev_hash) = 32),
+            hash         BLOB NOT NULL CHECK (length(hash) = 32)
+        );
+        CREATE TRIGGER admin_audit_no_update BEFORE UPDATE ON admin_audit
+        BEGIN SELECT RAISE(ABORT, 'the admin audit log is append-only'); END;
+        CREATE TRIGGER admin_audit_no_delete BEFORE DELETE ON admin_audit
+        BEGIN SELECT RAISE(ABORT, 'the admin audit log is append-only'); END;
+        -- Appends only at the end, linked to the last record: no gap, no fork, no insertion
+        -- before a record, even through a sqlite3 shell that keeps the triggers.
+        CREATE TRIGGER admin_audit_append_at_end BEFORE INSERT ON admin_audit
+        WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM admin_audit)
+             OR NEW.prev_hash IS NOT COALESCE(
+                    (SELECT hash FROM admin_audit WHERE seq = NEW.seq - 1), zeroblob(32))
+        BEGIN SELECT RAISE(ABORT, 'an admin audit record links to the last one'); END;
         """,
     ),
 )

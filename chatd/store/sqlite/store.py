@@ -3,9 +3,9 @@
 :class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
 the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
 :mod:`.tokens`, :mod:`.login_attempts`, :mod:`.inbox`, :mod:`.keys`, :mod:`.attachments`,
-:mod:`.verify` — then forwards each contract method to the part that owns it.  Writes go
-through the single :class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small
-pool of read
+:mod:`.audit`, :mod:`.verify` — then forwards each contract method to the part that owns it.
+Writes go through the single :class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use
+a small pool of read
 connections (WAL lets them read while the writer commits), each read in one named read
 transaction so its queries see one snapshot.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from chatd.core.audit import AdminAction, AuditEntry, AuditQuery
 from chatd.core.clock import wall_clock_ms
 from chatd.core.conversations import Operation
 from chatd.core.errors import DatabaseDamaged, StoreClosedError
@@ -42,6 +43,7 @@ from chatd.core.records import (
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
 from chatd.store.sqlite.attachments import SqliteAttachments
+from chatd.store.sqlite.audit import SqliteAdminAudit, append_admin_action_txn
 from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
 from chatd.store.sqlite.inbox import SqliteInbox
@@ -83,6 +85,7 @@ class SqliteStore(Store):
         self._inbox = SqliteInbox(ctx)
         self._keys = SqliteKeys(ctx)
         self._attachments = SqliteAttachments(ctx)
+        self._audit = SqliteAdminAudit(ctx)
         self._epoch: str | None = None
 
     @property
@@ -113,11 +116,13 @@ class SqliteStore(Store):
             raise StoreClosedError()
         return self._epoch
 
-    async def declare_new_epoch(self) -> str:
+    async def declare_new_epoch(self, *, audit: AdminAction | None = None) -> str:
         epoch, now = new_epoch(), self._ctx.clock_ms()
 
         async def run(conn: aiosqlite.Connection) -> None:
             await write_epoch_txn(conn, epoch, now)
+            if audit is not None:
+                await append_admin_action_txn(conn, self._ctx.keys, audit.with_target(epoch), now)
 
         await self._ctx.write("declare_new_epoch", run, keeps_conversation_cache=True)
         self._epoch = epoch
@@ -165,8 +170,8 @@ class SqliteStore(Store):
 
     # ----------------------------------------------------------------- accounts, tokens
 
-    async def create_user(self, new: NewUser) -> User:
-        return await self._users.create_user(new)
+    async def create_user(self, new: NewUser, *, audit: AdminAction | None = None) -> User:
+        return await self._users.create_user(new, audit=audit)
 
     async def get_user(self, user_id: int) -> User:
         return await self._users.get_user(user_id)
@@ -177,8 +182,10 @@ class SqliteStore(Store):
     async def list_users(self) -> list[User]:
         return await self._users.list_users()
 
-    async def set_user_disabled(self, user_id: int, disabled: bool) -> User:
-        return await self._users.set_user_disabled(user_id, disabled)
+    async def set_user_disabled(
+        self, user_id: int, disabled: bool, *, audit: AdminAction | None = None
+    ) -> User:
+        return await self._users.set_user_disabled(user_id, disabled, audit=audit)
 
     async def set_user_language(self, user_id: int, language: str | None) -> User:
         return await self._users.set_user_language(user_id, language)
@@ -203,8 +210,15 @@ class SqliteStore(Store):
             now_ms=now_ms,
         )
 
-    async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
-        return await self._users.reset_password(user_id, password_hash, now_ms=now_ms)
+    async def reset_password(
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        now_ms: int,
+        audit: AdminAction | None = None,
+    ) -> int:
+        return await self._users.reset_password(user_id, password_hash, now_ms=now_ms, audit=audit)
 
     async def create_session_token(self, token: SessionToken) -> None:
         await self._tokens.create_session_token(token)
@@ -246,8 +260,8 @@ class SqliteStore(Store):
 
     # ----------------------------------------------------------------- keys, retention, audit
 
-    async def rewrap_data_keys(self, ring: KeyRing) -> int:
-        return await self._keys.rewrap_data_keys(ring)
+    async def rewrap_data_keys(self, ring: KeyRing, *, audit: AdminAction | None = None) -> int:
+        return await self._keys.rewrap_data_keys(ring, audit=audit)
 
     async def kek_ids_in_use(self) -> set[str]:
         return await self._keys.kek_ids_in_use()
@@ -255,8 +269,10 @@ class SqliteStore(Store):
     async def expired_conversations(self, last_event_before_ms: int) -> list[int]:
         return await self._keys.expired_conversations(last_event_before_ms)
 
-    async def shred_conversation(self, conv_id: int) -> list[int]:
-        return await self._keys.shred_conversation(conv_id)
+    async def shred_conversation(
+        self, conv_id: int, *, audit: AdminAction | None = None
+    ) -> list[int]:
+        return await self._keys.shred_conversation(conv_id, audit=audit)
 
     async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
         report: VerifyReport | None = None
@@ -269,6 +285,14 @@ class SqliteStore(Store):
             if report is None:
                 report = VerifyReport(0, 0, (VerifyProblem(0, 0, exc.text),))
         return report
+
+    # ----------------------------------------------------------------- admin audit log
+
+    async def append_admin_action(self, action: AdminAction) -> AuditEntry:
+        return await self._audit.append_admin_action(action)
+
+    async def admin_actions(self, query: AuditQuery) -> list[AuditEntry]:
+        return await self._audit.admin_actions(query)
 
     # ----------------------------------------------------------------- attachment rows
 

@@ -2,7 +2,9 @@
 
 Profiles are sealed under the directory's data key (scope ``'directory'``), made with the
 database and loaded at open (:meth:`SqliteUsers.open_directory`).  Changing or resetting a
-password revokes login tokens in the same transaction (:mod:`.tokens`).
+password revokes login tokens in the same transaction (:mod:`.tokens`).  An administrator's
+action (creating, disabling, enabling, resetting) is recorded in the audit log in the
+transaction of the change (:mod:`.audit`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from typing import Any
 import aiosqlite
 import msgpack
 
+from chatd.core.audit import AdminAction
 from chatd.core.errors import ConflictError, LoginTakenError, UserNotFound, ValidationError
 from chatd.core.records import NewUser, User, UserProfile
 from chatd.crypto.envelope import KeyScope, WrappedKey
 from chatd.i18n import N_
 from chatd.store.data_keys import DIRECTORY_SCOPE, PROFILE_DOMAIN, DataKeys
+from chatd.store.sqlite.audit import append_admin_action_txn
 from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.tokens import revoke_other_tokens_txn, revoke_user_tokens_txn
 
@@ -112,7 +116,7 @@ class SqliteUsers:
             lang,
         )
 
-    async def create_user(self, new: NewUser) -> User:
+    async def create_user(self, new: NewUser, *, audit: AdminAction | None = None) -> User:
         login = normalize_login(new.login)
         ctx = self._ctx
 
@@ -130,6 +134,9 @@ class SqliteUsers:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (user_id, login, new.password_hash, profile, ctx.clock_ms(), new.language),
             )
+            if audit is not None:
+                done = audit.with_target(str(user_id))
+                await append_admin_action_txn(conn, ctx.keys, done, ctx.clock_ms())
             return user_id
 
         user_id = await ctx.write("create_user", run, keeps_conversation_cache=True)
@@ -163,22 +170,33 @@ class SqliteUsers:
         return [self._user(r) for r in rows]
 
     async def _update_user(
-        self, name: str, sql: str, params: tuple[Any, ...], user_id: int
+        self,
+        name: str,
+        sql: str,
+        params: tuple[Any, ...],
+        user_id: int,
+        audit: AdminAction | None = None,
     ) -> User:
         async def run(conn: aiosqlite.Connection) -> None:
             cursor = await conn.execute(sql, params)
             if cursor.rowcount != 1:
                 raise UserNotFound(user=user_id)
+            if audit is not None:
+                done = audit.with_target(str(user_id))
+                await append_admin_action_txn(conn, self._ctx.keys, done, self._ctx.clock_ms())
 
         await self._ctx.write(name, run, keeps_conversation_cache=True)
         return await self.get_user(user_id)
 
-    async def set_user_disabled(self, user_id: int, disabled: bool) -> User:
+    async def set_user_disabled(
+        self, user_id: int, disabled: bool, *, audit: AdminAction | None = None
+    ) -> User:
         return await self._update_user(
             "set_user_disabled",
             "UPDATE users SET disabled = ? WHERE id = ?",
             (int(disabled), user_id),
             user_id,
+            audit,
         )
 
     async def set_user_language(self, user_id: int, language: str | None) -> User:
@@ -219,7 +237,14 @@ class SqliteUsers:
 
         return await self._ctx.write("change_password", run, keeps_conversation_cache=True)
 
-    async def reset_password(self, user_id: int, password_hash: str, *, now_ms: int) -> int:
+    async def reset_password(
+        self,
+        user_id: int,
+        password_hash: str,
+        *,
+        now_ms: int,
+        audit: AdminAction | None = None,
+    ) -> int:
         async def run(conn: aiosqlite.Connection) -> int:
             cursor = await conn.execute(
                 "UPDATE users SET password_hash = ?, must_change_password = 1,"
@@ -228,6 +253,10 @@ class SqliteUsers:
             )
             if cursor.rowcount != 1:
                 raise UserNotFound(user=user_id)
-            return await revoke_user_tokens_txn(conn, user_id, now_ms)
+            revoked = await revoke_user_tokens_txn(conn, user_id, now_ms)
+            if audit is not None:
+                done = audit.with_target(str(user_id)).with_counts(sessions_closed=revoked)
+                await append_admin_action_txn(conn, self._ctx.keys, done, now_ms)
+            return revoked
 
         return await self._ctx.write("reset_password", run, keeps_conversation_cache=True)

@@ -22,6 +22,9 @@ Attachment rows are audited too (:func:`audit_page_txn`): each one's reference (
 its uploader), its data key, its sealed name and thumbnail.  The files are the attachment
 service's to audit; :meth:`SqliteAttachments.attachment_keys` gives it the keys of the rows
 that pass here.
+
+The admin audit log's chain is walked last (:func:`.audit.verify_audit_chain_txn`): its first
+broken record is reported.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from chatd.store.data_keys import (
     PROFILE_DOMAIN,
     DataKeys,
 )
+from chatd.store.sqlite.audit import verify_audit_chain_txn
 from chatd.store.sqlite.damage import said
 
 CHUNK = 2000
@@ -74,8 +78,8 @@ def _problem(
 async def verify_txn(
     conn: aiosqlite.Connection, keys: DataKeys, conv_ids: Sequence[int] | None
 ) -> VerifyReport:
-    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile
-    and every attachment row)."""
+    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile,
+    every attachment row and the admin audit log's chain)."""
     damage = await integrity_check_txn(conn) if conv_ids is None else []
     try:
         report = await verify_chains_txn(conn, keys, conv_ids)
@@ -98,7 +102,21 @@ async def verify_txn(
             after = page[-1].id
     except UNREADABLE as exc:
         problems.append(unreadable(exc))
-    return VerifyReport(report.conversations, report.events, tuple(problems), checked)
+    admin_actions = 0
+    try:
+        admin_actions, broken_record = await verify_audit_chain_txn(conn, keys)
+    except UNREADABLE as exc:
+        problems.append(unreadable(exc))
+    else:
+        if broken_record is not None:
+            problems.append(broken_record)
+    return VerifyReport(
+        report.conversations,
+        report.events,
+        tuple(problems),
+        checked,
+        admin_actions=admin_actions,
+    )
 
 
 def unreadable(exc: Exception, conv_id: int = 0) -> VerifyProblem:
