@@ -45,6 +45,7 @@ from chatd.core.errors import (
     ChatdError,
     ConfigError,
     DatabaseDamaged,
+    IntegrityError,
     KeyFileError,
     ValidationError,
     WeakPasswordError,
@@ -111,6 +112,10 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         # stays one object), with the exit code of a damaged database.
         _say_verify(args, VerifyReport(0, 0, (VerifyProblem(0, 0, exc.text),)))
         return EXIT_DAMAGED
+    except IntegrityError as exc:
+        # A sealed row the store needs at open (a directory or audit key) does not open:
+        # tampering or damage that verify exists to report, as a problem, not as a failure.
+        return _say_verify(args, VerifyReport(0, 0, (VerifyProblem(0, 0, exc.text),)))
     return _say_verify(args, report)
 
 

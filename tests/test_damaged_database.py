@@ -200,7 +200,8 @@ def test_random_byte_flips_never_hang_nor_print_a_traceback(pristine: Path, tmp_
         # 4: a profile that does not open (an integrity error, not a damaged file).
         assert listing.returncode in (0, 4, EXIT_DAMAGED), (seed, listing)
         code, log = serve_ends(data_dir)
-        assert code in (0, EXIT_DAMAGED), (seed, log)
+        # 4 as well: a sealed key the server needs at start (the directory's) does not open.
+        assert code in (0, 4, EXIT_DAMAGED), (seed, log)
         assert "Traceback" not in log, (seed, log)
         damaged += verify.returncode == EXIT_DAMAGED or "database damaged" in verify.stdout
     assert damaged >= 3, "the flips should have damaged the file itself several times"
