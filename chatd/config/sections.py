@@ -167,7 +167,7 @@ class GatewaySettings(Section):
         parse_networks,
         N_(
             "Comma-separated IP addresses or networks of the reverse proxies whose"
-            " X-Forwarded-For gives the client's address (empty: none is trusted)."
+            " X-Forwarded-For gives the address of the client (empty: none is trusted)."
         ),
     )
 
