@@ -31,6 +31,7 @@ from chatd.core.errors import (
     RateLimitedError,
     TokenExpiredError,
     TokenRevokedError,
+    TooManySessionsError,
     UnavailableError,
     UserDisabledError,
 )
@@ -55,6 +56,7 @@ TABLE: Mapping[type[ChatdError], Transport] = {
     NotFoundError: Transport(404),
     ConflictError: Transport(409),
     RateLimitedError: Transport(429),
+    TooManySessionsError: Transport(429, CloseCode.TOO_MANY_SESSIONS),
     UnavailableError: Transport(503, CloseCode.GOING_AWAY),
     AttachmentError: Transport(415),  # unsupported_file_type and other refusals of content
     AttachmentTooLarge: Transport(413),

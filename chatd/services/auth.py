@@ -148,7 +148,10 @@ class AuthService:
             language(user.language),
         )
 
-    async def login(self, login: object, password: object) -> LoginResult:
+    async def login(
+        self, login: object, password: object, device: str | None = None
+    ) -> LoginResult:
+        """``device``: the family of the client (:func:`chatd.core.devices.device_family`)."""
         login_name, secret = check_credentials_shape(login, password)
         key = login_name.strip().lower()
         self._throttle.check(key, self._clock_ms())
@@ -166,16 +169,18 @@ class AuthService:
             self._throttle.failed(key, self._clock_ms())
             raise InvalidCredentialsError()
         self._throttle.succeeded(key)
-        return await self.start_session(user)
+        return await self.start_session(user, device)
 
-    async def start_session(self, user: User) -> LoginResult:
+    async def start_session(self, user: User, device: str | None = None) -> LoginResult:
         """A new session for ``user``, whose credentials were checked (a login, or an
         operator's tool that seeds accounts: the benchmarks, the chaos harness)."""
         if user.disabled:
             raise UserDisabledError()
         token = new_token()
         now = self._clock_ms()
-        record = SessionToken(token_digest(token), user.id, now, now + self._session_ms)
+        record = SessionToken(
+            token_digest(token), user.id, now, now + self._session_ms, device=device
+        )
         await self._store.create_session_token(record)
         return LoginResult(
             token, self.principal(user, record.token_hash, record.expires_at), self.terms_version

@@ -11,6 +11,7 @@ from chatd.services.directory import Directory
 from chatd.services.inbox import Inbox
 from chatd.services.messaging import Messaging
 from chatd.services.reading import Reading
+from chatd.services.sessions import Sessions
 from chatd.store.contract import Store
 
 
@@ -23,6 +24,7 @@ class Services:
     auth: AuthService
     accounts: AccountAdmin
     directory: Directory
+    sessions: Sessions
 
     @classmethod
     def build(
@@ -38,4 +40,5 @@ class Services:
             ),
             accounts=AccountAdmin(store, broker),
             directory=Directory(store),
+            sessions=Sessions(store, broker),
         )

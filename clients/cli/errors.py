@@ -131,6 +131,14 @@ def close_error(code: int | None) -> CliError | None:
     if code in _AUTH_CLOSES:
         name = _AUTH_CLOSES[code]
         return AuthError(auth_sentence(name) or name, code=name)
+    if code == 4008:  # the account's live connections are at the server's cap
+        return CliError(
+            _(
+                "You have too many connections open to this server; close a chatd-cli or"
+                " an application you no longer use, then retry."
+            ),
+            code="too_many_sessions",
+        )
     if code in (1003, 1009):  # our own bug: a text frame, a frame too large
         return CliError(
             _("The server closed the connection ({code}): a client bug.", code=str(code))

@@ -25,6 +25,10 @@ Design notes that live in the schema:
 * ``store_epoch`` (migration 6): one row, the database's epoch — a random id made with the
   database (or by the migration, for an existing one) and replaced only by
   ``chatd store new-epoch``; it tells this database from a restored or replaced one.
+* ``auth_tokens.device`` and ``live_sessions`` (migration 8): a login's device is the family
+  of its client's User-Agent, from a fixed vocabulary (never words a person typed, so it
+  is kept in clear); ``live_sessions`` lists the live WebSocket connections of every node,
+  refreshed by each node's heartbeat, which ``CHATD_SESSIONS_PER_USER`` counts.
 """
 
 from __future__ import annotations
@@ -274,6 +278,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             VALUES (1, lower(hex(randomblob(16))), CAST(strftime('%s', 'now') AS INTEGER) * 1000);
         CREATE TRIGGER store_epoch_no_delete BEFORE DELETE ON store_epoch
         BEGIN SELECT RAISE(ABORT, 'a database always has an epoch'); END;
+        """,
+    ),
+    # 7 is another branch's of issue 12 (numbers are handed out before the branches merge).
+    Migration(
+        8,
+        "sessions: a login's device and last sighting; the live connections of every node",
+        """
+        -- The family of the client's User-Agent at login ('chatd-cli', 'Firefox', ...), from a
+        -- fixed vocabulary (chatd.core.devices): never text a person typed.  NULL: unknown.
+        ALTER TABLE auth_tokens ADD COLUMN device TEXT
+            CHECK (device IS NULL OR (length(device) BETWEEN 1 AND 32
+                   AND device NOT GLOB '*[^A-Za-z0-9 ._-]*'));
+        -- When a connection with this token was last open (ms since the Unix epoch).
+        ALTER TABLE auth_tokens ADD COLUMN last_seen_at INTEGER;
+
+        -- A token is only ever revoked or seen: its device and times never change.
+        DROP TRIGGER auth_tokens_revoke_once;
+        CREATE TRIGGER auth_tokens_revoke_once BEFORE UPDATE ON auth_tokens
+        WHEN OLD.revoked_at IS NOT NULL OR NEW.token_hash IS NOT OLD.token_hash
+             OR NEW.user_id IS NOT OLD.user_id OR NEW.expires_at IS NOT OLD.expires_at
+             OR NEW.created_at IS NOT OLD.created_at OR NEW.device IS NOT OLD.device
+        BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END;
+
+        -- One row per live WebSocket connection, whichever node holds it; a node refreshes
+        -- seen_at of its rows periodically, so the rows of a node that died go stale.
+        CREATE TABLE live_sessions (
+            id          TEXT PRIMARY KEY,           -- node.counter: unique across nodes
+            node        TEXT NOT NULL,
+            user_id     INTEGER NOT NULL REFERENCES users(id),
+            token_hash  BLOB NOT NULL,
+            opened_at   INTEGER NOT NULL,
+            seen_at     INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX live_sessions_by_user ON live_sessions (user_id, seen_at);
+        CREATE INDEX live_sessions_by_node ON live_sessions (node);
         """,
     ),
 )
