@@ -251,8 +251,9 @@ class AccountStore(Protocol):
     async def revoke_other_session_tokens(
         self, user_id: int, keep: bytes, revoked_at: int
     ) -> list[bytes]:
-        """Revoke every live token of the user but ``keep`` (the session asking); the
-        digests revoked, for the caller to close their connections.  Idempotent."""
+        """Revoke every token of the user not revoked yet but ``keep`` (the session asking;
+        expired tokens too, which is harmless); the digests revoked, for the caller to close
+        their connections.  Idempotent."""
         ...
 
     async def invalid_session_tokens(

@@ -99,6 +99,7 @@ _NOT_FOUND_CODES = {
     "attachment_not_found",
     "thumbnail_not_found",
     "attachment_archived",
+    "session_not_found",
 }
 # Worth retrying the same request later (protocol §10), within the command's time limit.
 RETRY_LATER = frozenset({"unavailable", "internal_error", "rate_limited"})
