@@ -163,7 +163,8 @@ class GatewaySettings(Section):
         30,
         parse_int(1, 3600),
         N_(
-            "Seconds a connection's requests may wait for it to read its replies before close 4005."
+            "Seconds the requests of a connection wait for it to read its replies before close"
+            " 4005."
         ),
     )
     sessions_per_user: int = setting(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from chatd.gateway.budget import QueueBudget
 from chatd.gateway.wire import CloseCode
 
 K = TypeVar("K")
+log = logging.getLogger("chatd.gateway.hub")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ class Subscription:
             return False
         admission = self._budget.admit(self, size)
         for shed in admission.shed:
+            if shed is not self:  # the node's total, not the session's own share
+                log.warning("queues full (%d bytes): closing the largest", self._budget.total)
             shed.fail(CloseCode.SLOW_CONSUMER)
         if not admission.accepted:
             self.fail(CloseCode.SLOW_CONSUMER)

@@ -3,6 +3,7 @@ against a real server; the revoked sockets close at once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from chatd.gateway.protocol import CloseCode
@@ -62,3 +63,21 @@ async def test_sessions_speaks_french_and_refuses_a_bad_command_line(cli_user: M
         assert "Indiquez la session à fermer" in bad.stderr
     bad = user.run("sessions", "--all")
     assert bad.returncode == 2 and "chatd-cli sessions revoke ID, or --all" in bad.stderr
+
+
+async def test_at_the_cap_chatd_cli_says_so_and_does_not_retry(
+    admin: Admin, cli_user: MakeUser
+) -> None:
+    """The session server's cap is the default, 20 connections per user."""
+    user = await cli_user()
+    clients = [await admin.connect(user.account, sync=False) for _ in range(20)]
+    refused = user.run("ls")
+    assert refused.returncode == 1, refused
+    assert "You already have 20 open sessions, the most allowed" in refused.stderr
+    assert "chatd-cli sessions" in refused.stderr
+    await clients[0].close()  # one place freed: chatd-cli gets in
+    deadline = asyncio.get_running_loop().time() + 20
+    while sum((await admin.store.live_session_counts(user.account.id, 0)).values()) != 19:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)  # polling the server's database, not synchronising
+    user.ok("ls")
