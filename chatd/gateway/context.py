@@ -45,7 +45,7 @@ class Gateway:
         hub = Hub(listen.ws_queue, listen.ws_queue_bytes, listen.ws_memory_bytes)
         fanout = Fanout(services.broker, services.reading, hub)
         revocation = RevocationSweeper(hub, services.auth)
-        presence = Presence(services.sessions, hub.node, listen.sessions_per_user)
+        presence = Presence(services.sessions, hub.node, listen.sessions_per_user, hub.sessions)
         return cls(
             settings, services, hub, fanout, Handlers(services), attachments, revocation, presence
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from chatd.core.accounts import Principal
 from chatd.core.errors import ChatdError
@@ -22,10 +23,13 @@ log = logging.getLogger("chatd.gateway.presence")
 
 
 class Presence:
-    def __init__(self, sessions: Sessions, node: str, per_user: int) -> None:
+    def __init__(
+        self, sessions: Sessions, node: str, per_user: int, connected: Callable[[], int]
+    ) -> None:
         self._sessions = sessions
         self._node = node
         self.per_user = per_user
+        self._connected = connected  # how many connections this node holds now
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -52,6 +56,8 @@ class Presence:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_MS / 1000)  # a period, not a synchronisation
+            if not self._connected():  # nothing to refresh: no write on an idle server
+                continue
             try:
                 await self._sessions.heartbeat(self._node)
             except ChatdError as exc:

@@ -77,8 +77,14 @@ class Sessions:
         """Record a new connection of ``principal``, or refuse it with
         :class:`~chatd.core.errors.TooManySessionsError` at ``cap``."""
         now = self._clock_ms()
+        stale_before = now - STALE_MS
+        # A read first: a client retrying at the cap must not cost a write each time; the
+        # write transaction then decides (two nodes cannot both take the last place).
+        counts = await self._store.live_session_counts(principal.user_id, stale_before)
         live = LiveSession(session_id, node, principal.user_id, principal.token_hash, now)
-        if not await self._store.open_live_session(live, cap=cap, stale_before=now - STALE_MS):
+        if sum(counts.values()) >= cap or not await self._store.open_live_session(
+            live, cap=cap, stale_before=stale_before
+        ):
             raise TooManySessionsError(AT_THE_CAP, max=cap)
 
     async def release(self, session_id: str) -> None:

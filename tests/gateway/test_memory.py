@@ -65,6 +65,8 @@ patient_server = _memory_server(
     {"CHATD_WS_STALL_SECONDS": "120", "CHATD_SESSIONS_PER_USER": str(CAP)}
 )
 stall_server = _memory_server({"CHATD_WS_STALL_SECONDS": "2"})
+# The node's total is one connection's share: two slow readers together reach it first.
+crowded_server = _memory_server({"CHATD_WS_MEMORY_BYTES": str(QUEUE_BYTES)})
 
 
 async def _admin(server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
@@ -84,6 +86,12 @@ async def patient(patient_server: ServerProcess, password_hash: str) -> AsyncIte
 @pytest.fixture
 async def staller(stall_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
     async for admin in _admin(stall_server, password_hash):
+        yield admin
+
+
+@pytest.fixture
+async def crowded(crowded_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
+    async for admin in _admin(crowded_server, password_hash):
         yield admin
 
 
@@ -161,6 +169,44 @@ async def test_a_client_writing_faster_than_it_reads_waits_and_gets_every_reply(
     assert client.close_code is None
     await client.flush()
     assert healthz(server)["paused_sessions"] == 0
+
+
+async def test_when_the_nodes_queues_are_full_a_slow_reader_is_shed_and_the_others_go_on(
+    crowded: Admin,
+) -> None:
+    """Two devices of one user stop reading while a conversation fills: together they reach
+    the node's total before either reaches its own share, and the one holding the most is
+    closed 4005 (the log says the total did it: a share overflowing logs nothing); a reader
+    keeping up gets everything.  The other slow one usually survives and catches up; how
+    much the kernel's buffers absorb decides whether it reaches its own share later."""
+    server = crowded.server
+    alice, bob, carol = await crowded.users(3)
+    a = await crowded.connect(alice)
+    c = await crowded.connect(carol)
+    slow = [await crowded.connect(bob, rcvbuf=4096, max_queue=1) for _ in range(2)]
+    conv = await a.create([bob.id, carol.id], text=None)
+    for client in slow:
+        client.pause_reading()
+    logged = len(server.log())
+    flood = 300  # 20 kB each: 6 MB for each slow reader, more than the node's 4 MiB in all
+    for i in range(flood):
+        await a.send(conv, f"{i:05d}{TEXT}")
+    await c.wait_seq(conv, flood + 1, timeout=60)
+    assert c.seqs(conv) == list(range(1, flood + 2)) and c.close_code is None
+    assert "queues full" in server.log()[logged:]  # the node's total, not a share, shed one
+    for client in slow:
+        client.resume_reading()
+    for client in slow:  # each is either shed, or catches up once it reads
+        await client.wait_until(
+            lambda c=client: c.close_code is not None or flood + 1 in c.seqs(conv), timeout=60
+        )
+    shed = [client for client in slow if client.close_code is not None]
+    assert shed and {(c.close_code, c.close_reason) for c in shed} == {
+        (CloseCode.SLOW_CONSUMER, "slow_consumer")
+    }
+    for kept in (client for client in slow if client not in shed):  # usually the other one
+        assert kept.seqs(conv) == list(range(1, flood + 2))  # in order, nothing lost
+    assert healthz(server)["queued_bytes"] < QUEUE_BYTES
 
 
 async def _live_connections(admin: Admin, user_id: int, count: int) -> None:
