@@ -61,6 +61,7 @@ PURE_MODULES = (
     "chatd.i18n",
     "chatd.gateway.protocol",
     "chatd.gateway.session",
+    "chatd.gateway.budget",
 )
 FORBIDDEN = ("aiosqlite", "sqlite3", "cryptography", "asyncio")
 
