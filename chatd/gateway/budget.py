@@ -41,6 +41,7 @@ class Admission(Generic[K]):
 
     accepted: bool
     shed: tuple[K, ...] = ()
+    node_full: bool = False  # the node's total, not the asker's share, shed them
 
 
 class QueueBudget(Generic[K]):
@@ -72,17 +73,18 @@ class QueueBudget(Generic[K]):
             self.forget(key)
             return Admission(False, (key,))
         shed: list[K] = []
+        node_full = self.held_total + size > self.total
         while self.held_total + size > self.total and self._held:
             victim = max(self._held, key=self._held.__getitem__)
             self.forget(victim)
             shed.append(victim)
             if victim == key:
-                return Admission(False, tuple(shed))
+                return Admission(False, tuple(shed), node_full)
         if self.held_total + size > self.total:  # larger than the whole budget
-            return Admission(False, tuple(shed))
+            return Admission(False, tuple(shed), node_full)
         self._held[key] = self._held.get(key, 0) + size
         self.held_total += size
-        return Admission(True, tuple(shed))
+        return Admission(True, tuple(shed), node_full)
 
     def release(self, key: K, size: int) -> None:
         """``size`` bytes of ``key`` left for the socket (nothing if ``key`` was forgotten)."""

@@ -91,9 +91,13 @@ class Subscription:
         if self.close_code is not None:
             return False
         admission = self._budget.admit(self, size)
+        if admission.node_full:  # an operator's matter: CHATD_WS_MEMORY_BYTES was reached
+            log.warning(
+                "queues full (%d bytes): closing %d connection(s), the largest first",
+                self._budget.total,
+                len(admission.shed),
+            )
         for shed in admission.shed:
-            if shed is not self:  # the node's total, not the session's own share
-                log.warning("queues full (%d bytes): closing the largest", self._budget.total)
             shed.fail(CloseCode.SLOW_CONSUMER)
         if not admission.accepted:
             self.fail(CloseCode.SLOW_CONSUMER)

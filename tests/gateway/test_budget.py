@@ -61,7 +61,7 @@ def test_a_session_over_its_share_is_refused_and_forgotten() -> None:
     assert budget.admit("a", 600).accepted
     assert budget.paused("a")  # over a quarter of its share: its requests wait
     verdict = budget.admit("a", 500)
-    assert (verdict.accepted, verdict.shed) == (False, ("a",))
+    assert (verdict.accepted, verdict.shed, verdict.node_full) == (False, ("a",), False)
     assert budget.held("a") == 0 and budget.held_total == 0
 
 
@@ -71,7 +71,7 @@ def test_a_full_node_sheds_the_largest_holder_not_the_small_ones() -> None:
     assert budget.admit("small", 300).accepted
     assert budget.admit("medium", 700).accepted
     verdict = budget.admit("small", 200)
-    assert verdict.accepted and verdict.shed == ("big",)
+    assert verdict.accepted and verdict.shed == ("big",) and verdict.node_full
     assert (budget.held("small"), budget.held("medium"), budget.held_total) == (500, 700, 1200)
 
 
@@ -79,7 +79,7 @@ def test_a_full_node_refuses_the_asker_when_it_is_the_largest() -> None:
     budget: QueueBudget[str] = QueueBudget(1000, 1500)
     assert budget.admit("a", 800).accepted and budget.admit("b", 600).accepted
     verdict = budget.admit("a", 150)
-    assert (verdict.accepted, verdict.shed) == (False, ("a",))
+    assert (verdict.accepted, verdict.shed, verdict.node_full) == (False, ("a",), True)
     assert (budget.held("a"), budget.held("b"), budget.held_total) == (0, 600, 600)
 
 
