@@ -43,6 +43,10 @@ VARIABLES_BEFORE_SECTIONS = (
     "CHATD_WS_RATE",
     "CHATD_WS_BURST",
     "CHATD_WS_QUEUE",
+    "CHATD_WS_QUEUE_BYTES",  # issue 12: bytes, back-pressure, the node's total, the cap
+    "CHATD_WS_MEMORY_BYTES",
+    "CHATD_WS_STALL_SECONDS",
+    "CHATD_SESSIONS_PER_USER",
     "CHATD_WS_IDLE_SECONDS",
     "CHATD_WS_PING_SECONDS",
     "CHATD_AUTH_TIMEOUT_SECONDS",
@@ -175,6 +179,20 @@ def test_overrides_and_describe() -> None:
         s.store = StoreSettings()  # type: ignore[misc]
 
 
+def test_queue_memory_settings_are_checked_together() -> None:
+    s = Settings.from_env({"CHATD_WS_QUEUE_BYTES": "4194304", "CHATD_SESSIONS_PER_USER": "3"})
+    assert (s.gateway.ws_queue_bytes, s.gateway.sessions_per_user) == (4 * 1024 * 1024, 3)
+    assert Settings().gateway.ws_memory_bytes >= Settings().gateway.ws_queue_bytes
+    for bad in (
+        {"CHATD_WS_QUEUE_BYTES": "1000"},  # under a history reply: every page would overflow
+        {"CHATD_SESSIONS_PER_USER": "0"},
+        {"CHATD_WS_STALL_SECONDS": "0"},
+        {"CHATD_WS_QUEUE_BYTES": "8388608", "CHATD_WS_MEMORY_BYTES": "4194304"},
+    ):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
+
+
 def test_the_terminal_clients_variables_are_not_the_servers() -> None:
     """A terminal set up for chatd-cli (README: ``export CHATD_CLI_CONFIG_DIR=…``) runs every
     ``chatd`` command; a typo of a server setting is still refused."""
@@ -230,6 +248,10 @@ EVERY_VARIABLE = [
     ("CHATD_WS_RATE", "7", ("gateway", "ws_rate", 7)),
     ("CHATD_WS_BURST", "8", ("gateway", "ws_burst", 8)),
     ("CHATD_WS_QUEUE", "9", ("gateway", "ws_queue", 9)),
+    ("CHATD_WS_QUEUE_BYTES", "3145728", ("gateway", "ws_queue_bytes", 3 * 1024 * 1024)),
+    ("CHATD_WS_MEMORY_BYTES", "2147483648", ("gateway", "ws_memory_bytes", 2 * 1024**3)),
+    ("CHATD_WS_STALL_SECONDS", "13", ("gateway", "ws_stall_seconds", 13)),
+    ("CHATD_SESSIONS_PER_USER", "14", ("gateway", "sessions_per_user", 14)),
     ("CHATD_WS_IDLE_SECONDS", "10", ("gateway", "ws_idle_seconds", 10)),
     ("CHATD_WS_PING_SECONDS", "0", ("gateway", "ws_ping_seconds", 0)),
     ("CHATD_AUTH_TIMEOUT_SECONDS", "11", ("gateway", "auth_timeout_seconds", 11)),

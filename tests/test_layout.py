@@ -62,6 +62,7 @@ PURE_MODULES = (
     "chatd.gateway.protocol",
     "chatd.gateway.session",
     "chatd.gateway.admission",
+    "chatd.gateway.budget",
 )
 FORBIDDEN = ("aiosqlite", "sqlite3", "cryptography", "asyncio")
 

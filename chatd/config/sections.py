@@ -143,6 +143,39 @@ class GatewaySettings(Section):
         parse_int(4, 1_000_000),
         N_("Frames queued per connection before close 4005."),
     )
+    ws_queue_bytes: int = setting(
+        "CHATD_WS_QUEUE_BYTES",
+        16 * 1024 * 1024,
+        parse_int(2 * 1024 * 1024, 1024**3),
+        N_(
+            "Bytes queued per connection before close 4005; its requests wait above a"
+            " quarter of it."
+        ),
+    )
+    ws_memory_bytes: int = setting(
+        "CHATD_WS_MEMORY_BYTES",
+        512 * 1024 * 1024,
+        parse_int(2 * 1024 * 1024, 64 * 1024**3),
+        N_(
+            "Bytes queued for all connections of this server; beyond it the connection"
+            " holding the most is closed (4005)."
+        ),
+    )
+    ws_stall_seconds: int = setting(
+        "CHATD_WS_STALL_SECONDS",
+        30,
+        parse_int(1, 3600),
+        N_(
+            "Seconds the requests of a connection wait for it to read its replies before close"
+            " 4005."
+        ),
+    )
+    sessions_per_user: int = setting(
+        "CHATD_SESSIONS_PER_USER",
+        20,
+        parse_int(1, 10_000),
+        N_("Live connections one user may have, on all servers together (4008 beyond)."),
+    )
     ws_idle_seconds: int = setting(
         "CHATD_WS_IDLE_SECONDS",
         300,
@@ -200,9 +233,16 @@ class GatewaySettings(Section):
     )
 
     def problems(self) -> list[Text]:
+        problems = []
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            return [Text(N_("CHATD_TLS_CERT_FILE and CHATD_TLS_KEY_FILE must be set together."))]
-        return []
+            problems.append(
+                Text(N_("CHATD_TLS_CERT_FILE and CHATD_TLS_KEY_FILE must be set together."))
+            )
+        if self.ws_memory_bytes < self.ws_queue_bytes:
+            problems.append(
+                Text(N_("CHATD_WS_MEMORY_BYTES must be at least CHATD_WS_QUEUE_BYTES."))
+            )
+        return problems
 
 
 @dataclasses.dataclass(frozen=True)

@@ -145,6 +145,13 @@ class UserNotFound(NotFoundError):
     default_message = N_("No such user.")
 
 
+class SessionNotFound(NotFoundError):
+    """No live session of the user has this id (revoked, expired, or never theirs)."""
+
+    code = "session_not_found"
+    default_message = N_("You have no open session with this number.")
+
+
 class ForbiddenError(ClientError):
     code = "forbidden"
     default_message = N_("You are not allowed to do this.")
@@ -231,6 +238,17 @@ class RequestTimeoutError(ClientError):
 class RateLimitedError(ClientError):
     code = "rate_limited"
     default_message = N_("Too many requests; slow down and retry shortly.")
+
+
+class TooManySessionsError(ClientError):
+    """The user already has ``max`` live connections, on all servers together
+    (``CHATD_SESSIONS_PER_USER``): WebSocket close 4008 ``too_many_sessions``."""
+
+    code = "too_many_sessions"
+    default_message = N_(
+        "You have too many open sessions; close one, or end those you no longer use"
+        " (chatd-cli sessions)."
+    )
 
 
 class AuthError(ClientError):

@@ -189,6 +189,19 @@ class SessionToken:
     created_at: int  # ms since the epoch
     expires_at: int  # ms since the epoch
     revoked_at: int | None = None
+    device: str | None = None  # the family of the client at login (chatd.core.devices)
+    last_seen_at: int | None = None  # a connection with it was last open then
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """One live WebSocket connection, as every node sees it in the store."""
+
+    id: str  # unique across nodes (the node's id, a dot, a counter)
+    node: str
+    user_id: int
+    token_hash: bytes
+    opened_at: int  # ms since the epoch
 
 
 @dataclass(frozen=True, slots=True)

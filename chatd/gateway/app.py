@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from chatd.core.devices import device_family
 from chatd.core.errors import (
     ValidationError,
 )
@@ -71,7 +72,16 @@ def request_address(request: Request, gateway: Gateway) -> str:
 
 
 async def healthz(request: Request, gateway: Gateway) -> Response:
-    return JSONResponse({"status": "ok", "server_time": now_ms()})
+    # What the queues for the sockets hold (docs/protocol.md §12): counts, never content.
+    hub = gateway.hub
+    return JSONResponse(
+        {
+            "status": "ok",
+            "server_time": now_ms(),
+            "queued_bytes": hub.budget.held_total,
+            "paused_sessions": hub.paused_sessions(),
+        }
+    )
 
 
 async def login(request: Request, gateway: Gateway) -> Response:
@@ -82,8 +92,12 @@ async def login(request: Request, gateway: Gateway) -> Response:
             N_("The request is malformed: only the login and the password are expected."),
             field="body",
         )
+    device = device_family(request.headers.get("user-agent"))
     result = await gateway.auth.login(
-        body.get("login"), body.get("password"), address=request_address(request, gateway)
+        body.get("login"),
+        body.get("password"),
+        address=request_address(request, gateway),
+        device=device,
     )
     request.state.language = result.principal.language
     return JSONResponse(

@@ -5,6 +5,9 @@ Three tasks per connection, supervised together:
 * the **reader** receives frames (idle timeout, rate limit), decodes them
   (:mod:`chatd.gateway.protocol`), checks them against the session
   (:mod:`chatd.gateway.session`) and the token, calls the handlers, and queues the reply;
+  while the replies already due are unsent beyond a threshold it reads nothing more
+  (back-pressure, :mod:`chatd.gateway.budget`), for at most ``CHATD_WS_STALL_SECONDS``, then
+  closes 4005;
 * the **sender** drains the connection's hub queue in order — replies, live events (through
   the session's cursors: in order, once, gaps filled from the store), per-user state, and
   ``sync`` jobs — and writes to the socket;
@@ -34,13 +37,14 @@ from chatd.core.errors import (
     RateLimitedError,
     StoreClosedError,
     TokenExpiredError,
+    TooManySessionsError,
     UserDisabledError,
 )
 from chatd.gateway import protocol as p
 from chatd.gateway.context import Gateway
 from chatd.gateway.error_table import close_code_for
 from chatd.gateway.fanout import EventPush, StatePush
-from chatd.gateway.hub import CloseAfterQueue, Subscription
+from chatd.gateway.hub import CloseAfterQueue, Subscription, frame_bytes
 from chatd.gateway.internal_errors import log_internal
 from chatd.gateway.ops.base import SyncJob, now_ms
 from chatd.gateway.ops.session import user_map
@@ -95,34 +99,48 @@ class Connection:
             return
         principal, auth_rid = auth
         async with self._gw.hub.subscribe(principal.user_id, principal.token_hash) as sub:
-            self._sub = sub
-            await self._send(self._hello(principal, auth_rid))
-            remaining = max(0.0, (principal.expires_at - now_ms()) / 1000)
-            expiry = asyncio.get_running_loop().call_later(
-                remaining, sub.fail, CloseCode.TOKEN_EXPIRED
-            )
-            tasks = [
-                asyncio.create_task(self._read_loop(sub), name="chatd-ws-reader"),
-                asyncio.create_task(self._send_loop(sub), name="chatd-ws-sender"),
-                asyncio.create_task(sub.closed.wait(), name="chatd-ws-closed"),
-            ]
             try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                await self._gw.presence.admit(principal, sub)
+            except TooManySessionsError as exc:
+                # The sentence names the limit; the close code says it to programs.
+                await self._send(p.encode_error(auth_rid, exc, self._session.language))
+                await self._close(close_code_for(exc))
+                return
+            except StoreClosedError:  # the server is stopping
+                await self._close(CloseCode.GOING_AWAY)
+                return
+            try:
+                await self._serve(sub, principal, auth_rid)
             finally:
-                expiry.cancel()
-                for task in tasks:
-                    task.cancel()
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-                self._session.close()
-            code = sub.close_code
-            for result in results[:2]:
-                if isinstance(result, BaseException) and not isinstance(
-                    result, (asyncio.CancelledError, _Gone)
-                ):
-                    log_internal("connection", result)
-                    code = code or CloseCode.INTERNAL_ERROR
-            if code is not None and not self._gone:
-                await self._close(code)
+                await self._gw.presence.release(sub)
+
+    async def _serve(self, sub: Subscription, principal: Principal, auth_rid: int) -> None:
+        self._sub = sub
+        await self._send(self._hello(principal, auth_rid))
+        remaining = max(0.0, (principal.expires_at - now_ms()) / 1000)
+        expiry = asyncio.get_running_loop().call_later(remaining, sub.fail, CloseCode.TOKEN_EXPIRED)
+        tasks = [
+            asyncio.create_task(self._read_loop(sub), name="chatd-ws-reader"),
+            asyncio.create_task(self._send_loop(sub), name="chatd-ws-sender"),
+            asyncio.create_task(sub.closed.wait(), name="chatd-ws-closed"),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expiry.cancel()
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            self._session.close()
+        code = sub.close_code
+        for result in results[:2]:
+            if isinstance(result, BaseException) and not isinstance(
+                result, (asyncio.CancelledError, _Gone)
+            ):
+                log_internal("connection", result)
+                code = code or CloseCode.INTERNAL_ERROR
+        if code is not None and not self._gone:
+            await self._close(code)
 
     async def _close(self, code: CloseCode) -> None:
         try:
@@ -184,6 +202,8 @@ class Connection:
 
     async def _read_loop(self, sub: Subscription) -> None:
         while True:
+            if not await self._drained(sub):
+                return
             try:
                 async with asyncio.timeout(self._limits.ws_idle_seconds):
                     message = await self._ws.receive()
@@ -212,6 +232,24 @@ class Connection:
             reply = await self._handle(sub, data)
             if reply is not None:
                 sub.offer(reply)
+
+    async def _drained(self, sub: Subscription) -> bool:
+        """Back-pressure: read no request while this session's replies are unsent beyond the
+        threshold; a client that does not read them within the stall time is closed 4005."""
+        if not sub.paused():
+            return True
+        try:
+            async with asyncio.timeout(self._limits.ws_stall_seconds):
+                await sub.wait_drained()
+        except TimeoutError:
+            log.warning(
+                "closing a slow consumer: %d bytes unsent for %d s",
+                sub.held_bytes,
+                self._limits.ws_stall_seconds,
+            )
+            sub.fail(CloseCode.SLOW_CONSUMER)
+            return False
+        return sub.close_code is None
 
     async def _handle(self, sub: Subscription, data: bytes) -> bytes | SyncJob | None:
         try:
@@ -259,20 +297,35 @@ class Connection:
             self._gone = True
             raise _Gone() from exc
 
+    async def _send_counted(self, data: bytes) -> None:
+        """Write a frame the sender encoded itself (catch-up and ``sync`` pages), counted in
+        the session's and the node's budget while it is written."""
+        sub = self._sub
+        assert sub is not None
+        if not sub.hold(len(data)):
+            raise _Gone()  # the budget closed the session: its close code says why
+        try:
+            await self._send(data)
+        finally:
+            sub.sent(len(data))
+
     async def _send_loop(self, sub: Subscription) -> None:
         while True:
             item = await sub.queue.get()
-            if isinstance(item, bytes):
-                await self._send(item)
-            elif isinstance(item, EventPush):
-                await self._push(item)
-            elif isinstance(item, StatePush):
-                if self._session.synced:
-                    await self._send(item.data)
-            elif isinstance(item, SyncJob):
-                await self._sync(item)
-            elif isinstance(item, CloseAfterQueue):
-                sub.fail(item.code)
+            try:
+                if isinstance(item, bytes):
+                    await self._send(item)
+                elif isinstance(item, EventPush):
+                    await self._push(item)
+                elif isinstance(item, StatePush):
+                    if self._session.synced:
+                        await self._send(item.data)
+                elif isinstance(item, SyncJob):
+                    await self._sync(item)
+                elif isinstance(item, CloseAfterQueue):
+                    sub.fail(item.code)
+            finally:
+                sub.sent(frame_bytes(item))
 
     async def _push(self, push: EventPush) -> None:
         action = self._session.on_event(push.conv, push.seq)
@@ -290,10 +343,10 @@ class Connection:
         while True:
             page = await self._gw.reading.after(user, conv, after, CATCH_UP_PAGE)
             if page.archived:
-                await self._send(p.encode_archived(conv, page.window_start))
+                await self._send_counted(p.encode_archived(conv, page.window_start))
             for event in page.events:
                 if self._session.delivered(conv, event.seq):
-                    await self._send(p.encode_event(event))
+                    await self._send_counted(p.encode_event(event))
             if not page.has_more or not page.events:
                 return
             after = page.events[-1].seq

@@ -18,6 +18,7 @@ from chatd.gateway import protocol as p
 from chatd.gateway.fanout import Fanout
 from chatd.gateway.handlers import Handlers
 from chatd.gateway.hub import Hub
+from chatd.gateway.presence import Presence
 from chatd.gateway.revocation import RevocationSweeper
 from chatd.services.attachments import AttachmentService
 from chatd.services.auth import AuthService
@@ -34,15 +35,20 @@ class Gateway:
     handlers: Handlers
     attachments: AttachmentService
     revocation: RevocationSweeper
+    presence: Presence
 
     @classmethod
     def build(
         cls, settings: Settings, services: Services, attachments: AttachmentService
     ) -> Gateway:
-        hub = Hub(settings.gateway.ws_queue)
+        listen = settings.gateway
+        hub = Hub(listen.ws_queue, listen.ws_queue_bytes, listen.ws_memory_bytes)
         fanout = Fanout(services.broker, services.reading, hub)
         revocation = RevocationSweeper(hub, services.auth)
-        return cls(settings, services, hub, fanout, Handlers(services), attachments, revocation)
+        presence = Presence(services.sessions, hub.node, listen.sessions_per_user, hub.sessions)
+        return cls(
+            settings, services, hub, fanout, Handlers(services), attachments, revocation, presence
+        )
 
     @property
     def auth(self) -> AuthService:
@@ -55,6 +61,7 @@ class Gateway:
     async def start(self) -> None:
         self.fanout.start()
         self.revocation.start()
+        self.presence.start()
         await self.attachments.start()
 
     def halt(self) -> None:
@@ -64,6 +71,7 @@ class Gateway:
 
     async def stop(self) -> None:
         self.hub.close_all(p.CloseCode.GOING_AWAY)
+        await self.presence.stop()
         await self.revocation.stop()
         await self.attachments.stop()
         await self.services.messaging.drain()
@@ -78,6 +86,9 @@ class Gateway:
             "rate_per_second": listen.ws_rate,
             "burst": listen.ws_burst,
             "queue": listen.ws_queue,
+            "queue_bytes": listen.ws_queue_bytes,
+            "stall_seconds": listen.ws_stall_seconds,
+            "sessions_per_user": listen.sessions_per_user,
             "idle_seconds": listen.ws_idle_seconds,
             "window": self.services.reading.window_size,
             "history_max": p.HISTORY_MAX,

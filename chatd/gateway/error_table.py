@@ -33,6 +33,7 @@ from chatd.core.errors import (
     RequestTimeoutError,
     TokenExpiredError,
     TokenRevokedError,
+    TooManySessionsError,
     UnavailableError,
     UserDisabledError,
 )
@@ -58,6 +59,7 @@ TABLE: Mapping[type[ChatdError], Transport] = {
     ConflictError: Transport(409),
     RateLimitedError: Transport(429),
     RequestTimeoutError: Transport(408),
+    TooManySessionsError: Transport(429, CloseCode.TOO_MANY_SESSIONS),
     UnavailableError: Transport(503, CloseCode.GOING_AWAY),
     AttachmentError: Transport(415),  # unsupported_file_type and other refusals of content
     AttachmentTooLarge: Transport(413),

@@ -22,6 +22,7 @@ from chatd.gateway.ops.conversations import Add, Create, History, Leave, Rename,
 from chatd.gateway.ops.directory import Users
 from chatd.gateway.ops.inbox import ListConversations, MarkRead
 from chatd.gateway.ops.session import AcceptTerms, Auth, Ping, SetLanguage
+from chatd.gateway.ops.sessions import ListSessions, RevokeOtherSessions, RevokeSession
 from chatd.gateway.wire import (
     HISTORY_DEFAULT,
     HISTORY_MAX,
@@ -61,10 +62,13 @@ __all__ = [
     "History",
     "Leave",
     "ListConversations",
+    "ListSessions",
     "MarkRead",
     "Ping",
     "Rename",
     "Request",
+    "RevokeOtherSessions",
+    "RevokeSession",
     "Send",
     "SetLanguage",
     "Sync",

@@ -80,6 +80,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4005
     IDLE_TIMEOUT = 4006
     RATE_LIMITED = 4007
+    TOO_MANY_SESSIONS = 4008  # the user's live connections are at CHATD_SESSIONS_PER_USER
 
     @property
     def reason(self) -> str:

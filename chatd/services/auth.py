@@ -156,9 +156,12 @@ class AuthService:
             language(user.language),
         )
 
-    async def login(self, login: object, password: object, *, address: str) -> LoginResult:
+    async def login(
+        self, login: object, password: object, *, address: str, device: str | None = None
+    ) -> LoginResult:
         """Check the password of ``login`` and open a session.  ``address`` is the client's
-        (the gateway's :mod:`~chatd.gateway.client_address`): it has a budget of its own."""
+        (the gateway's :mod:`~chatd.gateway.client_address`): it has a budget of its own.
+        ``device``: the family of the client (:func:`chatd.core.devices.device_family`)."""
         login_name, secret = check_credentials_shape(login, password)
         async with self._password_attempt(throttle_key(login_name), address) as attempt:
             user = await self._store.find_user_by_login(login_name)
@@ -178,7 +181,7 @@ class AuthService:
                 raise InvalidCredentialsError()
             attempt.succeeded = True
         log.debug("login: user %d", user.id)
-        return await self.start_session(user)
+        return await self.start_session(user, device)
 
     @asynccontextmanager
     async def _password_attempt(self, key: str, address: str) -> AsyncIterator[_Attempt]:
@@ -200,14 +203,16 @@ class AuthService:
                 admission.attempt, succeeded=attempt.succeeded, now_ms=self._clock_ms()
             )
 
-    async def start_session(self, user: User) -> LoginResult:
+    async def start_session(self, user: User, device: str | None = None) -> LoginResult:
         """A new session for ``user``, whose credentials were checked (a login, or an
         operator's tool that seeds accounts: the benchmarks, the chaos harness)."""
         if user.disabled:
             raise UserDisabledError()
         token = new_token()
         now = self._clock_ms()
-        record = SessionToken(token_digest(token), user.id, now, now + self._session_ms)
+        record = SessionToken(
+            token_digest(token), user.id, now, now + self._session_ms, device=device
+        )
         await self._store.create_session_token(record)
         return LoginResult(
             token, self.principal(user, record.token_hash, record.expires_at), self.terms_version

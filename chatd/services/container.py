@@ -13,6 +13,7 @@ from chatd.services.inbox import Inbox
 from chatd.services.maintenance import Maintenance
 from chatd.services.messaging import Messaging
 from chatd.services.reading import Reading
+from chatd.services.sessions import Sessions
 from chatd.store.contract import Store
 
 
@@ -26,6 +27,7 @@ class Services:
     accounts: AccountAdmin
     directory: Directory
     maintenance: Maintenance
+    sessions: Sessions
 
     @classmethod
     def build(
@@ -52,4 +54,5 @@ class Services:
             accounts=AccountAdmin(store, broker),
             directory=Directory(store, store),
             maintenance=Maintenance(store),
+            sessions=Sessions(store, broker),
         )

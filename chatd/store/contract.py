@@ -1,9 +1,10 @@
 """The store contract: the only code that touches the database implements it.
 
 One :class:`typing.Protocol` per concern — the log (:class:`LogStore`), accounts and login
-tokens (:class:`AccountStore`), the login throttle's attempts (:class:`LoginAttempts`), read
-state and the inbox (:class:`InboxStore`), keys and retention (:class:`KeyStore`), attachment
-rows (:class:`AttachmentRows`), the administrators' audit log (:class:`AdminAuditStore`) — and
+tokens (:class:`AccountStore`), the login throttle's attempts (:class:`LoginAttempts`), the
+live connections of every node (:class:`LiveSessionStore`), read state and the inbox
+(:class:`InboxStore`), keys and retention (:class:`KeyStore`), attachment rows
+(:class:`AttachmentRows`), the administrators' audit log (:class:`AdminAuditStore`) — and
 :class:`Store`,
 all of them plus the lifecycle and the store's epoch.  A consumer types against the narrowest
 protocol it needs (the inbox service against :class:`InboxStore`), so what it may do with the
@@ -45,6 +46,7 @@ from chatd.core.records import (
     EventPage,
     InboxRow,
     Interval,
+    LiveSession,
     NewAttachment,
     NewUser,
     ReadState,
@@ -267,6 +269,19 @@ class AccountStore(Protocol):
         """Revoke every live token of the user (account disabled); how many were revoked."""
         ...
 
+    async def list_session_tokens(self, user_id: int, now_ms: int) -> list[SessionToken]:
+        """The user's live tokens (neither revoked nor expired at ``now_ms``), oldest first,
+        with their device and last sighting: what the user lists as their sessions."""
+        ...
+
+    async def revoke_other_session_tokens(
+        self, user_id: int, keep: bytes, revoked_at: int
+    ) -> list[bytes]:
+        """Revoke every token of the user not revoked yet but ``keep`` (the session asking;
+        expired tokens too, which is harmless); the digests revoked, for the caller to close
+        their connections.  Idempotent."""
+        ...
+
     async def invalid_session_tokens(
         self, token_hashes: Sequence[bytes], now_ms: int
     ) -> set[bytes]:
@@ -310,6 +325,41 @@ class LoginAttempts(Protocol):
         its window is over.  A success stops counting, and so do the **finished** failures of
         its login; attempts of that login still in flight keep counting.  An attempt already
         forgotten (its window over) is ignored."""
+        ...
+
+
+class LiveSessionStore(Protocol):
+    """The live WebSocket connections of every node: what ``CHATD_SESSIONS_PER_USER`` counts.
+
+    * **The cap holds across nodes.** :meth:`open_live_session` counts the user's live
+      connections and records the new one in one step: two nodes never both take the last
+      place.
+    * **A dead node's connections expire.** Each node refreshes its rows
+      (:meth:`refresh_live_sessions`) more often than the staleness cutoff callers pass;
+      rows older than the cutoff are neither counted nor kept.
+    """
+
+    async def open_live_session(self, session: LiveSession, *, cap: int, stale_before: int) -> bool:
+        """Record ``session`` unless its user already has ``cap`` live connections (rows
+        seen at or after ``stale_before``; older rows of the user are deleted); True if
+        recorded.  Also stamps the token's ``last_seen_at`` with ``session.opened_at``."""
+        ...
+
+    async def close_live_sessions(self, ids: Sequence[str]) -> None:
+        """Forget these connections (they ended); unknown ids are ignored."""
+        ...
+
+    async def refresh_live_sessions(self, node: str, now_ms: int) -> None:
+        """The heartbeat of ``node``: its connections and their live tokens were seen at
+        ``now_ms``."""
+        ...
+
+    async def end_node_sessions(self, node: str) -> None:
+        """``node`` stops: forget all its connections."""
+        ...
+
+    async def live_session_counts(self, user_id: int, stale_before: int) -> dict[bytes, int]:
+        """The user's live connections per token digest (rows seen at or after the cutoff)."""
         ...
 
 
@@ -476,6 +526,7 @@ class Store(
     LogStore,
     AccountStore,
     LoginAttempts,
+    LiveSessionStore,
     InboxStore,
     KeyStore,
     AttachmentRows,

@@ -99,6 +99,7 @@ _NOT_FOUND_CODES = {
     "attachment_not_found",
     "thumbnail_not_found",
     "attachment_archived",
+    "session_not_found",
 }
 # Worth retrying the same request later (protocol §10), within the command's time limit.
 RETRY_LATER = frozenset({"unavailable", "internal_error", "rate_limited"})
@@ -131,6 +132,14 @@ def close_error(code: int | None) -> CliError | None:
     if code in _AUTH_CLOSES:
         name = _AUTH_CLOSES[code]
         return AuthError(auth_sentence(name) or name, code=name)
+    if code == 4008:  # the account's live connections are at the server's cap
+        return CliError(
+            _(
+                "You have too many connections open to this server; close a chatd-cli or"
+                " an application you no longer use, then retry."
+            ),
+            code="too_many_sessions",
+        )
     if code in (1003, 1009):  # our own bug: a text frame, a frame too large
         return CliError(
             _("The server closed the connection ({code}): a client bug.", code=str(code))

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatd.argparse_words import speaking
-from clients.cli import commands, i18n, passwd, watch
+from clients.cli import commands, i18n, passwd, sessions, watch
 from clients.cli.config import DEFAULT_SERVER, ENV_SERVER, cached_user, current_server
 from clients.cli.errors import CliError, ExitCode
 from clients.cli.i18n import _
@@ -170,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
             rule,
         )
     )
+    p = command(
+        "sessions",
+        sessions.cmd_sessions,
+        _("list your sessions (one per device); revoke ID or --all ends them"),
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=sessions.ACTIONS,
+        metavar="revoke",
+        help=_("end a session (ID) or all your other sessions (--all)"),
+    )
+    p.add_argument("id", nargs="?", metavar="ID", help=_("a session's ID, as the list shows it"))
+    p.add_argument("--all", action="store_true", help=_("every session but this one"))
     command("whoami", commands.cmd_whoami, _("who is logged in, on which server, until when"))
     p = command(
         "language",

@@ -58,8 +58,20 @@ def test_every_op_decodes_to_its_typed_request() -> None:
     assert decode(op="auth", rid=13, token="t", lang="en-GB") == p.Auth(13, "t", "en")
     assert decode(op="set_language", rid=14, language="fr") == p.SetLanguage(14, "fr")
     assert decode(op="set_language", rid=15, language=None) == p.SetLanguage(15, None)
+    assert decode(op="sessions", rid=16) == p.ListSessions(16)
+    assert decode(op="revoke_session", rid=17, session="0a1b2c3d") == p.RevokeSession(
+        17, "0a1b2c3d"
+    )
+    assert decode(op="revoke_other_sessions", rid=18) == p.RevokeOtherSessions(18)
     expected = {"auth", "ping", "accept_terms", "create", "send", "add", "leave", "rename"}
+    expected |= {"sessions", "revoke_session", "revoke_other_sessions"}
     assert expected | {"list", "history", "read", "sync", "users", "set_language"} == p.OPS
+
+
+@pytest.mark.parametrize("session", ["", "0a1b2c3", "0a1b2c3d4", "0A1B2C3D", "0a1b2c3g", 12345678])
+def test_a_session_id_is_eight_lower_case_hex_digits(session: object) -> None:
+    error = bad(frame(op="revoke_session", rid=1, session=session)).error
+    assert (error.code, error.details["field"]) == ("invalid_request", "session")
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,16 @@ async def test_existing_users_need_not_change_their_password(tmp_path: Path, rin
         conn.execute("DROP TABLE store_epoch")
         conn.execute("DROP TABLE login_attempts")
         conn.execute("DROP TABLE admin_audit")
+        conn.execute("DROP TABLE live_sessions")  # migration 8
+        conn.execute("DROP TRIGGER auth_tokens_revoke_once")
+        for column in ("device", "last_seen_at"):
+            conn.execute(f"ALTER TABLE auth_tokens DROP COLUMN {column}")
+        conn.execute(  # as migration 1 made it
+            "CREATE TRIGGER auth_tokens_revoke_once BEFORE UPDATE ON auth_tokens"
+            " WHEN OLD.revoked_at IS NOT NULL OR NEW.token_hash IS NOT OLD.token_hash"
+            " OR NEW.user_id IS NOT OLD.user_id OR NEW.expires_at IS NOT OLD.expires_at"
+            " BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END"
+        )
         conn.execute("DELETE FROM schema_migrations WHERE version > 3")
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (3,)

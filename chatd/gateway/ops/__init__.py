@@ -6,10 +6,10 @@ adds one module here with its ``REQUESTS`` and one line below.
 
 from __future__ import annotations
 
-from chatd.gateway.ops import conversations, directory, inbox, session
+from chatd.gateway.ops import conversations, directory, inbox, session, sessions
 from chatd.gateway.ops.base import Request
 
-CAPABILITIES = (session, conversations, inbox, directory)
+CAPABILITIES = (session, conversations, inbox, directory, sessions)
 
 REQUESTS: dict[str, type[Request]] = {
     request.op: request for capability in CAPABILITIES for request in capability.REQUESTS

@@ -29,6 +29,10 @@ Design notes that live in the schema:
   and is shared by every node of one database.  A row is an attempt that counts (in flight
   or failed); its login and client address are keyed hashes, never the text typed (which may
   be a password typed into the login field).  Rows older than the window are deleted.
+* ``auth_tokens.device`` and ``live_sessions`` (migration 8): a login's device is the family
+  of its client's User-Agent, from a fixed vocabulary (never words a person typed, so it
+  is kept in clear); ``live_sessions`` lists the live WebSocket connections of every node,
+  refreshed by each node's heartbeat, which ``CHATD_SESSIONS_PER_USER`` counts.
 * ``admin_audit`` (migration 9): the administrators' audit log (:mod:`chatd.core.audit`),
   append-only like ``events`` and hash-chained like a conversation, its seqs dense from 1;
   ids and counts only, never a login, a name or a password.
@@ -300,6 +304,40 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX login_attempts_by_login ON login_attempts (login_key, started_at);
         CREATE INDEX login_attempts_by_address ON login_attempts (address_key, started_at);
         CREATE INDEX login_attempts_by_start ON login_attempts (started_at);
+        """,
+    ),
+    Migration(
+        8,
+        "sessions: a login's device and last sighting; the live connections of every node",
+        """
+        -- The family of the client's User-Agent at login ('chatd-cli', 'Firefox', ...), from a
+        -- fixed vocabulary (chatd.core.devices): never text a person typed.  NULL: unknown.
+        ALTER TABLE auth_tokens ADD COLUMN device TEXT
+            CHECK (device IS NULL OR (length(device) BETWEEN 1 AND 32
+                   AND device NOT GLOB '*[^A-Za-z0-9 ._-]*'));
+        -- When a connection with this token was last open (ms since the Unix epoch).
+        ALTER TABLE auth_tokens ADD COLUMN last_seen_at INTEGER;
+
+        -- A token is only ever revoked or seen: its device and times never change.
+        DROP TRIGGER auth_tokens_revoke_once;
+        CREATE TRIGGER auth_tokens_revoke_once BEFORE UPDATE ON auth_tokens
+        WHEN OLD.revoked_at IS NOT NULL OR NEW.token_hash IS NOT OLD.token_hash
+             OR NEW.user_id IS NOT OLD.user_id OR NEW.expires_at IS NOT OLD.expires_at
+             OR NEW.created_at IS NOT OLD.created_at OR NEW.device IS NOT OLD.device
+        BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END;
+
+        -- One row per live WebSocket connection, whichever node holds it; a node refreshes
+        -- seen_at of its rows periodically, so the rows of a node that died go stale.
+        CREATE TABLE live_sessions (
+            id          TEXT PRIMARY KEY,           -- node.counter: unique across nodes
+            node        TEXT NOT NULL,
+            user_id     INTEGER NOT NULL REFERENCES users(id),
+            token_hash  BLOB NOT NULL,
+            opened_at   INTEGER NOT NULL,
+            seen_at     INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX live_sessions_by_user ON live_sessions (user_id, seen_at);
+        CREATE INDEX live_sessions_by_node ON live_sessions (node);
         """,
     ),
     Migration(

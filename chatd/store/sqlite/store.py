@@ -2,10 +2,10 @@
 
 :class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
 the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
-:mod:`.tokens`, :mod:`.login_attempts`, :mod:`.inbox`, :mod:`.keys`, :mod:`.attachments`,
-:mod:`.audit`, :mod:`.verify` — then forwards each contract method to the part that owns it.
-Writes go through the single :class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use
-a small pool of read
+:mod:`.tokens`, :mod:`.login_attempts`, :mod:`.live_sessions`, :mod:`.inbox`, :mod:`.keys`,
+:mod:`.attachments`, :mod:`.audit`, :mod:`.verify` — then forwards each contract method to the
+part that owns it.  Writes go through the single
+:class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small pool of read
 connections (WAL lets them read while the writer commits), each read in one named read
 transaction so its queries see one snapshot.
 """
@@ -32,6 +32,7 @@ from chatd.core.records import (
     EventPage,
     InboxRow,
     Interval,
+    LiveSession,
     NewAttachment,
     NewUser,
     ReadState,
@@ -48,6 +49,7 @@ from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
 from chatd.store.sqlite.inbox import SqliteInbox
 from chatd.store.sqlite.keys import SqliteKeys
+from chatd.store.sqlite.live_sessions import SqliteLiveSessions
 from chatd.store.sqlite.log import SqliteLog
 from chatd.store.sqlite.login_attempts import SqliteLoginAttempts
 from chatd.store.sqlite.tokens import SqliteTokens
@@ -82,6 +84,7 @@ class SqliteStore(Store):
         self._users = SqliteUsers(ctx)
         self._tokens = SqliteTokens(ctx)
         self._attempts = SqliteLoginAttempts(ctx)
+        self._live = SqliteLiveSessions(ctx)
         self._inbox = SqliteInbox(ctx)
         self._keys = SqliteKeys(ctx)
         self._attachments = SqliteAttachments(ctx)
@@ -231,6 +234,31 @@ class SqliteStore(Store):
 
     async def revoke_user_tokens(self, user_id: int, revoked_at: int) -> int:
         return await self._tokens.revoke_user_tokens(user_id, revoked_at)
+
+    async def list_session_tokens(self, user_id: int, now_ms: int) -> list[SessionToken]:
+        return await self._tokens.list_session_tokens(user_id, now_ms)
+
+    async def revoke_other_session_tokens(
+        self, user_id: int, keep: bytes, revoked_at: int
+    ) -> list[bytes]:
+        return await self._tokens.revoke_other_session_tokens(user_id, keep, revoked_at)
+
+    # ----------------------------------------------------------------- live sessions
+
+    async def open_live_session(self, session: LiveSession, *, cap: int, stale_before: int) -> bool:
+        return await self._live.open_live_session(session, cap=cap, stale_before=stale_before)
+
+    async def close_live_sessions(self, ids: Sequence[str]) -> None:
+        await self._live.close_live_sessions(ids)
+
+    async def refresh_live_sessions(self, node: str, now_ms: int) -> None:
+        await self._live.refresh_live_sessions(node, now_ms)
+
+    async def end_node_sessions(self, node: str) -> None:
+        await self._live.end_node_sessions(node)
+
+    async def live_session_counts(self, user_id: int, stale_before: int) -> dict[bytes, int]:
+        return await self._live.live_session_counts(user_id, stale_before)
 
     async def invalid_session_tokens(
         self, token_hashes: Sequence[bytes], now_ms: int

@@ -15,25 +15,47 @@ import aiosqlite
 from chatd.core.records import SessionToken
 from chatd.store.sqlite.context import SqliteContext
 
-_SESSION_COLUMNS = "token_hash, user_id, created_at, expires_at, revoked_at"
+_SESSION_COLUMNS = "token_hash, user_id, created_at, expires_at, revoked_at, device, last_seen_at"
 
 
 def _token(row: Any) -> SessionToken:
-    token_hash, user_id, created_at, expires_at, revoked_at = row
+    token_hash, user_id, created_at, expires_at, revoked_at, device, last_seen_at = row
     return SessionToken(
         bytes(token_hash),
         int(user_id),
         int(created_at),
         int(expires_at),
         None if revoked_at is None else int(revoked_at),
+        None if device is None else str(device),
+        None if last_seen_at is None else int(last_seen_at),
     )
 
 
 async def insert_token_txn(conn: aiosqlite.Connection, token: SessionToken) -> None:
     await conn.execute(
-        f"INSERT INTO auth_tokens ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-        (token.token_hash, token.user_id, token.created_at, token.expires_at, token.revoked_at),
+        f"INSERT INTO auth_tokens ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            token.token_hash,
+            token.user_id,
+            token.created_at,
+            token.expires_at,
+            token.revoked_at,
+            token.device,
+            token.last_seen_at,
+        ),
     )
+
+
+async def live_tokens_txn(
+    conn: aiosqlite.Connection, user_id: int, now_ms: int
+) -> list[SessionToken]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_SESSION_COLUMNS} FROM auth_tokens"
+        " WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?"
+        " ORDER BY created_at, token_hash",
+        (user_id, now_ms),
+    )
+    return [_token(row) for row in rows]
 
 
 async def find_token_txn(conn: aiosqlite.Connection, token_hash: bytes) -> SessionToken | None:
@@ -122,6 +144,19 @@ class SqliteTokens:
         return await self._ctx.write(
             "revoke_session_token",
             lambda conn: revoke_token_txn(conn, token_hash, revoked_at),
+            keeps_conversation_cache=True,
+        )
+
+    async def list_session_tokens(self, user_id: int, now_ms: int) -> list[SessionToken]:
+        async with self._ctx.read("read_live_tokens") as conn:
+            return await live_tokens_txn(conn, user_id, now_ms)
+
+    async def revoke_other_session_tokens(
+        self, user_id: int, keep: bytes, revoked_at: int
+    ) -> list[bytes]:
+        return await self._ctx.write(
+            "revoke_other_tokens",
+            lambda conn: revoke_other_tokens_txn(conn, user_id, keep, revoked_at),
             keeps_conversation_cache=True,
         )
 
