@@ -88,7 +88,7 @@ def test_the_installed_catalogue_is_the_compiled_source(domain: Domain) -> None:
 # (``N_("…")``, ``_("…")``, ``ngettext(…)``), a variable holding one, or a call building one —
 # never a bare literal or an f-string.
 SENTENCE_CALLS = {
-    # ``print``/``getpass``: the admin command's lines (chatd/cli.py; the server's only print
+    # ``print``/``getpass``: the admin command's lines (chatd/cli/; the server's only print
     # is its machine-read "chatd listening on …" line, a variable).
     "chatd": re.compile(
         r"^(\w+Error|\w+NotFound|\w+Too\w+|CorruptFile|UnsupportedFileType|print|getpass)$"

@@ -94,3 +94,8 @@ async def translating() -> AsyncIterator[None]:
         if ours is None:
             raise
         raise ours from exc
+    except UnicodeDecodeError as exc:
+        # chatd writes only UTF-8: text that does not decode is damage.  A flipped byte in
+        # the schema even breaks SQLite's own error message ("malformed database schema
+        # (…)" quotes the damaged SQL), which Python then fails to decode.
+        raise DatabaseDamaged(N_("database damaged: {reason}"), reason=said(exc)) from exc
