@@ -21,6 +21,31 @@ from chatd.i18n import N_, Language
 # The longest login and bearer token accepted: one rule, for the wire and the auth service.
 MAX_LOGIN_CHARS = 64
 MAX_TOKEN_CHARS = 128  # tokens are 43 characters; longer input is refused unread
+MIN_LOGIN_CHARS = 2
+LOGIN_PUNCTUATION = "._-@"
+
+
+def login_key(login: str) -> str:
+    """How logins compare, everywhere (the store's lookup, the login throttle): without the
+    surrounding spaces, case-insensitively."""
+    return login.strip().lower()
+
+
+def normalize_login(raw: str) -> str:
+    """The login a new account gets: :func:`login_key` of ``raw``, from 2 to 64 letters,
+    digits or ``. _ - @``; else :class:`ValidationError`."""
+    login = login_key(raw)
+    if not MIN_LOGIN_CHARS <= len(login) <= MAX_LOGIN_CHARS or not all(
+        ch.isalnum() or ch in LOGIN_PUNCTUATION for ch in login
+    ):
+        raise ValidationError(
+            N_("A login is {min} to {max} letters, digits or . _ - @ characters."),
+            field="login",
+            min=MIN_LOGIN_CHARS,
+            max=MAX_LOGIN_CHARS,
+        )
+    return login
+
 
 # A profile field is shown inline, in lines built around it: see chatd.core.text for which
 # characters it may not hold, and why.

@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatd.broker.base import Broker, EndSessions, SessionEnd
-from chatd.core.accounts import MAX_LOGIN_CHARS, MAX_TOKEN_CHARS, Principal, check_session
+from chatd.core.accounts import (
+    MAX_LOGIN_CHARS,
+    MAX_TOKEN_CHARS,
+    Principal,
+    check_session,
+    login_key,
+)
 from chatd.core.clock import Clock, wall_clock_ms
 from chatd.core.errors import (
     InvalidCredentialsError,
@@ -117,7 +123,7 @@ THROTTLED = {
 
 def throttle_key(login: str) -> str:
     """The login an attempt counts against: as the store compares logins."""
-    return login.strip().lower()
+    return login_key(login)
 
 
 class AuthStore(AccountStore, LoginAttempts, Protocol):

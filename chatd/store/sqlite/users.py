@@ -15,8 +15,9 @@ from typing import Any
 import aiosqlite
 import msgpack
 
+from chatd.core.accounts import login_key, normalize_login
 from chatd.core.audit import AdminAction
-from chatd.core.errors import ConflictError, LoginTakenError, UserNotFound, ValidationError
+from chatd.core.errors import ConflictError, LoginTakenError, UserNotFound
 from chatd.core.records import NewUser, User, UserProfile
 from chatd.crypto.envelope import KeyScope, WrappedKey
 from chatd.i18n import N_
@@ -29,18 +30,6 @@ USER_COLUMNS = (
     "id, login, password_hash, profile, disabled, terms_version, created_at,"
     " must_change_password, language"
 )
-
-
-def normalize_login(raw: str) -> str:
-    login = raw.strip().lower()
-    if not 2 <= len(login) <= 64 or not all(ch.isalnum() or ch in "._-@" for ch in login):
-        raise ValidationError(
-            N_("A login is {min} to {max} letters, digits or . _ - @ characters."),
-            field="login",
-            min=2,
-            max=64,
-        )
-    return login
 
 
 async def ensure_directory_key_txn(conn: aiosqlite.Connection, keys: DataKeys, now: int) -> int:
@@ -159,7 +148,7 @@ class SqliteUsers:
             rows = list(
                 await conn.execute_fetchall(
                     f"SELECT {USER_COLUMNS} FROM users WHERE login = ?",
-                    (login.strip().lower(),),
+                    (login_key(login),),
                 )
             )
         return self._user(rows[0]) if rows else None
