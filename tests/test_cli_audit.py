@@ -156,8 +156,11 @@ def test_a_refused_action_leaves_no_record(data_dir: Path) -> None:
     assert "No administrator action recorded." in ok(data_dir, "audit")
 
 
+AUDIT_TRIGGERS = ("admin_audit_no_update", "admin_audit_no_delete", "admin_audit_append_at_end")
+
+
 def drop_audit_triggers(conn: sqlite3.Connection) -> None:
-    for trigger in ("admin_audit_no_update", "admin_audit_no_delete", "admin_audit_append_at_end"):
+    for trigger in AUDIT_TRIGGERS:
         conn.execute(f"DROP TRIGGER {trigger}")
 
 
@@ -258,8 +261,12 @@ def test_chatd_verify_reports_a_broken_audit_chain(
     assert result.returncode == 1, result
     assert f"BROKEN admin audit log, record {record}: {reason}" in result.stderr
     report = json.loads(result.stdout)
-    found = [(p["audit_record"], p["reason"]) for p in report["problems"]]
+    found = [(p["audit_record"], p["reason"]) for p in report["problems"] if "audit_record" in p]
     assert len(found) == 1 and found[0][0] == record and found[0][1].startswith(reason)
+    # Dropping the triggers to get there is itself seen: the schema is not the migrations'.
+    schema = {p["reason"] for p in report["problems"] if "audit_record" not in p}
+    assert {f"schema: the trigger {name} is missing" for name in AUDIT_TRIGGERS} <= schema
+    assert all(r.startswith("schema: the trigger ") and r.endswith(" is missing") for r in schema)
     french = run_chatd(data_dir, "verify", env={"LANG": "fr_FR.UTF-8"})
     assert french.returncode == 1
     assert f"journal d'audit des administrateurs, enregistrement {record}\u00a0:" in french.stderr

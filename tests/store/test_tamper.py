@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,9 +41,25 @@ async def build(data_dir: Path, ring: KeyRing) -> Path:
     return db
 
 
-def raw(db: Path) -> sqlite3.Connection:
+TRIGGERS = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+
+
+@contextmanager
+def tampering(db: Path) -> Iterator[sqlite3.Connection]:
+    """A raw connection for the attacker, who then puts back every trigger they dropped to
+    get their edits in: verify's schema check would name a missing one
+    (:func:`test_a_dropped_or_edited_trigger_is_reported`), so a careful attacker restores
+    the schema and only the rows can tell."""
     conn = sqlite3.connect(db, isolation_level=None)
-    return conn
+    try:
+        before = dict(conn.execute(TRIGGERS).fetchall())
+        yield conn
+        now = dict(conn.execute(TRIGGERS).fetchall())
+        for name, sql in before.items():
+            if name not in now:
+                conn.execute(sql)
+    finally:
+        conn.close()
 
 
 def drop_event_triggers(conn: sqlite3.Connection) -> None:
@@ -207,7 +223,7 @@ async def test_verify_names_the_first_broken_seq(
     reason: str,
 ) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         drop_event_triggers(conn)
         for trigger in (
             "data_keys_no_resurrection",
@@ -237,7 +253,7 @@ async def test_verify_names_the_first_broken_seq(
 
 async def test_a_forged_sender_is_detected(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         drop_event_triggers(conn)
         conn.execute("UPDATE events SET sender = 2 WHERE conv_id = ? AND seq = 3", (FIRST,))
     async with SqliteStore(db, ring) as store:
@@ -251,7 +267,7 @@ async def test_a_forged_sender_is_detected(tmp_path: Path, ring: KeyRing) -> Non
 
 async def test_a_forged_timestamp_is_detected(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         drop_event_triggers(conn)
         conn.execute("UPDATE events SET ts = ts - 86400000 WHERE conv_id = ? AND seq = 3", (FIRST,))
     async with SqliteStore(db, ring) as store:
@@ -261,7 +277,7 @@ async def test_a_forged_timestamp_is_detected(tmp_path: Path, ring: KeyRing) -> 
 
 async def test_a_tampered_profile_is_detected(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         (blob,) = conn.execute("SELECT profile FROM users WHERE id = 2").fetchone()
         conn.execute("UPDATE users SET profile = ? WHERE id = 2", (bytes(blob[:-1]) + b"?",))
     result = run_chatd(tmp_path, "user", "list")
@@ -274,7 +290,7 @@ async def test_a_tampered_profile_is_detected(tmp_path: Path, ring: KeyRing) -> 
 
 async def test_untampered_database_verifies(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         drop_event_triggers(conn)  # dropping triggers alone changes no data
     async with SqliteStore(db, ring) as store:
         report = await store.verify()
@@ -295,7 +311,7 @@ async def test_untampered_database_verifies(tmp_path: Path, ring: KeyRing) -> No
 
 async def test_verify_can_check_one_conversation(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         drop_event_triggers(conn)
         delete_middle(conn)
     async with SqliteStore(db, ring) as store:
@@ -317,7 +333,7 @@ def refused(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ())
 
 async def test_events_are_append_only(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         before = conn.execute("SELECT * FROM events ORDER BY conv_id, seq").fetchall()
         refused(conn, "UPDATE events SET ciphertext = x'00' WHERE conv_id = 1 AND seq = 2")
         refused(conn, "UPDATE events SET kind = 'renamed' WHERE conv_id = 1")
@@ -328,13 +344,13 @@ async def test_events_are_append_only(tmp_path: Path, ring: KeyRing) -> None:
 
 async def test_destroyed_data_keys_stay_destroyed(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         live = conn.execute(
             "SELECT kek_id, wrapped FROM data_keys WHERE scope = 'conv' AND scope_id = 1"
         ).fetchone()
     async with SqliteStore(db, ring) as store:
         await store.shred_conversation(SECOND)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         refused(
             conn,
             "UPDATE data_keys SET kek_id = ?, wrapped = ?, destroyed_at = NULL"
@@ -353,7 +369,7 @@ async def test_destroyed_data_keys_stay_destroyed(tmp_path: Path, ring: KeyRing)
 
 async def test_memberships_cannot_be_deleted_or_reopened(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
-    with closing(raw(db)) as conn:
+    with tampering(db) as conn:
         before = conn.execute("SELECT * FROM memberships ORDER BY 1, 2, 3").fetchall()
         assert (SECOND, 3, 1, 5) in before  # carol left the second conversation at seq 4
         refused(conn, "DELETE FROM memberships WHERE conv_id = 2 AND user_id = 3")
@@ -364,3 +380,36 @@ async def test_memberships_cannot_be_deleted_or_reopened(tmp_path: Path, ring: K
         refused(conn, "UPDATE memberships SET user_id = 3 WHERE conv_id = 1 AND user_id = 2")
         refused(conn, "UPDATE idempotency_keys SET first_seq = 99")
         assert conn.execute("SELECT * FROM memberships ORDER BY 1, 2, 3").fetchall() == before
+
+
+@pytest.mark.parametrize("edit", ["drop", "edit"])
+async def test_a_dropped_or_edited_trigger_is_reported(
+    tmp_path: Path, ring: KeyRing, edit: str
+) -> None:
+    """Dropping an append-only trigger changes no row, yet disarms the log's defence: the
+    schema is compared with what the migrations create."""
+    db = await build(tmp_path, ring)
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_append_only_delete'"
+        ).fetchone()
+        conn.execute("DROP TRIGGER events_append_only_delete")
+        if edit == "edit":  # a trigger that no longer refuses anything
+            conn.execute(sql.replace("BEGIN", "WHEN 0 BEGIN", 1))
+    finally:
+        conn.close()
+    async with SqliteStore(db, ring) as store:
+        report = await store.verify()
+    how = "is missing" if edit == "drop" else "differs from what the migrations create"
+    assert [p.reason for p in report.problems] == [
+        f"schema: the trigger events_append_only_delete {how}"
+    ]
+    result = run_chatd(tmp_path, "verify", "--json")
+    assert result.returncode == 1, result
+    assert [p["reason"] for p in json.loads(result.stdout)["problems"]] == [
+        f"schema: the trigger events_append_only_delete {how}"
+    ]
+    french = run_chatd(tmp_path, "verify", env={"LANG": "fr_FR.UTF-8"})
+    assert french.returncode == 1
+    assert "schéma" in french.stderr and "events_append_only_delete" in french.stderr

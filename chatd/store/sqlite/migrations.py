@@ -2,7 +2,8 @@
 
 Each migration runs in its own named transaction together with the row that records it in
 ``schema_migrations``; a database whose recorded version is newer than this code knows is
-refused rather than used.  Never edit a published migration: add the next number.
+refused rather than used.  Never edit a published migration: add the next number
+(``chatd verify`` compares the schema with what these migrations create, :mod:`.schema_check`).
 
 Design notes that live in the schema:
 

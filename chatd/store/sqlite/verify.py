@@ -55,6 +55,7 @@ from chatd.store.data_keys import (
 )
 from chatd.store.sqlite.audit import verify_audit_chain_txn
 from chatd.store.sqlite.damage import said
+from chatd.store.sqlite.schema_check import check_schema_txn
 
 CHUNK = 2000
 AUDIT_PAGE = 200
@@ -78,9 +79,16 @@ def _problem(
 async def verify_txn(
     conn: aiosqlite.Connection, keys: DataKeys, conv_ids: Sequence[int] | None
 ) -> VerifyReport:
-    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with every profile,
-    every attachment row and the admin audit log's chain)."""
+    """The row audit in one snapshot: chains (of ``conv_ids``, else all, with SQLite's own
+    integrity check, the schema against the migrations', every profile, every attachment
+    row and the admin audit log's chain)."""
     damage = await integrity_check_txn(conn) if conv_ids is None else []
+    if conv_ids is None:
+        try:
+            # A dropped or edited trigger disarms the defences without touching a row.
+            damage += await check_schema_txn(conn)
+        except UNREADABLE as exc:
+            damage.append(unreadable(exc))
     try:
         report = await verify_chains_txn(conn, keys, conv_ids)
     except UNREADABLE as exc:  # not even the list of conversations reads
