@@ -255,27 +255,30 @@ class Admin:
         await self.store.close()
 
 
-async def _admin(server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
+async def admin_on(server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
+    """An :class:`Admin` of ``server``, closed afterwards: the body of every admin fixture."""
     store = server.store()
     await store.open()
     admin = Admin(server, store, password_hash)
-    yield admin
-    await admin.close()
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
 async def admin(server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for a in _admin(server, password_hash):
+    async for a in admin_on(server, password_hash):
         yield a
 
 
 @pytest.fixture
 async def strict_admin(strict_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for a in _admin(strict_server, password_hash):
+    async for a in admin_on(strict_server, password_hash):
         yield a
 
 
 @pytest.fixture
 async def tiny_admin(tiny_queue_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for a in _admin(tiny_queue_server, password_hash):
+    async for a in admin_on(tiny_queue_server, password_hash):
         yield a

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.gateway.client import WsClient, cmid
-from tests.gateway.conftest import PASSWORD, _admin, start_server, stop_server
+from tests.gateway.conftest import PASSWORD, admin_on, start_server, stop_server
 
 WINDOW = 6  # bytes of a secret that must not appear together, as text or as hex
 
@@ -35,7 +35,7 @@ async def test_a_debug_log_holds_no_secret_of_a_session(tmp_path: Path, password
     new_name = f"Renommee Secret {tag}"
     server = start_server(tmp_path, {"CHATD_DEBUG": "true"})
     try:
-        async for admin in _admin(server, password_hash):
+        async for admin in admin_on(server, password_hash):
             account, colleague = await admin.users(2)
             async with httpx.AsyncClient(base_url=server.base_url) as http:
                 typo = await http.post(

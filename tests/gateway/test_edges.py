@@ -23,7 +23,7 @@ from tests.gateway.conftest import (
     PASSWORD,
     Admin,
     ServerProcess,
-    _admin,
+    admin_on,
     start_server,
     stop_server,
 )
@@ -63,13 +63,13 @@ def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 @pytest.fixture
 async def edge_admin(edge_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for a in _admin(edge_server, password_hash):
+    async for a in admin_on(edge_server, password_hash):
         yield a
 
 
 @pytest.fixture
 async def capped_admin(capped_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for a in _admin(capped_server, password_hash):
+    async for a in admin_on(capped_server, password_hash):
         yield a
 
 

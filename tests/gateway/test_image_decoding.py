@@ -30,6 +30,7 @@ from tests.gateway.conftest import (
     Account,
     Admin,
     ServerProcess,
+    admin_on,
     start_server,
     stop_server,
 )
@@ -71,25 +72,15 @@ def attack_png() -> bytes:
     return data
 
 
-async def _admin(server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    store = server.store()
-    await store.open()
-    admin = Admin(server, store, password_hash)
-    try:
-        yield admin
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 async def image_admin(image_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for admin in _admin(image_server, password_hash):
+    async for admin in admin_on(image_server, password_hash):
         yield admin
 
 
 @pytest.fixture
 async def quota_admin(quota_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for admin in _admin(quota_server, password_hash):
+    async for admin in admin_on(quota_server, password_hash):
         yield admin
 
 
@@ -219,7 +210,7 @@ async def test_sigterm_during_a_decode_stops_promptly_and_leaves_no_process(
 ) -> None:
     server = start_server(tmp_path, LENIENT)
     try:
-        async for admin in _admin(server, password_hash):
+        async for admin in admin_on(server, password_hash):
             (alice,) = await admin.users(1)
             async with httpx.AsyncClient(base_url=server.base_url, timeout=BOUND) as http:
                 uploading = asyncio.create_task(upload(http, alice, attack_png))

@@ -21,7 +21,7 @@ from tests.gateway.conftest import (
     Account,
     Admin,
     ServerProcess,
-    _admin,
+    admin_on,
     start_server,
     stop_server,
 )
@@ -45,7 +45,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
 
 @pytest.fixture
 async def proxied_admin(proxied: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for admin in _admin(proxied, password_hash):
+    async for admin in admin_on(proxied, password_hash):
         yield admin
 
 
@@ -154,7 +154,7 @@ async def test_the_global_budget_stops_spraying_from_many_addresses(tmp_path: Pa
 async def test_the_throttle_survives_a_restart(tmp_path: Path, password_hash: str) -> None:
     server = start_server(tmp_path, {})
     try:
-        async for admin in _admin(server, password_hash):
+        async for admin in admin_on(server, password_hash):
             account = await admin.user()
         async with client(server) as http:
             wrong = [await attempt(http, account.login, "wrong") for _ in range(5)]

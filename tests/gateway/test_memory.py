@@ -29,6 +29,7 @@ from tests.gateway.conftest import (
     Account,
     Admin,
     ServerProcess,
+    admin_on,
     start_server,
     stop_server,
 )
@@ -69,29 +70,21 @@ stall_server = _memory_server({"CHATD_WS_STALL_SECONDS": "2"})
 crowded_server = _memory_server({"CHATD_WS_MEMORY_BYTES": str(QUEUE_BYTES)})
 
 
-async def _admin(server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    store = server.store()
-    await store.open()
-    admin = Admin(server, store, password_hash)
-    yield admin
-    await admin.close()
-
-
 @pytest.fixture
 async def patient(patient_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for admin in _admin(patient_server, password_hash):
+    async for admin in admin_on(patient_server, password_hash):
         yield admin
 
 
 @pytest.fixture
 async def staller(stall_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for admin in _admin(stall_server, password_hash):
+    async for admin in admin_on(stall_server, password_hash):
         yield admin
 
 
 @pytest.fixture
 async def crowded(crowded_server: ServerProcess, password_hash: str) -> AsyncIterator[Admin]:
-    async for admin in _admin(crowded_server, password_hash):
+    async for admin in admin_on(crowded_server, password_hash):
         yield admin
 
 
