@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -60,6 +62,12 @@ class KeyRing:
 
     def key(self, kid: str) -> bytes | None:
         return self.keys.get(kid)
+
+    def derived(self, kid: str, label: bytes) -> bytes:
+        """A key for one purpose (``label``) derived from KEK ``kid``: the integrity keys
+        (checkpoints, row MACs) come from the key file itself, so they are never in the
+        database, not even wrapped.  KeyError if ``kid`` is not loaded."""
+        return hmac.new(self.keys[kid], b"chatd-kek-derive\x00" + label, hashlib.sha256).digest()
 
     def with_new_active(self) -> KeyRing:
         """A ring with a fresh active KEK; the previous keys stay loaded for unwrapping."""

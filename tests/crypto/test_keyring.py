@@ -143,3 +143,12 @@ def test_rotation_and_retirement_rules(ring: KeyRing) -> None:
     assert set(retired.keys) == {rotated.active_id}
     assert retired.active_key == rotated.active_key
     assert ring.active_id in rotated.keys  # rings are values: the source is unchanged
+
+
+def test_derived_keys_differ_by_label_and_by_kek() -> None:
+    ring = KeyRing.generate().with_new_active()
+    old, new = sorted(ring.keys, key=lambda kid: kid != ring.active_id)[::-1]
+    keys = {ring.derived(kid, label) for kid in (old, new) for label in (b"a", b"b")}
+    assert len(keys) == 4 and all(len(k) == 32 for k in keys)
+    assert ring.derived(new, b"a") == ring.derived(new, b"a")
+    assert not any(k in keys for k in ring.keys.values())  # never the KEK itself
