@@ -34,6 +34,8 @@ def open_store(settings: Settings, ring: KeyRing | None = None) -> Store:
         visible_window=settings.store.visible_window,
         synchronous=settings.store.sqlite_synchronous,
         max_batch=settings.store.max_batch,
+        checkpoint_log=settings.store.checkpoint_log_path,
+        checkpoint_seconds=settings.store.checkpoint_seconds,
     )
 
 

@@ -266,7 +266,12 @@ def test_chatd_verify_reports_a_broken_audit_chain(
     # Dropping the triggers to get there is itself seen: the schema is not the migrations'.
     schema = {p["reason"] for p in report["problems"] if "audit_record" not in p}
     assert {f"schema: the trigger {name} is missing" for name in AUDIT_TRIGGERS} <= schema
-    assert all(r.startswith("schema: the trigger ") and r.endswith(" is missing") for r in schema)
+    # A log cut or rewritten at its end also departs from its last checkpoint (issue 13).
+    behind = {r for r in schema if r.startswith("the admin audit log ")}
+    assert bool(behind) == (tamper in (relink, recompute_the_chain)), behind
+    assert all(
+        r.startswith("schema: the trigger ") and r.endswith(" is missing") for r in schema - behind
+    )
     french = run_chatd(data_dir, "verify", env={"LANG": "fr_FR.UTF-8"})
     assert french.returncode == 1
     assert f"journal d'audit des administrateurs, enregistrement {record}\u00a0:" in french.stderr

@@ -71,6 +71,9 @@ VARIABLES_ADDED = (
     "CHATD_LOGIN_ADDRESS_LIMIT",
     "CHATD_LOGIN_GLOBAL_LIMIT",
     "CHATD_LOGIN_WINDOW_SECONDS",
+    # issue 13: signed checkpoints
+    "CHATD_CHECKPOINT_LOG",
+    "CHATD_CHECKPOINT_SECONDS",
 )
 EVERY_VARIABLE_NAME = VARIABLES_BEFORE_SECTIONS + VARIABLES_ADDED
 
@@ -145,6 +148,8 @@ def test_unknown_chatd_variable_is_refused() -> None:
         ("CHATD_DEBUG", "maybe"),
         ("CHATD_DATA_DIR", "  "),
         ("CHATD_MAX_BATCH", ""),
+        ("CHATD_CHECKPOINT_SECONDS", "0"),
+        ("CHATD_CHECKPOINT_LOG", " "),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, raw: str) -> None:
@@ -233,6 +238,8 @@ EVERY_VARIABLE = [
     ("CHATD_RETENTION_YEARS", "20", ("store", "retention_years", 20)),
     ("CHATD_SQLITE_SYNCHRONOUS", "extra", ("store", "sqlite_synchronous", "EXTRA")),
     ("CHATD_MAX_BATCH", "64", ("store", "max_batch", 64)),
+    ("CHATD_CHECKPOINT_LOG", "/mnt/worm/c", ("store", "checkpoint_log", Path("/mnt/worm/c"))),
+    ("CHATD_CHECKPOINT_SECONDS", "30", ("store", "checkpoint_seconds", 30)),
     ("CHATD_MAX_ATTACHMENT_BYTES", "2048", ("attachments", "max_bytes", 2048)),
     ("CHATD_MAX_IMAGE_PIXELS", "2000000", ("attachments", "max_image_pixels", 2_000_000)),
     ("CHATD_ATTACHMENT_TTL_SECONDS", "120", ("attachments", "ttl_seconds", 120)),

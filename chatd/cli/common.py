@@ -14,6 +14,7 @@ from chatd.admin_voice import ADMIN
 from chatd.core.errors import ChatdError
 
 EXIT_PROBLEM, EXIT_USAGE, EXIT_KEYS, EXIT_DATABASE, EXIT_BUSY, EXIT_DAMAGED = 1, 2, 3, 4, 5, 6
+EXIT_REWOUND = 7  # the database does not extend its last checkpoint: chatd serve refuses
 
 _ = ADMIN
 ngettext = ADMIN.ngettext

@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import uvloop
 
 from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.cli.audit_command import cmd_audit, moment
+from chatd.cli.checkpoint_commands import (
+    cmd_checkpoints_declare_rewind,
+    cmd_checkpoints_export,
+    cmd_checkpoints_show,
+)
 from chatd.cli.common import (
     EXIT_BUSY,
     EXIT_DAMAGED,
     EXIT_DATABASE,
     EXIT_KEYS,
+    EXIT_REWOUND,
     EXIT_USAGE,
     _,
     say_error,
@@ -43,6 +50,7 @@ from chatd.core.errors import (
     ChatdError,
     ConfigError,
     DatabaseDamaged,
+    HistoryRewound,
     KeyFileError,
     ValidationError,
 )
@@ -75,12 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("init", cmd_init, _("Create the key file and the database (safe to repeat)."))
     serve = add("serve", cmd_serve, _("Run the server (HTTP + WebSocket) until SIGINT/SIGTERM."))
     serve.set_defaults(uvloop=True)
-    json_flag(
-        add(
-            "verify",
-            cmd_verify,
-            _("Check every hash chain and seal; exit 1 naming what is broken."),
-        )
+    verify = add(
+        "verify",
+        cmd_verify,
+        _("Check every hash chain and seal; exit 1 naming what is broken."),
+    )
+    json_flag(verify)
+    verify.add_argument(
+        "--checkpoints",
+        metavar=_("FILE"),
+        type=Path,
+        help=_("Check against this copy of the checkpoint log (e.g. one kept off this host)."),
     )
     add("settings", cmd_settings, _("List every CHATD_* setting with its default."))
     audit = add(
@@ -131,6 +144,42 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--apply", action="store_true", help=_("Destroy their data keys."))
     json_flag(run)
     run.set_defaults(func=cmd_retention_run)
+
+    checkpoints = sub.add_parser(
+        "checkpoints", help=_("The signed checkpoint log, kept outside the database.")
+    ).add_subparsers(dest="checkpoints_command", required=True, metavar=_("ACTION"))
+    show = checkpoints.add_parser(
+        "show",
+        help=_("Say the last checkpoint and whether the database extends it (exit 1 if not)."),
+    )
+    json_flag(show)
+    show.set_defaults(func=cmd_checkpoints_show)
+    export = checkpoints.add_parser(
+        "export",
+        help=_("Copy the log's records as they are, to keep a copy off this host."),
+    )
+    export.add_argument(
+        "--since",
+        type=int,
+        default=1,
+        metavar="N",
+        help=_("Only records N and later (default: all)."),
+    )
+    export.add_argument(
+        "--output",
+        metavar=_("FILE"),
+        help=_("Append to FILE instead of writing to the standard output."),
+    )
+    export.set_defaults(func=cmd_checkpoints_export)
+    rewind = checkpoints.add_parser(
+        "declare-rewind",
+        help=_(
+            "Declare that an older database was restored on purpose: a new store epoch, and"
+            " checks start again from the database as it is (refused while a server runs)."
+        ),
+    )
+    json_flag(rewind)
+    rewind.set_defaults(func=cmd_checkpoints_declare_rewind)
 
     store = sub.add_parser("store", help=_("The database's identity.")).add_subparsers(
         dest="store_command", required=True, metavar=_("ACTION")
@@ -232,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseDamaged as exc:
         say_error(exc)
         return EXIT_DAMAGED
+    except HistoryRewound as exc:
+        say_error(exc)
+        return EXIT_REWOUND
     except ChatdError as exc:
         say_error(exc)
         return EXIT_DATABASE

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from chatd.admin_voice import ADMIN
+from chatd.cli.checkpoint_commands import refuse_a_rewound_history
 from chatd.cli.common import (
     EXIT_DAMAGED,
     EXIT_KEYS,
@@ -57,6 +58,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         print(_(KEY_FILE_CREATED, path=str(path)))
     with ServerLock(settings.store.database_path, N_("start another server")):
         async with running(settings) as process:
+            await refuse_a_rewound_history(process.store)
             await serve(settings, build_gateway(process))
     return 0
 
@@ -65,7 +67,7 @@ async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with open_store(settings) as store:
             # The store's row audit, then the attachment service's file audit.
-            report = await attachment_files(settings, store).verify()
+            report = await attachment_files(settings, store).verify(checkpoint_log=args.checkpoints)
     except DatabaseDamaged as exc:
         # A database that does not even open is still reported as verify reports (the JSON
         # stays one object), with the exit code of a damaged database.

@@ -91,10 +91,30 @@ class StoreSettings(Section):
         parse_int(1, 100_000),
         N_("Most writes committed together in one group commit."),
     )
+    checkpoint_log: Path | None = setting(
+        "CHATD_CHECKPOINT_LOG",
+        None,
+        parse_path,
+        N_(
+            "Signed checkpoint log, kept outside the database; put it on another disk or ship"
+            " it off the host (default: the database file name plus .checkpoints)."
+        ),
+    )
+    checkpoint_seconds: int = setting(
+        "CHATD_CHECKPOINT_SECONDS",
+        5,
+        parse_int(1, 3600),
+        N_("Seconds between two checkpoints while the history grows."),
+    )
 
     @property
     def database_path(self) -> Path:
         return self.database or self.data_dir / "chatd.sqlite3"
+
+    @property
+    def checkpoint_log_path(self) -> Path:
+        database = self.database_path
+        return self.checkpoint_log or database.with_name(database.name + ".checkpoints")
 
     @property
     def key_file_path(self) -> Path:

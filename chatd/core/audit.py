@@ -40,6 +40,7 @@ class ActionKind(StrEnum):
     KEY_ROTATED = "key_rotated"
     KEY_RETIRED = "key_retired"
     EPOCH_DECLARED = "epoch_declared"
+    REWIND_DECLARED = "rewind_declared"
     CONVERSATION_SHREDDED = "conversation_shredded"
 
 
@@ -77,6 +78,14 @@ ACTIONS: Mapping[ActionKind, ActionRule] = MappingProxyType(
         ActionKind.KEY_RETIRED: ActionRule(TargetKind.KEY, (), N_("master key {target} retired")),
         ActionKind.EPOCH_DECLARED: ActionRule(
             TargetKind.EPOCH, (), N_("new store epoch {target} declared")
+        ),
+        ActionKind.REWIND_DECLARED: ActionRule(
+            TargetKind.EPOCH,
+            ("departures",),
+            N_(
+                "restore of an older database declared, new store epoch {target} (chains behind"
+                " the last checkpoint: {departures})"
+            ),
         ),
         ActionKind.CONVERSATION_SHREDDED: ActionRule(
             TargetKind.CONVERSATION,

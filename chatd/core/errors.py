@@ -98,6 +98,14 @@ class DatabaseDamaged(IntegrityError):
     default_message = N_("The database is damaged.")
 
 
+class HistoryRewound(IntegrityError):
+    """The database does not extend the last signed checkpoint (a chain vanished, is shorter
+    or forked), or the checkpoint log cannot be trusted: ``chatd serve`` refuses to start."""
+
+    code = "history_rewound"
+    default_message = N_("The database does not extend its last checkpoint.")
+
+
 class DatabaseUnavailable(ChatdError):
     """The database cannot be used for a reason other than damage (it cannot be opened, a
     read-only file, a full disk, an I/O error)."""

@@ -247,10 +247,13 @@ class AttachmentService:
 
     # ------------------------------------------------------------------ audit
 
-    async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
+    async def verify(
+        self, conv_ids: Sequence[int] | None = None, *, checkpoint_log: Path | None = None
+    ) -> VerifyReport:
         """The store's row audit and, without ``conv_ids``, this service's file audit, as one
-        report: attachment problems in attachment order, whichever audit found them."""
-        report = await self.store.verify(conv_ids)
+        report: attachment problems in attachment order, whichever audit found them
+        (``checkpoint_log``: see :meth:`chatd.store.contract.KeyStore.verify`)."""
+        report = await self.store.verify(conv_ids, checkpoint_log=checkpoint_log)
         if conv_ids is not None:
             return report
         files = await self.audit_files()

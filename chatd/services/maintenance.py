@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from chatd.core.audit import ActionKind, Actor, AdminAction, AuditEntry, AuditQuery
+from chatd.core.checkpoints import Checkpoint
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
 
@@ -57,6 +58,12 @@ class Maintenance:
 
     async def declare_new_epoch(self, *, by: Actor) -> str:
         return await self._store.declare_new_epoch(audit=AdminAction(by, ActionKind.EPOCH_DECLARED))
+
+    async def declare_rewind(self, departures: int, *, by: Actor) -> Checkpoint:
+        """The operator restored an older database on purpose: a new epoch, and a checkpoint
+        of the database as it is, from which later checks start."""
+        action = AdminAction(by, ActionKind.REWIND_DECLARED).with_counts(departures=departures)
+        return await self._store.declare_rewind(audit=action)
 
     async def audit_trail(self, query: AuditQuery) -> AsyncIterator[AuditEntry]:
         """Every record ``query`` selects, oldest first, page after page."""

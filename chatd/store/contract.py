@@ -30,10 +30,13 @@ Guarantees every backend gives, whatever the concern:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
 from chatd.core.audit import AdminAction, AuditEntry, AuditQuery
+from chatd.core.checkpoint_audit import CheckpointState, Departure
+from chatd.core.checkpoints import Checkpoint
 from chatd.core.conversations import Operation
 from chatd.core.events import Event
 from chatd.core.login_throttle import Admission, ThrottleLimits
@@ -421,14 +424,47 @@ class KeyStore(Protocol):
         ``attachments`` count, only if the conversation was not shredded already."""
         ...
 
-    async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
+    async def verify(
+        self, conv_ids: Sequence[int] | None = None, *, checkpoint_log: Path | None = None
+    ) -> VerifyReport:
         """The row audit: walk every hash chain and open every seal (of live keys); report,
         per broken conversation, the first broken seq.
 
         Without ``conv_ids``, also every user profile, every attachment row (its
         reference, its key, its sealed name and thumbnail; ``attachments`` counts the rows
-        that pass) and the admin audit log's chain (``admin_actions`` counts its records).
+        that pass), the admin audit log's chain (``admin_actions`` counts its records), and
+        the checkpoint log (``checkpoint_log``: another copy of it, e.g. one exported off the
+        host, instead of the store's own): every record, and that the database extends the
+        last one (no chain vanished, none shorter, none forked).
         The files are audited by the attachment service."""
+        ...
+
+
+class CheckpointStore(Protocol):
+    """Signed checkpoints of every chain's head, in a log outside the database
+    (:mod:`chatd.store.checkpointer`).  The store takes one every few seconds under writes
+    and on every clean stop."""
+
+    @property
+    def checkpoint_log_path(self) -> Path: ...
+
+    def checkpoint_state(self) -> CheckpointState:
+        """The last checkpoint read or taken, and why the log cannot be used, if it cannot
+        (missing for a database with history, unreadable, a broken link, a wrong MAC)."""
+        ...
+
+    async def checkpoint_departures(self) -> list[Departure]:
+        """Where the database does not extend the last checkpoint: ``chatd serve`` refuses
+        to start on a database that departs from it."""
+        ...
+
+    async def take_checkpoint(self, *, force: bool = False) -> Checkpoint | None:
+        """Take a checkpoint now if a head moved (``force``: even if none did)."""
+        ...
+
+    async def declare_rewind(self, *, audit: AdminAction | None = None) -> Checkpoint:
+        """The operator restored an older database: declare a new epoch (with ``audit``)
+        and append a base of the database as it is, from which later checks start."""
         ...
 
 
@@ -531,6 +567,7 @@ class Store(
     KeyStore,
     AttachmentRows,
     AdminAuditStore,
+    CheckpointStore,
     Protocol,
 ):
     """The whole store.  Use as ``async with store:`` or call :meth:`open` / :meth:`close`.

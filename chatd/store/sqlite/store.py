@@ -18,6 +18,8 @@ from pathlib import Path
 import aiosqlite
 
 from chatd.core.audit import AdminAction, AuditEntry, AuditQuery
+from chatd.core.checkpoint_audit import CheckpointState, Departure
+from chatd.core.checkpoints import Checkpoint
 from chatd.core.clock import wall_clock_ms
 from chatd.core.conversations import Operation
 from chatd.core.errors import DatabaseDamaged, StoreClosedError
@@ -42,9 +44,13 @@ from chatd.core.records import (
     VerifyReport,
 )
 from chatd.crypto.keyring import KeyRing
+from chatd.store.checkpoint_log import CheckpointLog
+from chatd.store.checkpointer import Checkpointer
 from chatd.store.contract import Store
 from chatd.store.sqlite.attachments import SqliteAttachments
 from chatd.store.sqlite.audit import SqliteAdminAudit, append_admin_action_txn
+from chatd.store.sqlite.chain_reads import SqliteChainReads
+from chatd.store.sqlite.checkpoint_verify import extends_checkpoint_txn, read_checkpoint_log
 from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
 from chatd.store.sqlite.inbox import SqliteInbox
@@ -68,6 +74,8 @@ class SqliteStore(Store):
         max_batch: int = 512,
         readers: int = 2,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        checkpoint_log: Path | None = None,
+        checkpoint_seconds: float = 5.0,
     ) -> None:
         self.path = path
         self.window_size = visible_window
@@ -90,6 +98,16 @@ class SqliteStore(Store):
         self._attachments = SqliteAttachments(ctx)
         self._audit = SqliteAdminAudit(ctx)
         self._epoch: str | None = None
+        self._opened = False
+        self._chain_reads = SqliteChainReads(ctx)
+        self._checkpoints = Checkpointer(
+            CheckpointLog(checkpoint_log or path.with_name(path.name + ".checkpoints")),
+            ring,
+            self._chain_reads,
+            epoch=lambda: self.epoch,
+            clock_ms=clock_ms,
+            interval=checkpoint_seconds,
+        )
 
     @property
     def group_commits(self) -> int:
@@ -106,12 +124,22 @@ class SqliteStore(Store):
             self._attempts.open(self._users.directory_version)
             async with self._ctx.read("read_epoch") as conn:
                 self._epoch = await read_epoch_txn(conn)
+            await self._checkpoints.open(has_history=self._chain_reads.has_history)
         except BaseException:
             await self._ctx.close()
             raise
+        self._ctx.writer.on_commit = self._checkpoints.note
+        self._checkpoints.start()
+        self._opened = True
 
     async def close(self) -> None:
-        await self._ctx.close()
+        opened, self._opened = self._opened, False
+        try:
+            if opened:
+                await self._ctx.writer.stop()  # every commit noted before the last checkpoint
+                await self._checkpoints.close()
+        finally:
+            await self._ctx.close()
 
     @property
     def epoch(self) -> str:
@@ -129,7 +157,35 @@ class SqliteStore(Store):
 
         await self._ctx.write("declare_new_epoch", run, keeps_conversation_cache=True)
         self._epoch = epoch
+        await self._checkpoints.take()  # the log names the new epoch at once
         return epoch
+
+    # ----------------------------------------------------------------- checkpoints
+
+    @property
+    def checkpoint_log_path(self) -> Path:
+        return self._checkpoints.log.path
+
+    def checkpoint_state(self) -> CheckpointState:
+        return self._checkpoints.state
+
+    async def checkpoint_departures(self) -> list[Departure]:
+        return await self._checkpoints.departures()
+
+    async def take_checkpoint(self, *, force: bool = False) -> Checkpoint | None:
+        return await self._checkpoints.take(force=force)
+
+    async def declare_rewind(self, *, audit: AdminAction | None = None) -> Checkpoint:
+        epoch, now = new_epoch(), self._ctx.clock_ms()
+
+        async def run(conn: aiosqlite.Connection) -> None:
+            await write_epoch_txn(conn, epoch, now)
+            if audit is not None:
+                await append_admin_action_txn(conn, self._ctx.keys, audit.with_target(epoch), now)
+
+        await self._ctx.write("declare_rewind", run, keeps_conversation_cache=True)
+        self._epoch = epoch
+        return await self._checkpoints.declare_rewind()
 
     # ----------------------------------------------------------------- log
 
@@ -289,7 +345,12 @@ class SqliteStore(Store):
     # ----------------------------------------------------------------- keys, retention, audit
 
     async def rewrap_data_keys(self, ring: KeyRing, *, audit: AdminAction | None = None) -> int:
-        return await self._keys.rewrap_data_keys(ring, audit=audit)
+        count = await self._keys.rewrap_data_keys(ring, audit=audit)
+        self._checkpoints.use_ring(ring)
+        # Signed under the new KEK at once, so that retiring the old one leaves the last
+        # checkpoint checkable.
+        await self._checkpoints.take(force=True)
+        return count
 
     async def kek_ids_in_use(self) -> set[str]:
         return await self._keys.kek_ids_in_use()
@@ -302,11 +363,24 @@ class SqliteStore(Store):
     ) -> list[int]:
         return await self._keys.shred_conversation(conv_id, audit=audit)
 
-    async def verify(self, conv_ids: Sequence[int] | None = None) -> VerifyReport:
+    async def verify(
+        self, conv_ids: Sequence[int] | None = None, *, checkpoint_log: Path | None = None
+    ) -> VerifyReport:
         report: VerifyReport | None = None
+        # The log first, the database's snapshot after: the log only holds committed heads,
+        # so a snapshot taken later holds every one of them.
+        anchor = None
+        if conv_ids is None:
+            anchor = await read_checkpoint_log(
+                CheckpointLog(checkpoint_log) if checkpoint_log else self._checkpoints.log,
+                self._ctx.keys.ring,
+                has_history=self._chain_reads.has_history,
+            )
         try:
             async with self._ctx.read("verify_rows") as conn:
                 report = await verify_txn(conn, self._ctx.keys, conv_ids)
+                if anchor is not None:
+                    report = await extends_checkpoint_txn(conn, anchor, report)
         except DatabaseDamaged as exc:
             # The audit reports what it cannot read; only beginning or ending its read
             # transaction can still fail on a damaged file.

@@ -102,6 +102,8 @@ class GroupCommitWriter:
         self._inflight: _InFlight | None = None
         self._closing = False
         self.batches = 0  # group commits so far (benchmarks report the mean batch size)
+        # Told the heads each commit left, once committed (the checkpointer's feed).
+        self.on_commit: Callable[[dict[int, tuple[int, bytes]]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chatd-writer")
@@ -272,6 +274,8 @@ class GroupCommitWriter:
             self._planner.reset(plan.new_convs)
             return False
         self.batches += 1
+        if self.on_commit is not None and plan.heads:
+            self.on_commit({conv: (head[0], head[1]) for conv, head in plan.heads.items()})
         for request, outcome in zip(requests, plan.outcomes, strict=True):
             if request.future.done():  # the caller was cancelled; the write stands
                 continue

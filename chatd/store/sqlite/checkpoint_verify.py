@@ -1,0 +1,83 @@
+"""``chatd verify``'s checkpoint part: the whole log, then the database against its last record.
+
+The log is read and replayed from its first line (every link, every root, the MACs whose key
+is still in the key file, the last one's always); its problems become the report's.  Then,
+in the row audit's own snapshot, every chain the last checkpoint names must be found with
+its hash at the checkpointed seq: the chain walks of :mod:`.verify` have already proved that
+each chain links up to its head, so this proves the database extends the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import aiosqlite
+
+from chatd.core.checkpoint_audit import audit_records, departures
+from chatd.core.checkpoints import Checkpoint, Head
+from chatd.core.records import VerifyProblem, VerifyReport
+from chatd.crypto.keyring import KeyRing
+from chatd.i18n import N_, Text
+from chatd.store.checkpoint_log import CheckpointLog
+from chatd.store.checkpointer import checkpoint_key
+from chatd.store.sqlite.chain_reads import facts_txn
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """What the log says the database must extend, and what is wrong with the log."""
+
+    last: Checkpoint | None
+    heads: dict[str, Head]
+    problems: tuple[Text, ...]
+
+
+async def read_checkpoint_log(
+    log_file: CheckpointLog, ring: KeyRing, *, has_history: Callable[[], Awaitable[bool]]
+) -> Anchor:
+    lines, _ = await asyncio.to_thread(log_file.read_from, 0)
+    if not lines:
+        problems: tuple[Text, ...] = ()
+        if await has_history():
+            problems = (
+                Text(
+                    N_("there is no checkpoint log at {path} for a database that holds history"),
+                    {"path": str(log_file.path)},
+                ),
+            )
+        return Anchor(None, {}, problems)
+    audit = audit_records(lines, lambda kid: checkpoint_key(ring, kid))
+    return Anchor(audit.last, dict(audit.heads.heads), tuple(audit.problems))
+
+
+async def extends_checkpoint_txn(
+    conn: aiosqlite.Connection, anchor: Anchor, report: VerifyReport
+) -> VerifyReport:
+    """``report`` with the log's problems and every departure from its last checkpoint."""
+    problems = [VerifyProblem(0, 0, text) for text in anchor.problems]
+    last = anchor.last
+    if last is not None:
+        rows = list(await conn.execute_fetchall("SELECT MAX(version) FROM schema_migrations"))
+        schema = int(rows[0][0] or 0)
+        if schema < last.schema:
+            problems.append(
+                VerifyProblem(
+                    0,
+                    0,
+                    Text(
+                        N_(
+                            "the database schema is at version {found}, behind checkpoint {n}"
+                            " (version {schema})"
+                        ),
+                        {"found": schema, "n": last.n, "schema": last.schema},
+                    ),
+                )
+            )
+        at, last_seqs = await facts_txn(conn, anchor.heads)
+        for departure in departures(last.n, anchor.heads, at, last_seqs):
+            problems.append(VerifyProblem(departure.conv_id, departure.held.seq, departure.text()))
+    if not problems:
+        return report
+    return replace(report, problems=(*report.problems, *problems))
