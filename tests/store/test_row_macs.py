@@ -29,7 +29,7 @@ from chatd.store.sqlite.db import _statements
 from chatd.store.sqlite.migrations import MIGRATIONS
 from tests.conftest import FAKE_PASSWORD_HASH, make_user, run_chatd
 from tests.store.test_contract_attachments import send
-from tests.store.test_tamper import FIRST, build, tampering
+from tests.store.test_tamper import FIRST, SECOND, build, tampering
 
 ALICE, BOB, CAROL = 1, 2, 3
 NOW = 1_767_225_600_000
@@ -322,3 +322,48 @@ async def test_migration_10_macs_the_rows_that_exist(tmp_path: Path, ring: KeyRi
                 0,
             )
     assert run_chatd(tmp_path, "verify").returncode == 0
+
+
+# ----------------------------------------------------------------------------- the triggers
+
+
+def refused(conn: sqlite3.Connection, sql: str, params: tuple[object, ...] = ()) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(sql, params)
+
+
+async def test_the_triggers_refuse_as_before_and_let_a_mac_change(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    """Migration 10's triggers: what was refused still is (with or without a new MAC); an
+    update of the MAC alone goes through (backfill, rotation)."""
+    db, attachment_id = await build_all(tmp_path, ring)
+    mac = kid_tag(ring.active_id) + bytes(32)
+    with tampering(db) as conn:
+        revoked = (digest("revoked"),)
+        refused(conn, "UPDATE auth_tokens SET revoked_at = NULL WHERE token_hash = ?", revoked)
+        refused(
+            conn,
+            "UPDATE auth_tokens SET revoked_at = NULL, mac = x'00' WHERE token_hash = ?",
+            revoked,
+        )
+        refused(conn, "UPDATE auth_tokens SET last_seen_at = 5 WHERE token_hash = ?", revoked)
+        refused(conn, "UPDATE auth_tokens SET expires_at = expires_at + 1")
+        conn.execute("UPDATE auth_tokens SET mac = ? WHERE token_hash = ?", (mac, *revoked))
+        live = (digest("live"),)
+        conn.execute("UPDATE auth_tokens SET last_seen_at = 5 WHERE token_hash = ?", live)
+
+        refused(conn, "UPDATE attachments SET mime = 'text/html'")
+        refused(conn, "UPDATE attachments SET conv_id = NULL, seq = NULL")
+        refused(conn, "UPDATE attachments SET seq = seq + 1, mac = x'00'")
+        conn.execute("UPDATE attachments SET mac = ? WHERE id = ?", (mac, attachment_id))
+
+        closed = (SECOND, CAROL)
+        where = "WHERE conv_id = ? AND user_id = ?"
+        refused(conn, f"UPDATE memberships SET left_seq = NULL {where}", closed)
+        refused(conn, f"UPDATE memberships SET left_seq = 9, mac = x'00' {where}", closed)
+        refused(conn, "UPDATE memberships SET joined_seq = 2, mac = x'00' WHERE conv_id = 1")
+        conn.execute(f"UPDATE memberships SET mac = ? {where}", (mac, *closed))
+        count = "SELECT COUNT(*) FROM {} WHERE mac = ?"
+        for table in ("auth_tokens", "attachments", "memberships"):
+            assert conn.execute(count.format(table), (mac,)).fetchone() == (1,), table
