@@ -201,27 +201,17 @@ def _int_or_none(value: object) -> int | None:
 
 async def verify_row_macs_txn(conn: aiosqlite.Connection, macs: RowMacs) -> list[VerifyProblem]:
     """Every MAC'd row's MAC: a NULL, malformed, unknown-key or wrong MAC is a problem naming
-    the table and the row by its ids.  Paged by rowid order of each table's primary key."""
+    the table and the row by its ids.  Each table is read in one pass, a page at a time."""
     problems: list[VerifyProblem] = []
     for table in (USERS, AUTH_TOKENS, MEMBERSHIPS, ATTACHMENTS):
-        covered, keys = COLUMNS[table], PRIMARY_KEYS[table]
-        order = ", ".join(keys)
-        offset = 0
-        while True:
-            rows = list(
-                await conn.execute_fetchall(
-                    f"SELECT {columns(table)} FROM {table} ORDER BY {order} LIMIT ? OFFSET ?",
-                    (PAGE, offset),
-                )
-            )
-            for row in rows:
-                verdict = macs.check(table, row[:-1], row[-1])
-                if verdict is not Verdict.OK:
-                    fields = dict(zip(covered, row[:-1], strict=True))
-                    problems.append(_verify_problem(table, fields, verdict))
-            if len(rows) < PAGE:
-                break
-            offset += PAGE
+        covered, order = COLUMNS[table], ", ".join(PRIMARY_KEYS[table])
+        async with conn.execute(f"SELECT {columns(table)} FROM {table} ORDER BY {order}") as rows:
+            while page := await rows.fetchmany(PAGE):
+                for row in page:
+                    verdict = macs.check(table, row[:-1], row[-1])
+                    if verdict is not Verdict.OK:
+                        fields = dict(zip(covered, row[:-1], strict=True))
+                        problems.append(_verify_problem(table, fields, verdict))
     return problems
 
 
