@@ -151,6 +151,15 @@ async def _retire_locked(settings: Settings, args: argparse.Namespace, path: Pat
                 file=sys.stderr,
             )
             return EXIT_KEYS
+        if args.key_id in await store.row_mac_kek_ids():
+            print(
+                _(
+                    "Key {key} still authenticates database rows; run 'chatd keys rotate' first.",
+                    key=args.key_id,
+                ),
+                file=sys.stderr,
+            )
+            return EXIT_KEYS
         retired = ring.without(args.key_id)  # refuses the active key and an unknown one
         # The record first: a retirement never goes unrecorded (see services.maintenance).
         await Maintenance(store).record_key_retired(args.key_id, by=os_operator())

@@ -409,6 +409,12 @@ class KeyStore(Protocol):
         """The KEK ids that wrap at least one live data key."""
         ...
 
+    async def row_mac_kek_ids(self) -> set[str]:
+        """The KEK ids under which at least one row is authenticated (its MAC; a tag of a
+        KEK not in the ring comes back as its hexadecimal).  Rotation re-MACs every row
+        whose MAC verifies, so after it only the active KEK and tampered rows' KEKs remain."""
+        ...
+
     async def expired_conversations(self, last_event_before_ms: int) -> list[int]:
         """Conversations not yet shredded whose last event is older than the cutoff."""
         ...

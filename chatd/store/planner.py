@@ -44,6 +44,7 @@ from chatd.core.ids import ConvId, Seq, UserId
 from chatd.core.records import AppendResult
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, Sealer, event_binding
+from chatd.crypto.keyring import KeyRing
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 
 IdemKey = tuple[int, int, str]  # (scope_conv, sender, client_msg_id); scope 0 = creations
@@ -81,6 +82,9 @@ class Plan:
     # Final state of each touched conversation, captured when the plan is complete.
     heads: dict[int, tuple[int, bytes, int]] = field(default_factory=dict)
     claims: dict[int, tuple[int, int]] = field(default_factory=dict)  # attachment -> conv, seq
+    # The KEKs in use when planned: a backend that authenticates rows (membership rows, an
+    # attachment's reference) derives its MAC keys from them (chatd.crypto.row_macs).
+    ring: KeyRing | None = None
 
 
 class BatchPlanner:
@@ -120,7 +124,7 @@ class BatchPlanner:
         now: int,
         attachments: Mapping[int, Claimable] | None = None,
     ) -> Plan:
-        plan = Plan()
+        plan = Plan(ring=self._keys.ring)
         for op in ops:
             key: IdemKey = (op.conv_id, op.sender, op.client_msg_id)
             seen = plan.keys.get(key) or known.get(key)

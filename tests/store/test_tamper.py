@@ -175,8 +175,14 @@ def tamper_name(conn: sqlite3.Connection) -> None:
 
 
 def grant_membership(conn: sqlite3.Connection) -> None:
-    """Give carol (user 3) the whole history of the first conversation."""
-    conn.execute("INSERT INTO memberships VALUES (?, 3, 1, NULL)", (FIRST,))
+    """Give carol (user 3) the whole history of the first conversation, with the MAC of
+    bob's row (which the replay and the row's MAC both refuse)."""
+    conn.execute(
+        "INSERT INTO memberships (conv_id, user_id, joined_seq, left_seq, mac)"
+        " SELECT conv_id, 3, joined_seq, left_seq, mac FROM memberships"
+        " WHERE conv_id = ? AND user_id = 2",
+        (FIRST,),
+    )
 
 
 def reopen_membership(conn: sqlite3.Connection) -> None:
@@ -367,10 +373,13 @@ async def test_destroyed_data_keys_stay_destroyed(tmp_path: Path, ring: KeyRing)
         assert row[0] is None and row[1] is None and row[2] is not None
 
 
+MEMBERSHIP_ROWS = "SELECT conv_id, user_id, joined_seq, left_seq FROM memberships ORDER BY 1, 2, 3"
+
+
 async def test_memberships_cannot_be_deleted_or_reopened(tmp_path: Path, ring: KeyRing) -> None:
     db = await build(tmp_path, ring)
     with tampering(db) as conn:
-        before = conn.execute("SELECT * FROM memberships ORDER BY 1, 2, 3").fetchall()
+        before = conn.execute(MEMBERSHIP_ROWS).fetchall()
         assert (SECOND, 3, 1, 5) in before  # carol left the second conversation at seq 4
         refused(conn, "DELETE FROM memberships WHERE conv_id = 2 AND user_id = 3")
         refused(conn, "DELETE FROM memberships")
@@ -379,7 +388,7 @@ async def test_memberships_cannot_be_deleted_or_reopened(tmp_path: Path, ring: K
         refused(conn, "UPDATE memberships SET joined_seq = 2 WHERE conv_id = 1 AND user_id = 2")
         refused(conn, "UPDATE memberships SET user_id = 3 WHERE conv_id = 1 AND user_id = 2")
         refused(conn, "UPDATE idempotency_keys SET first_seq = 99")
-        assert conn.execute("SELECT * FROM memberships ORDER BY 1, 2, 3").fetchall() == before
+        assert conn.execute(MEMBERSHIP_ROWS).fetchall() == before
 
 
 @pytest.mark.parametrize("edit", ["drop", "edit"])

@@ -50,7 +50,7 @@ from chatd.crypto.attachment_keys import (
     seal_thumbnail,
 )
 from chatd.crypto.envelope import wrap_data_key
-from chatd.crypto.keyring import KeyRing
+from chatd.crypto.row_macs import ATTACHMENTS, RowMacs
 from chatd.i18n import N_
 from chatd.store.sqlite.claims import (
     ATTACHMENT_COLUMNS,
@@ -61,6 +61,7 @@ from chatd.store.sqlite.claims import (
 )
 from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.log import VISIBLE, window_start_txn
+from chatd.store.sqlite.row_macs import columns, row_ok
 from chatd.store.sqlite.verify import AUDIT_PAGE, audit_page_txn
 
 log = logging.getLogger("chatd.store.attachments")
@@ -70,7 +71,7 @@ log = logging.getLogger("chatd.store.attachments")
 
 
 async def insert_attachment_txn(
-    conn: aiosqlite.Connection, ring: KeyRing, new: NewAttachment, now: int
+    conn: aiosqlite.Connection, macs: RowMacs, new: NewAttachment, now: int
 ) -> AttachmentInfo:
     if not new.name or new.size < 0 or new.ttl_ms <= 0 or not new.kind or not new.mime:
         raise ValidationError(N_("The attachment record is incomplete."))
@@ -78,10 +79,12 @@ async def insert_attachment_txn(
         raise ValidationError(N_("The attachment number is not valid."))
     if not list(await conn.execute_fetchall("SELECT 1 FROM users WHERE id = ?", (new.uploader,))):
         raise UserNotFound(user=new.uploader)
-    wrapped = wrap_data_key(ring, new.dek, attachment_scope(new.id))
+    wrapped = wrap_data_key(macs.ring, new.dek, attachment_scope(new.id))
     sealed_name = seal_file_name(new.dek, new.id, new.name)
     thumbnail = None if new.thumbnail is None else seal_thumbnail(new.dek, new.id, new.thumbnail)
     expires_at = now + new.ttl_ms
+    covered = (new.id, new.uploader, new.size, new.kind, new.mime, new.width, new.height)
+    mac = macs.mac(ATTACHMENTS, (*covered, None, None, expires_at))  # unsent: no reference
     try:
         await conn.execute(
             "INSERT INTO data_keys (scope, scope_id, version, kek_id, wrapped, created_at)"
@@ -90,7 +93,7 @@ async def insert_attachment_txn(
         )
         await conn.execute(
             "INSERT INTO attachments (id, uploader, created_at, expires_at, size, kind, mime,"
-            " name, width, height, thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " name, width, height, thumbnail, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.id,
                 new.uploader,
@@ -103,6 +106,7 @@ async def insert_attachment_txn(
                 new.width,
                 new.height,
                 thumbnail,
+                mac,
             ),
         )
     except sqlite3.IntegrityError:
@@ -130,7 +134,7 @@ async def insert_attachment_txn(
 
 async def find_for_user_txn(
     conn: aiosqlite.Connection,
-    ring: KeyRing,
+    macs: RowMacs,
     user_id: int,
     attachment_id: int,
     now: int,
@@ -141,8 +145,8 @@ async def find_for_user_txn(
     thumb_column = "a.thumbnail" if thumbnail else "NULL"
     rows = list(
         await conn.execute_fetchall(
-            f"SELECT {ATTACHMENT_COLUMNS}, k.kek_id, k.wrapped, {thumb_column}"
-            f" FROM attachments a {LIVE_KEY_JOIN}"
+            f"SELECT {ATTACHMENT_COLUMNS}, k.kek_id, k.wrapped, {thumb_column},"
+            f" {columns(ATTACHMENTS, 'a')} FROM attachments a {LIVE_KEY_JOIN}"
             " LEFT JOIN events e ON e.conv_id = a.conv_id AND e.seq = a.seq"
             " WHERE a.id = :id AND ("
             "  (a.conv_id IS NULL AND a.uploader = :user AND a.expires_at > :now)"
@@ -154,12 +158,16 @@ async def find_for_user_txn(
     if not rows:
         raise AttachmentNotFound()
     row = rows[0]
+    # A row someone edited (its type, its size, its message) is served to nobody: the
+    # download is refused as for an attachment that does not exist.
+    if not row_ok(macs, ATTACHMENTS, row[16:-1], row[-1], f"attachment {row[0]}"):
+        raise AttachmentNotFound()
     info_conv, info_seq = row[11], row[12]
     if info_conv is not None:
         start, _ = await window_start_txn(conn, user_id, int(info_conv), window_size)
         if int(info_seq) < start:
             raise AttachmentArchived()
-    dek, name = open_attachment_row(ring, row, row[13], row[14])
+    dek, name = open_attachment_row(macs.ring, row, row[13], row[14])
     info = attachment_info(row, name)
     sealed_thumb = row[15]
     if thumbnail:
@@ -238,7 +246,7 @@ class SqliteAttachments:
         ctx = self._ctx
         return await ctx.write(
             "record_attachment",
-            lambda conn: insert_attachment_txn(conn, ctx.keys.ring, new, ctx.clock_ms()),
+            lambda conn: insert_attachment_txn(conn, ctx.row_macs, new, ctx.clock_ms()),
             keeps_conversation_cache=True,  # an upload touches no conversation
         )
 
@@ -249,7 +257,7 @@ class SqliteAttachments:
         async with ctx.read("read_attachment") as conn:
             return await find_for_user_txn(
                 conn,
-                ctx.keys.ring,
+                ctx.row_macs,
                 user_id,
                 attachment_id,
                 ctx.clock_ms(),

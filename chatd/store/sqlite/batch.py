@@ -21,9 +21,11 @@ import aiosqlite
 
 from chatd.core.conversations import ConversationState, Operation
 from chatd.crypto.envelope import KeyScope, WrappedKey
+from chatd.crypto.row_macs import RowMacs
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 from chatd.store.planner import ConvCache, IdemKey, IdemValue, Plan
 from chatd.store.sqlite.claims import write_claims_txn
+from chatd.store.sqlite.row_macs import MEMBERSHIPS, update_rows_txn
 
 _MAX_VARIABLES = 900  # below SQLite's default limit of 999 bound parameters per statement
 
@@ -156,22 +158,32 @@ async def write_plan_txn(conn: aiosqlite.Connection, plan: Plan) -> None:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             plan.events,
         )
-    if plan.closes:
-        await conn.executemany(
-            "UPDATE memberships SET left_seq = ? WHERE conv_id = ? AND user_id = ?"
-            " AND left_seq IS NULL",
-            plan.closes,
-        )
     intervals = plan.new_closed + [(c, u, j, None) for (c, u), j in plan.new_open.items()]
-    if intervals:
-        await conn.executemany(
-            "INSERT INTO memberships (conv_id, user_id, joined_seq, left_seq) VALUES (?, ?, ?, ?)",
-            intervals,
-        )
+    if plan.closes or intervals or plan.claims:
+        if plan.ring is None:
+            raise RuntimeError("a plan without its key ring cannot MAC its rows")
+        macs = RowMacs(plan.ring)
+        # Membership rows with their MACs (chatd.crypto.row_macs): a close reads the open
+        # interval for its joined_seq, which the MAC covers.
+        for left_seq, conv_id, user_id in plan.closes:
+            await update_rows_txn(
+                conn,
+                macs,
+                MEMBERSHIPS,
+                "conv_id = ? AND user_id = ? AND left_seq IS NULL",
+                (conv_id, user_id),
+                {"left_seq": left_seq},
+            )
+        if intervals:
+            await conn.executemany(
+                "INSERT INTO memberships (conv_id, user_id, joined_seq, left_seq, mac)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(*row, macs.mac(MEMBERSHIPS, row)) for row in intervals],
+            )
+        await write_claims_txn(conn, macs, plan.claims)  # after the events their triggers read
     if plan.idem:
         await conn.executemany(
             "INSERT INTO idempotency_keys (scope_conv, sender, client_msg_id, conv_id,"
             " first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
             plan.idem,
         )
-    await write_claims_txn(conn, plan.claims)  # after the events their triggers look up

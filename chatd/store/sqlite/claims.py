@@ -22,6 +22,8 @@ from chatd.core.records import AttachmentInfo
 from chatd.crypto.attachment_keys import open_file_name, unwrap_attachment_key
 from chatd.crypto.envelope import WrappedKey
 from chatd.crypto.keyring import KeyRing
+from chatd.crypto.row_macs import ATTACHMENTS, RowMacs
+from chatd.store.sqlite.row_macs import update_rows_txn
 
 log = logging.getLogger("chatd.store.attachments")
 
@@ -106,15 +108,21 @@ async def load_claimables_txn(
 
 
 async def write_claims_txn(
-    conn: aiosqlite.Connection, claims: Mapping[int, tuple[int, int]]
+    conn: aiosqlite.Connection, macs: RowMacs, claims: Mapping[int, tuple[int, int]]
 ) -> None:
-    """Set the references (inside the batch's transaction, after its events)."""
-    if not claims:
-        return
-    cursor = await conn.executemany(
-        "UPDATE attachments SET conv_id = ?, seq = ? WHERE id = ? AND conv_id IS NULL",
-        [(conv, seq, attachment_id) for attachment_id, (conv, seq) in claims.items()],
-    )
-    if cursor.rowcount != len(claims):
+    """Set the references (inside the batch's transaction, after its events), each with the
+    row's new MAC (the reference is covered: chatd.crypto.row_macs)."""
+    updated = 0
+    for attachment_id, (conv, seq) in claims.items():
+        done = await update_rows_txn(
+            conn,
+            macs,
+            ATTACHMENTS,
+            "id = ? AND conv_id IS NULL",
+            (attachment_id,),
+            {"conv_id": conv, "seq": seq},
+        )
+        updated += len(done)
+    if updated != len(claims):
         # Discarded or claimed by another process after the batch was planned.
         raise RuntimeError("an attachment changed while its message was being stored")

@@ -24,9 +24,11 @@ from chatd.core.conversations import Operation
 from chatd.core.errors import StoreClosedError
 from chatd.core.records import AppendResult
 from chatd.crypto.keyring import KeyRing
+from chatd.crypto.row_macs import RowMacs
 from chatd.store.data_keys import DataKeys
 from chatd.store.sqlite.damage import translating
 from chatd.store.sqlite.db import connect, migrate, transaction
+from chatd.store.sqlite.row_macs import backfill_txn
 from chatd.store.sqlite.writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -57,6 +59,16 @@ class SqliteContext:
         self._writer: GroupCommitWriter | None = None
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
+        self._row_macs: RowMacs | None = None
+
+    @property
+    def row_macs(self) -> RowMacs:
+        """Row MACs under the ring in use now (rotation replaces it; its derived keys are
+        kept while it stays)."""
+        ring = self.keys.ring
+        if self._row_macs is None or self._row_macs.ring is not ring:
+            self._row_macs = RowMacs(ring)
+        return self._row_macs
 
     @property
     def writer(self) -> GroupCommitWriter:
@@ -77,7 +89,8 @@ class SqliteContext:
 
     async def _open(self) -> None:
         self._writer_conn = await connect(self.path, synchronous=self._synchronous)
-        await migrate(self._writer_conn)
+        macs = self.row_macs
+        await migrate(self._writer_conn, lambda conn, v: backfill_txn(conn, v, macs))
         for _ in range(self._reader_count):
             reader = await connect(self.path, synchronous=self._synchronous)
             self._all_readers.append(reader)

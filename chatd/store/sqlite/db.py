@@ -15,7 +15,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -104,8 +104,16 @@ async def schema_version_txn(conn: aiosqlite.Connection) -> int:
     return int(rows[0][0] or 0)
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
-    """Apply the pending migrations, each in its own transaction; return the version."""
+Backfill = Callable[[aiosqlite.Connection, int], Awaitable[None]]
+
+
+async def migrate(conn: aiosqlite.Connection, backfill: Backfill | None = None) -> int:
+    """Apply the pending migrations, each in its own transaction; return the version.
+
+    ``backfill(conn, version)`` runs inside the transaction of each migration that has a step
+    in Python (:attr:`Migration.backfill`: one that needs the key file, such as MACing the
+    rows that exist); the store's open passes it.  Without it (the reference schema, an
+    empty database) that step does nothing."""
     async with transaction(conn, "read_schema_version"):
         current = await schema_version_txn(conn)
     if current > LATEST_VERSION:
@@ -125,6 +133,8 @@ async def migrate(conn: aiosqlite.Connection) -> int:
                 # executescript would COMMIT implicitly; run statements one by one instead.
                 for statement in _statements(migration.sql):
                     await conn.execute(statement)
+                if migration.backfill and backfill is not None:
+                    await backfill(conn, migration.version)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, description, applied_at)"
                     " VALUES (?, ?, ?)",

@@ -1,7 +1,8 @@
 """Data keys and retention on SQLite: KEK rotation, keys in use, crypto-shredding.
 
 Rotation re-wraps every live ``data_keys`` row (conversations, the directory, attachments)
-under the new active KEK in one exclusive job; shredding destroys a conversation's keys and
+under the new active KEK, and re-MACs every authenticated row (:mod:`.row_macs`), in one
+exclusive job; shredding destroys a conversation's keys and
 its attachments' keys in one, and reports the attachment ids, whose files the attachment
 service then removes.  Each records the administrator's action, when given, in its own
 transaction (:mod:`.audit`).  Both drop the writer's conversation cache (the default of
@@ -10,16 +11,22 @@ transaction (:mod:`.audit`).  Both drop the writer's conversation cache (the def
 
 from __future__ import annotations
 
+import logging
+
 import aiosqlite
 
 from chatd.core.audit import AdminAction
 from chatd.core.errors import ConversationNotFound
 from chatd.crypto.envelope import KeyScope, WrappedKey
 from chatd.crypto.keyring import KeyRing
+from chatd.crypto.row_macs import RowMacs, kid_tag
 from chatd.store.data_keys import CONV_SCOPE
 from chatd.store.sqlite.attachments import shred_attachments_txn
 from chatd.store.sqlite.audit import append_admin_action_txn
 from chatd.store.sqlite.context import SqliteContext
+from chatd.store.sqlite.row_macs import mac_tags_in_use_txn, remac_all_txn
+
+log = logging.getLogger("chatd.store")
 
 
 class SqliteKeys:
@@ -48,6 +55,11 @@ class SqliteKeys:
                 " AND version = ?",
                 updates,
             )
+            # Every authenticated row under the new KEK too, so that the old one can go.
+            remade, kept = await remac_all_txn(conn, RowMacs(ring))
+            if kept:
+                log.error("rotation: %d rows failed their MAC check and keep their MAC", kept)
+            log.info("rotation: %d data keys re-wrapped, %d rows re-MAC'd", len(updates), remade)
             if audit is not None:
                 done = audit.with_target(ring.active_id).with_counts(data_keys=len(updates))
                 await append_admin_action_txn(conn, ctx.keys, done, ctx.clock_ms())
@@ -61,6 +73,13 @@ class SqliteKeys:
                 "SELECT DISTINCT kek_id FROM data_keys WHERE destroyed_at IS NULL"
             )
         return {str(r[0]) for r in rows}
+
+    async def row_mac_kek_ids(self) -> set[str]:
+        tags = set()
+        async with self._ctx.read("read_row_mac_keys") as conn:
+            tags = await mac_tags_in_use_txn(conn)
+        known = {kid_tag(kid): kid for kid in self._ctx.keys.ring.keys}
+        return {known.get(tag, tag.hex()) for tag in tags}
 
     async def expired_conversations(self, last_event_before_ms: int) -> list[int]:
         async with self._ctx.read("read_expired_conversations") as conn:

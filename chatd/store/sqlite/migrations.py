@@ -37,6 +37,18 @@ Design notes that live in the schema:
 * ``admin_audit`` (migration 9): the administrators' audit log (:mod:`chatd.core.audit`),
   append-only like ``events`` and hash-chained like a conversation, its seqs dense from 1;
   ids and counts only, never a login, a name or a password.
+* ``mac`` of ``users``, ``auth_tokens``, ``attachments`` and ``memberships`` (migration 10):
+  an HMAC over each row's security-relevant clear columns (:mod:`chatd.crypto.row_macs`)
+  under a key derived from the key file, never stored here.  Its step in Python
+  (:func:`chatd.store.sqlite.row_macs.backfill_txn`, :attr:`Migration.backfill`) MACs the rows
+  that exist, in the migration's own transaction, in the open that applies it; a NULL
+  ``mac`` after that is a problem for verify, never filled in later (that would launder a
+  tampered row).  Someone who rewinds the schema (drops the columns and the record of
+  migration 10) to have the rows re-MAC'd is caught by the checkpoint log, which records
+  the schema version in every checkpoint.  The triggers that refused every other update
+  (``attachments_reference_once``, ``memberships_close_once``, ``auth_tokens_revoke_once``)
+  now also allow an update that changes only ``mac`` (backfill, rotation), and the updates
+  they allowed before together with a new ``mac``.
 """
 
 from __future__ import annotations
@@ -49,6 +61,9 @@ class Migration:
     version: int
     description: str
     sql: str
+    # A step in Python after the SQL, in the same transaction, that needs the key file
+    # (the ``backfill`` argument of :func:`chatd.store.sqlite.db.migrate`).
+    backfill: bool = False
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -376,6 +391,49 @@ MIGRATIONS: tuple[Migration, ...] = (
                     (SELECT hash FROM admin_audit WHERE seq = NEW.seq - 1), zeroblob(32))
         BEGIN SELECT RAISE(ABORT, 'an admin audit record links to the last one'); END;
         """,
+    ),
+    Migration(
+        10,
+        "row MACs: the clear security columns of accounts, tokens, attachments, memberships",
+        """
+        -- The tag of the KEK (4 bytes) then HMAC-SHA256 (32 bytes) over the covered columns
+        -- (chatd.crypto.row_macs.COLUMNS); NULL only until the backfill of this migration.
+        ALTER TABLE users ADD COLUMN mac BLOB;
+        ALTER TABLE auth_tokens ADD COLUMN mac BLOB;
+        ALTER TABLE attachments ADD COLUMN mac BLOB;
+        ALTER TABLE memberships ADD COLUMN mac BLOB;
+
+        -- As in migration 3, and a MAC may be set with the reference or on its own.
+        DROP TRIGGER attachments_reference_once;
+        CREATE TRIGGER attachments_reference_once BEFORE UPDATE ON attachments
+        WHEN NEW.id IS NOT OLD.id OR NEW.uploader IS NOT OLD.uploader
+             OR NEW.created_at IS NOT OLD.created_at OR NEW.expires_at IS NOT OLD.expires_at
+             OR NEW.size IS NOT OLD.size OR NEW.kind IS NOT OLD.kind OR NEW.mime IS NOT OLD.mime
+             OR NEW.name IS NOT OLD.name OR NEW.width IS NOT OLD.width
+             OR NEW.height IS NOT OLD.height OR NEW.thumbnail IS NOT OLD.thumbnail
+             OR NOT ((NEW.conv_id IS OLD.conv_id AND NEW.seq IS OLD.seq)
+                     OR (OLD.conv_id IS NULL AND NEW.conv_id IS NOT NULL))
+        BEGIN SELECT RAISE(ABORT, 'an attachment is only ever referenced, once'); END;
+
+        -- As in migration 1: closed once, never reopened; a MAC may change with it or alone.
+        DROP TRIGGER memberships_close_once;
+        CREATE TRIGGER memberships_close_once BEFORE UPDATE ON memberships
+        WHEN NEW.joined_seq IS NOT OLD.joined_seq
+             OR NEW.user_id IS NOT OLD.user_id OR NEW.conv_id IS NOT OLD.conv_id
+             OR (OLD.left_seq IS NOT NULL AND NEW.left_seq IS NOT OLD.left_seq)
+        BEGIN SELECT RAISE(ABORT, 'a membership interval is closed once'); END;
+
+        -- As in migration 8: a revoked token changes no more, but for its MAC.
+        DROP TRIGGER auth_tokens_revoke_once;
+        CREATE TRIGGER auth_tokens_revoke_once BEFORE UPDATE ON auth_tokens
+        WHEN NEW.token_hash IS NOT OLD.token_hash
+             OR NEW.user_id IS NOT OLD.user_id OR NEW.expires_at IS NOT OLD.expires_at
+             OR NEW.created_at IS NOT OLD.created_at OR NEW.device IS NOT OLD.device
+             OR (OLD.revoked_at IS NOT NULL AND (NEW.revoked_at IS NOT OLD.revoked_at
+                 OR NEW.last_seen_at IS NOT OLD.last_seen_at))
+        BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END;
+        """,
+        backfill=True,
     ),
 )
 

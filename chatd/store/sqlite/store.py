@@ -355,6 +355,9 @@ class SqliteStore(Store):
     async def kek_ids_in_use(self) -> set[str]:
         return await self._keys.kek_ids_in_use()
 
+    async def row_mac_kek_ids(self) -> set[str]:
+        return await self._keys.row_mac_kek_ids()
+
     async def expired_conversations(self, last_event_before_ms: int) -> list[int]:
         return await self._keys.expired_conversations(last_event_before_ms)
 

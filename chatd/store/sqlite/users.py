@@ -24,6 +24,7 @@ from chatd.i18n import N_
 from chatd.store.data_keys import DIRECTORY_SCOPE, PROFILE_DOMAIN, DataKeys
 from chatd.store.sqlite.audit import append_admin_action_txn
 from chatd.store.sqlite.context import SqliteContext
+from chatd.store.sqlite.row_macs import USERS, columns, row_ok, update_rows_txn
 from chatd.store.sqlite.tokens import revoke_other_tokens_txn, revoke_user_tokens_txn
 
 USER_COLUMNS = (
@@ -118,10 +119,11 @@ class SqliteUsers:
                 DIRECTORY_SCOPE, 0, self._directory_version, PROFILE_DOMAIN, user_id
             )
             profile = sealer.seal(0, "profile", msgpack.packb(dataclasses.asdict(new.profile)))
+            mac = ctx.row_macs.mac(USERS, (user_id, login, new.password_hash, 0, 0))
             await conn.execute(
-                "INSERT INTO users (id, login, password_hash, profile, created_at, language)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user_id, login, new.password_hash, profile, ctx.clock_ms(), new.language),
+                "INSERT INTO users (id, login, password_hash, profile, created_at, language,"
+                " mac) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, login, new.password_hash, profile, ctx.clock_ms(), new.language, mac),
             )
             if audit is not None:
                 done = audit.with_target(str(user_id))
@@ -144,14 +146,22 @@ class SqliteUsers:
         return self._user(rows[0])
 
     async def find_user_by_login(self, login: str) -> User | None:
+        """The account of ``login``, or None: also for an account whose row fails its MAC
+        (a login must not rely on a password hash or a disabled flag someone edited)."""
         async with self._ctx.read("read_user_by_login") as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    f"SELECT {USER_COLUMNS} FROM users WHERE login = ?",
+                    f"SELECT {USER_COLUMNS}, {columns(USERS)} FROM users WHERE login = ?",
                     (login_key(login),),
                 )
             )
-        return self._user(rows[0]) if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        fields, mac = row[9:-1], row[-1]
+        if not row_ok(self._ctx.row_macs, USERS, fields, mac, f"user {row[0]}"):
+            return None
+        return self._user(row[:9])
 
     async def list_users(self) -> list[User]:
         async with self._ctx.read("read_users") as conn:
@@ -161,14 +171,13 @@ class SqliteUsers:
     async def _update_user(
         self,
         name: str,
-        sql: str,
-        params: tuple[Any, ...],
+        changes: dict[str, Any],
         user_id: int,
         audit: AdminAction | None = None,
     ) -> User:
         async def run(conn: aiosqlite.Connection) -> None:
-            cursor = await conn.execute(sql, params)
-            if cursor.rowcount != 1:
+            macs = self._ctx.row_macs
+            if not await update_rows_txn(conn, macs, USERS, "id = ?", (user_id,), changes):
                 raise UserNotFound(user=user_id)
             if audit is not None:
                 done = audit.with_target(str(user_id))
@@ -182,8 +191,7 @@ class SqliteUsers:
     ) -> User:
         return await self._update_user(
             "set_user_disabled",
-            "UPDATE users SET disabled = ? WHERE id = ?",
-            (int(disabled), user_id),
+            {"disabled": int(disabled)},
             user_id,
             audit,
         )
@@ -191,16 +199,14 @@ class SqliteUsers:
     async def set_user_language(self, user_id: int, language: str | None) -> User:
         return await self._update_user(
             "set_user_language",
-            "UPDATE users SET language = ? WHERE id = ?",
-            (language, user_id),
+            {"language": language},
             user_id,
         )
 
     async def set_terms_accepted(self, user_id: int, terms_version: str) -> User:
         return await self._update_user(
             "set_terms_accepted",
-            "UPDATE users SET terms_version = ? WHERE id = ?",
-            (terms_version, user_id),
+            {"terms_version": terms_version},
             user_id,
         )
 
@@ -214,15 +220,19 @@ class SqliteUsers:
         now_ms: int,
     ) -> list[bytes]:
         async def run(conn: aiosqlite.Connection) -> list[bytes]:
-            cursor = await conn.execute(
-                "UPDATE users SET password_hash = ?, must_change_password = 0,"
-                " password_changed_at = ? WHERE id = ? AND password_hash = ?",
-                (password_hash, now_ms, user_id, expected_hash),
-            )
-            if cursor.rowcount != 1:
+            macs = self._ctx.row_macs
+            changes = {
+                "password_hash": password_hash,
+                "must_change_password": 0,
+                "password_changed_at": now_ms,
+            }
+            where = "id = ? AND password_hash = ?"
+            if not await update_rows_txn(
+                conn, macs, USERS, where, (user_id, expected_hash), changes
+            ):
                 await _check_user_txn(conn, user_id)
                 raise ConflictError(N_("The password was changed meanwhile; log in again."))
-            return await revoke_other_tokens_txn(conn, user_id, keep_token, now_ms)
+            return await revoke_other_tokens_txn(conn, macs, user_id, keep_token, now_ms)
 
         return await self._ctx.write("change_password", run, keeps_conversation_cache=True)
 
@@ -235,14 +245,15 @@ class SqliteUsers:
         audit: AdminAction | None = None,
     ) -> int:
         async def run(conn: aiosqlite.Connection) -> int:
-            cursor = await conn.execute(
-                "UPDATE users SET password_hash = ?, must_change_password = 1,"
-                " password_changed_at = ? WHERE id = ?",
-                (password_hash, now_ms, user_id),
-            )
-            if cursor.rowcount != 1:
+            macs = self._ctx.row_macs
+            changes = {
+                "password_hash": password_hash,
+                "must_change_password": 1,
+                "password_changed_at": now_ms,
+            }
+            if not await update_rows_txn(conn, macs, USERS, "id = ?", (user_id,), changes):
                 raise UserNotFound(user=user_id)
-            revoked = await revoke_user_tokens_txn(conn, user_id, now_ms)
+            revoked = await revoke_user_tokens_txn(conn, macs, user_id, now_ms)
             if audit is not None:
                 done = audit.with_target(str(user_id)).with_counts(sessions_closed=revoked)
                 await append_admin_action_txn(conn, self._ctx.keys, done, now_ms)

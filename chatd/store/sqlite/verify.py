@@ -23,6 +23,9 @@ its uploader), its data key, its sealed name and thumbnail.  The files are the a
 service's to audit; :meth:`SqliteAttachments.attachment_keys` gives it the keys of the rows
 that pass here.
 
+Every authenticated row's MAC is checked (:func:`.row_macs.verify_row_macs_txn`): an account,
+a login token, a membership interval or an attachment row edited in clear is named.
+
 The admin audit log's chain is walked last (:func:`.audit.verify_audit_chain_txn`): its first
 broken record is reported.
 """
@@ -44,6 +47,7 @@ from chatd.crypto.attachment_keys import open_file_name, open_thumbnail, unwrap_
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
 from chatd.crypto.keyring import KeyRing
+from chatd.crypto.row_macs import RowMacs
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import (
     CONV_SCOPE,
@@ -55,6 +59,7 @@ from chatd.store.data_keys import (
 )
 from chatd.store.sqlite.audit import verify_audit_chain_txn
 from chatd.store.sqlite.damage import said
+from chatd.store.sqlite.row_macs import verify_row_macs_txn
 from chatd.store.sqlite.schema_check import check_schema_txn
 
 CHUNK = 2000
@@ -108,6 +113,10 @@ async def verify_txn(
                 elif not verdict.shredded:
                     checked += 1
             after = page[-1].id
+    except UNREADABLE as exc:
+        problems.append(unreadable(exc))
+    try:  # every authenticated row's MAC (accounts, tokens, memberships, attachments)
+        problems.extend(await verify_row_macs_txn(conn, RowMacs(keys.ring)))
     except UNREADABLE as exc:
         problems.append(unreadable(exc))
     admin_actions = 0
