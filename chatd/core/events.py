@@ -49,7 +49,13 @@ class MessageTag(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An event as stored and opened: what readers and the fan-out receive."""
+    """An event as stored and opened: what readers and the fan-out receive.
+
+    ``hash`` and ``prev_hash`` are its link of the conversation's hash chain
+    (:func:`chatd.crypto.chain.link_hash`), shown to clients so that one that remembers the
+    head it saw can tell a rewound or forked log (``docs/protocol.md`` §9.2).  A store always
+    sets them; they are empty only in a record built by hand (a test of the wire codec).
+    """
 
     conv_id: ConvId
     seq: Seq
@@ -57,6 +63,8 @@ class Event:
     sender: UserId
     ts: int  # milliseconds since the Unix epoch, server clock
     payload: dict[str, Any]
+    hash: bytes = b""
+    prev_hash: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,24 @@ class ConversationHead:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainView:
+    """What the log says, for one user, about a hash a client holds (protocol §9.2).
+
+    ``at`` is the chain hash of the event at ``seq`` if that event exists and the user may
+    see it (None: the log has no such event for them — it is shorter, or the seq was never
+    theirs).  ``head_seq``/``head`` are the last event the user may see and its hash (0 and
+    None in a conversation they never were in, or that is gone): a leaver's head is their
+    ``left`` event, never a later one.
+    """
+
+    conv_id: int
+    seq: int
+    at: bytes | None
+    head_seq: int
+    head: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyProblem:
     """The first broken place of a conversation (``user_id`` None), a broken user row, a
     broken attachment (``attachment_id``, also named in the reason; ``conv_id``/``seq`` of its
@@ -230,6 +248,8 @@ class InboxRow:
     last_seq: int  # the last seq this user may see
     read_seq: int
     unread: int  # visible messages after read_seq not sent by the user, capped at the window
+    # The chain hash of the event at ``last_seq`` (protocol §9.2), kept even once shredded.
+    last_hash: bytes | None = None
 
 
 # ---- attachments

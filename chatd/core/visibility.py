@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from chatd.core.errors import ConversationNotFound
 from chatd.core.events import Event, EventKind
-from chatd.core.records import EventPage, Interval
+from chatd.core.records import ChainView, EventPage, Interval
 
 # How many events beyond the window's messages a window read returns at most (system events:
 # joins, leaves, renames).  Every backend's window read uses this same number.
@@ -121,6 +121,24 @@ def top(intervals: Intervals, last_seq: int) -> int:
         return 0
     latest = intervals[-1]
     return last_seq if latest.left_seq is None else latest.left_seq - 1
+
+
+def chain_view(conv_id: int, log: Iterable[Event], intervals: Intervals, seq: int) -> ChainView:
+    """What a user is told of the hash chain at ``seq`` (``sync``'s ``heads``): the hash of
+    the event there if they may see it, and the hash of the last event they may see (their
+    ``left`` event for a leaver: never a later hash)."""
+    events: dict[int, Event] = {int(e.seq): e for e in log}
+    at = events.get(seq) if visible(intervals, seq) else None
+    last_seq = max(events, default=0)
+    head_seq = top(intervals, last_seq)
+    head = events.get(head_seq) if head_seq else None
+    return ChainView(
+        conv_id,
+        seq,
+        None if at is None else at.hash,
+        head_seq if head is not None else 0,
+        None if head is None else head.hash,
+    )
 
 
 # ---------------------------------------------------------------------------- the window

@@ -369,6 +369,11 @@ class Connection:
                 except ConversationShreddedError:
                     expired.append(conv)
         self._session.sync_done()
+        try:
+            views = await self._gw.reading.chain_views(user, job.checks)
+        except ClientError as exc:
+            await self._send(p.encode_error(job.rid, exc, self._session.language))
+            return
         await self._send(
             p.encode_ok(
                 job.rid,
@@ -377,6 +382,7 @@ class Connection:
                 expired=expired,
                 epoch=self._gw.reading.epoch,
                 epoch_changed=job.epoch_changed,
+                heads=[p.chain_view_map(view) for view in views],
             )
         )
 

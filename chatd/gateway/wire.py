@@ -39,6 +39,7 @@ from chatd.core.errors import (
 )
 from chatd.core.events import Event, MessageTag
 from chatd.core.ids import ConvId, parse_attachment_id
+from chatd.core.records import ChainView
 from chatd.i18n import N_, Language
 
 PROTOCOL_VERSION = 1
@@ -222,33 +223,44 @@ class Fields:
             raise refused(name, BAD_ATTACHMENTS)
         return tuple(i for i in ids if i is not None)
 
-    def pairs(
+    def positions(
         self, name: str, *, max_items: int, invalid: str | None = None
-    ) -> tuple[tuple[int, int], ...]:
+    ) -> tuple[tuple[int, int, bytes | None], ...]:
+        """``sync``'s list of ``[conv, seq]`` or ``[conv, seq, "hash"]`` (the chain hash the
+        client holds at ``seq``: 64 lower-case hex digits), one per conversation."""
         value = self._get(name, [])
         ok = isinstance(value, list) and len(value) <= max_items
-        pairs: list[tuple[int, int]] = []
+        items: list[tuple[int, int, bytes | None]] = []
         for item in value if ok else ():
             if (
                 not isinstance(item, list)
-                or len(item) != 2
+                or len(item) not in (2, 3)
                 or not is_int(item[0])
                 or not is_int(item[1])
                 or not 1 <= item[0] <= MAX_INT
                 or not 0 <= item[1] <= MAX_INT
+                or (len(item) == 3 and not is_chain_hash(item[2]))
             ):
                 ok = False
                 break
-            pairs.append((item[0], item[1]))
-        if not ok or len({conv for conv, _ in pairs}) != len(pairs):
+            items.append((item[0], item[1], bytes.fromhex(item[2]) if len(item) == 3 else None))
+        if not ok or len({conv for conv, _, _ in items}) != len(items):
             raise refused(name, invalid, max=max_items)
-        return tuple(pairs)
+        return tuple(items)
 
     def done(self) -> None:
         for key in self._obj:
             if key not in self._seen:
                 shown = key[:32] if isinstance(key, str) else "?"
                 raise ValidationError(UNKNOWN_FIELD, field=shown)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_chain_hash(value: object) -> bool:
+    """A chain hash as the wire writes it: 64 lower-case hexadecimal digits (SHA-256)."""
+    return isinstance(value, str) and len(value) == 64 and _HEX.issuperset(value)
 
 
 def refused(name: str, sentence: str | None, **limits: int) -> ValidationError:
@@ -302,14 +314,31 @@ def pack(obj: Mapping[str, Any]) -> bytes:
 
 
 def event_map(event: Event) -> dict[str, Any]:
-    """An event as the wire shows it: metadata, then the payload's fields."""
-    return {
+    """An event as the wire shows it: metadata, then the payload's fields.  ``hash`` and
+    ``prev_hash`` (64 lower-case hex digits) are its chain link, for the client's rewind check
+    (protocol §9.2); a record without them (built by hand, never by a store) goes without."""
+    shown = {
         **event.payload,
         "conv": event.conv_id,
         "seq": event.seq,
         "kind": event.kind,
         "sender": event.sender,
         "ts": event.ts,
+    }
+    if event.hash:
+        shown["hash"] = event.hash.hex()
+        shown["prev_hash"] = event.prev_hash.hex()
+    return shown
+
+
+def chain_view_map(view: ChainView) -> dict[str, Any]:
+    """One entry of ``sync``'s ``heads`` (protocol §9.2)."""
+    return {
+        "conv": view.conv_id,
+        "seq": view.seq,
+        "at": None if view.at is None else view.at.hex(),
+        "head_seq": view.head_seq,
+        "head": None if view.head is None else view.head.hex(),
     }
 
 

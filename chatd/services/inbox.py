@@ -35,6 +35,7 @@ class InboxEntry:
     read_seq: int
     unread: int
     preview: Event | None  # the last event the user may see, text shortened
+    head: bytes | None = None  # the chain hash at ``last_seq`` (protocol §9.2)
 
 
 def preview(event: Event | None, limit: int = PREVIEW_CHARS) -> Event | None:
@@ -58,6 +59,7 @@ def entry(row: InboxRow) -> InboxEntry:
         read_seq=row.read_seq,
         unread=row.unread,
         preview=preview(row.last_event),
+        head=row.last_hash,
     )
 
 

@@ -1,4 +1,5 @@
-"""What a user may read of the log: history pages, catch-up, sync heads, fan-out audiences.
+"""What a user may read of the log: history pages, catch-up, sync heads, chain hashes,
+fan-out audiences.
 
 Visibility is decided by the store's queries (the user's membership intervals and the
 visible window, :mod:`chatd.core.visibility` is the rule they implement); this service is
@@ -7,7 +8,9 @@ the gateway's only way to them, so that a transport never calls a store.
 
 from __future__ import annotations
 
-from chatd.core.records import ConversationHead, EventPage
+from collections.abc import Sequence
+
+from chatd.core.records import ChainView, ConversationHead, EventPage
 from chatd.store.contract import LogStore
 
 
@@ -45,6 +48,15 @@ class Reading:
     async def heads(self, user_id: int) -> list[ConversationHead]:
         """Every conversation the user is or was in, with the last seq they may see."""
         return await self._store.conversation_heads(user_id)
+
+    async def chain_views(
+        self, user_id: int, positions: Sequence[tuple[int, int]]
+    ) -> list[ChainView]:
+        """What the log says of the hashes a client holds (``sync``'s ``heads``), as far as
+        the user may see; one store read for all of them."""
+        if not positions:
+            return []
+        return await self._store.chain_views(user_id, positions)
 
     async def audience(
         self, conv_id: int, first_seq: int, last_seq: int

@@ -45,6 +45,7 @@ from chatd.core.records import (
     AttachmentAccess,
     AttachmentInfo,
     AttachmentKey,
+    ChainView,
     ConversationHead,
     EventPage,
     InboxRow,
@@ -148,6 +149,16 @@ class LogStore(Protocol):
 
     async def conversation_heads(self, user_id: int) -> list[ConversationHead]:
         """For every conversation the user is or was in: the last event they may see."""
+        ...
+
+    async def chain_views(
+        self, user_id: int, positions: Sequence[tuple[int, int]]
+    ) -> list[ChainView]:
+        """For each ``(conv_id, seq)``, in the order given: the chain hash at ``seq`` and the
+        head, as far as the user may see (:class:`~chatd.core.records.ChainView`,
+        :func:`chatd.core.visibility.chain_view` is the rule).  One read for all of them (a
+        ``sync`` asks for every conversation at once); a conversation the user never was in
+        answers like one that does not exist."""
         ...
 
     async def audience(

@@ -187,14 +187,15 @@ class BatchPlanner:
         conv_id = conv.state.conv_id
         seq = Seq(conv.last_seq + 1)
         ciphertext = sealer.seal(seq, kind, _pack(payload), event_binding(sender, now))
-        digest = link_hash(conv.last_hash, conv_id, seq, kind, ciphertext)
-        plan.events.append((conv_id, seq, kind, sender, now, ciphertext, conv.last_hash, digest))
+        prev = conv.last_hash
+        digest = link_hash(prev, conv_id, seq, kind, ciphertext)
+        plan.events.append((conv_id, seq, kind, sender, now, ciphertext, prev, digest))
         conv.last_seq, conv.last_hash = seq, digest
         if kind is EventKind.MESSAGE:
             conv.last_message_seq = seq
             touched = plan.touched.get(conv_id)
             plan.touched[conv_id] = (now, None if touched is None else touched[1])
-            return Event(conv_id, seq, kind, sender, now, payload)
+            return Event(conv_id, seq, kind, sender, now, payload, digest, prev)
         name = plan.touched[conv_id][1] if conv_id in plan.touched else None
         if kind is EventKind.CREATED or kind is EventKind.RENAMED:
             name = names.seal(0, "name", _pack(payload["name"]))
@@ -212,4 +213,4 @@ class BatchPlanner:
                 plan.new_closed.append((conv_id, user, joined, seq + 1))
         plan.touched[conv_id] = (now, name)
         conv.state = apply_membership(conv.state, kind, payload)
-        return Event(conv_id, seq, kind, sender, now, payload)
+        return Event(conv_id, seq, kind, sender, now, payload, digest, prev)

@@ -130,6 +130,7 @@ class ChatView:
             on_push=self._on_push,
             on_status=self._on_status,
             on_outbox=self._on_outbox,
+            on_rewind=lambda rewind: self.say(rewind.sentence()),  # stderr would tear the screen
         )
         self.input = TextArea(
             height=1, prompt="> ", multiline=False, wrap_lines=False, accept_handler=self._accept
@@ -207,7 +208,9 @@ class ChatView:
         if not first:
             return  # sync resumes from what the log holds
         entry = None
-        for item in (await client.call_now("list"))["conversations"]:
+        listed = (await client.call_now("list"))["conversations"]
+        client.check_list(listed)  # before holding: a head behind the held one warns
+        for item in listed:
             client.cursors.hold(item["conv"], item["last_seq"])  # no backlog of the others
             if item["conv"] == self.conv:
                 entry = item

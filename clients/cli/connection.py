@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import websockets
@@ -42,6 +43,8 @@ from clients.cli.errors import (
     close_error,
     server_error,
 )
+from clients.cli.heads import Rewind
+from clients.cli.heads_file import HeadsFile
 from clients.cli.i18n import N_, _
 from clients.cli.outbox import OutboxFile
 from clients.cli.protocol import (
@@ -103,6 +106,15 @@ def connection_closed(code: int | None) -> str:
 
 PushHandler = Callable[[Push], None]
 StatusHandler = Callable[[Status, str], None]
+RewindHandler = Callable[[Rewind], None]
+
+
+def warn_loudly(rewind: Rewind) -> None:
+    """The default for a rewound log: a line on stderr that cannot be missed."""
+    sys.stderr.write(f"\n*** {rewind.sentence()} ***\n\n")
+    sys.stderr.flush()
+
+
 Prepare = Callable[["Client", bool], Awaitable[None]]
 
 
@@ -125,12 +137,20 @@ class Client:
         on_push: PushHandler | None = None,
         on_status: StatusHandler | None = None,
         on_outbox: OutboxHandler | None = None,
+        on_rewind: RewindHandler = warn_loudly,
         fail_fast: bool = False,
+        heads_file: HeadsFile | None = None,
     ) -> None:
         self.session = session
         self.fail_fast = fail_fast  # stop at the first refused connection instead of retrying
         self.outbox = outbox or OutboxFile.of(session.server, session.user_id)
         self.cursors = cursors or Cursors()
+        # The heads seen in earlier runs: a server rewound while chatd-cli was not running is
+        # caught on the first ``list`` or ``sync`` (live clients; one-shot commands check none).
+        self.heads_file = heads_file or HeadsFile.of(session.server, session.user_id)
+        if live:
+            self.cursors.heads = self.heads_file.load()
+        self._on_rewind = on_rewind
         self.live = live
         self.hello: Hello | None = None
         self.status = Status.CONNECTING
@@ -249,7 +269,10 @@ class Client:
         tasks: list[asyncio.Task[None]] = []
         try:
             self.hello = await self._authenticate(ws)
-            if self.cursors.enter(self.hello.epoch):
+            entered = self.cursors.enter(self.hello.epoch)
+            if self.live:
+                self._rewinds([])  # a declared new epoch dropped the heads: remember it
+            if entered:
                 # The database was restored or replaced: what was held names nothing here any
                 # more, so the client starts again as on its first connection.
                 self._prepared = False
@@ -259,7 +282,7 @@ class Client:
                 await self._prepare(self, not self._prepared)
                 self._prepared = True  # only once it went through: a drop midway redoes it
             if self.live:
-                await self._call("sync", sync_fields(self.cursors.held, self.cursors.epoch))
+                await self._sync()
             tasks.append(asyncio.get_running_loop().create_task(self._deliver(ws)))
             if self.live:
                 tasks.append(asyncio.get_running_loop().create_task(self._keepalive()))
@@ -336,11 +359,37 @@ class Client:
                     if future is not None and not future.done():
                         future.set_result(frame)
                     continue
+                if frame.op == "event" and self.live:  # checked before it is known a duplicate
+                    self._rewinds([self.cursors.heads.on_event(frame.fields)])
                 push = self.cursors.apply(frame)
                 if push is not None and self._on_push is not None:
                     self._on_push(push)
         except websockets.ConnectionClosed:
             pass
+
+    async def _sync(self) -> None:
+        """``sync`` from the held seqs, with the held hashes; its ``heads`` are checked."""
+        heads = self.cursors.heads
+        entries, sent = heads.sync_entries(self.cursors.held)
+        reply = await self._call(
+            "sync", sync_fields(self.cursors.held, self.cursors.epoch, entries)
+        )
+        answers = reply.get("heads")
+        self._rewinds(heads.on_sync(sent, answers if isinstance(answers, list) else []))
+
+    def check_list(self, entries: list[Any]) -> None:
+        """A ``list`` reply against the held heads (live clients run it in ``prepare``,
+        before ``sync``): a conversation gone, or behind what was seen, is a rewind."""
+        if self.live:
+            self._rewinds(self.cursors.heads.on_list(entries))
+
+    def _rewinds(self, found: Sequence[Rewind | None]) -> None:
+        """Say each rewind found, and keep the heads for the next run."""
+        for rewind in found:
+            if rewind is not None:
+                self._on_rewind(rewind)
+        if self.cursors.heads.changed:
+            self.heads_file.save(self.cursors.heads)
 
     async def _call(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
         """One request on the current connection; :class:`ConnectionLost` if it drops."""

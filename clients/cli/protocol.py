@@ -198,8 +198,13 @@ def history_fields(
     return fields
 
 
-def sync_fields(held: dict[int, int], epoch: str | None = None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"convs": [[conv, seq] for conv, seq in sorted(held.items())]}
+def sync_fields(
+    held: dict[int, int], epoch: str | None = None, entries: list[list[Any]] | None = None
+) -> dict[str, Any]:
+    """``sync``'s fields: ``entries`` if given (``[conv, seq]`` or ``[conv, seq, hash]``,
+    :meth:`clients.cli.heads.Heads.sync_entries`), else the held seqs."""
+    convs = entries if entries is not None else [[c, s] for c, s in sorted(held.items())]
+    fields: dict[str, Any] = {"convs": convs}
     if epoch is not None:
         fields["epoch"] = epoch
     return fields

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from clients.cli.heads import Heads
 from clients.cli.protocol import Event, Push
 
 
@@ -21,15 +22,19 @@ from clients.cli.protocol import Event, Push
 class Cursors:
     held: dict[int, int] = field(default_factory=dict)
     epoch: str | None = None  # the history the held seqs belong to (hello's ``epoch``)
+    # The chain hashes last seen (kept across runs by the heads file): the rewind check.
+    heads: Heads = field(default_factory=Heads)
 
     def enter(self, epoch: str | None) -> bool:
         """The server announced ``epoch``; True if it is not the one the held seqs came from,
-        which are then dropped: after a restore the same seq may name another event."""
+        which are then dropped: after a restore the same seq may name another event.  The
+        heads follow their own epoch (they may come from an earlier run): dropped too."""
         changed = self.epoch is not None and epoch is not None and epoch != self.epoch
         if changed:
             self.held.clear()
         if epoch is not None:
             self.epoch = epoch
+        self.heads.enter(epoch)
         return changed
 
     def hold(self, conv: int, seq: int) -> None:

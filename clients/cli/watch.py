@@ -31,7 +31,9 @@ async def cmd_watch(ctx: Context, args: Any) -> int:
 
     async def prepare(client: Client, first: bool) -> None:
         if first:  # from now on: the backlog of every window is not what "watch" means
-            for entry in (await client.call_now("list"))["conversations"]:
+            entries = (await client.call_now("list"))["conversations"]
+            client.check_list(entries)  # before holding: a head behind the held one warns
+            for entry in entries:
                 names[entry["conv"]] = entry.get("name")
                 client.cursors.hold(entry["conv"], entry["last_seq"])
 

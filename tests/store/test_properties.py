@@ -138,6 +138,8 @@ async def run_and_check(
     assert sorted(log_by_seq) == list(range(1, last + 1))
     log = [log_by_seq[s] for s in range(1, last + 1)]
     check_rules(log)
+    # The chain links the appends returned: each event's prev_hash is the hash before it.
+    assert all(log[i].prev_hash == log[i - 1].hash for i in range(1, len(log)))
 
     # Idempotency: per client_msg_id at most one original; duplicates repeat its seqs.
     by_id: dict[str, list[AppendResult]] = defaultdict(list)
@@ -177,9 +179,13 @@ async def check_reads(
     assert await store.audience(conv, 1, last) == {
         seq: visibility.audience(intervals, seq) for seq in range(1, last + 1)
     }
+    positions = [(conv, seq) for seq in range(0, last + 2)]
     for user in users:
         mine = intervals.get(user, ())
         assert await store.intervals(user, conv) == mine
+        assert await store.chain_views(user, positions) == [
+            visibility.chain_view(conv, log, mine, seq) for _, seq in positions
+        ], user
         if not mine:
             with pytest.raises(ConversationNotFound):
                 await store.visible_window(user, conv)

@@ -38,6 +38,9 @@ class SyncJob:
     rid: int
     positions: dict[int, int]
     epoch_changed: bool = False  # the client's seqs were of another epoch: ignored
+    # (conv, seq) of each entry that carried the hash the client holds there: the ``ok``
+    # tells the log's hash at that seq and the head (``heads``, protocol §9.2).
+    checks: tuple[tuple[int, int], ...] = ()
 
 
 Reply = bytes | SyncJob

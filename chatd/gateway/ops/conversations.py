@@ -230,6 +230,7 @@ class Sync(Request):
     rid: int
     convs: tuple[tuple[int, int], ...]  # (conv, last seq the client holds)
     epoch: str | None = None  # the epoch those seqs were received in (None: not said)
+    checks: tuple[tuple[int, int], ...] = ()  # (conv, seq) where the client holds a hash
 
     @classmethod
     def parse(cls, rid: int, f: Fields) -> Self:
@@ -238,11 +239,17 @@ class Sync(Request):
         )
         if epoch is not None and not all(c in "0123456789abcdef" for c in epoch):
             raise refused("epoch", BAD_EPOCH)
-        return cls(rid, f.pairs("convs", max_items=MAX_SYNC_CONVS, invalid=BAD_SYNC), epoch)
+        items = f.positions("convs", max_items=MAX_SYNC_CONVS, invalid=BAD_SYNC)
+        # The server needs only where the client holds a hash, not the hash: it answers with
+        # its own, and the client compares (a client can check; the server has nothing to).
+        checks = tuple((conv, seq) for conv, seq, held in items if held is not None)
+        return cls(rid, tuple((conv, seq) for conv, seq, _ in items), epoch, checks)
 
     async def run(self, call: Call) -> Reply:
         positions, changed = call.services.reading.trusted_positions(self.epoch, dict(self.convs))
-        return SyncJob(self.rid, positions, changed)  # the connection's sender runs it
+        # Hashes of another epoch name another history: nothing to compare them with.
+        checks = () if changed else self.checks
+        return SyncJob(self.rid, positions, changed, checks)  # the connection's sender runs it
 
 
 REQUESTS = (

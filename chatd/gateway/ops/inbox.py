@@ -22,6 +22,7 @@ def entry_map(entry: InboxEntry) -> dict[str, Any]:
         "read_seq": entry.read_seq,
         "unread": entry.unread,
         "last": None if entry.preview is None else event_map(entry.preview),
+        "head": None if entry.head is None else entry.head.hex(),
     }
 
 

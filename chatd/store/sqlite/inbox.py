@@ -143,6 +143,7 @@ async def inbox_txn(
                 name = str(named[0].payload["name"])
         except ConversationShreddedError:
             last_event, name = None, None
+        head_row = raw.get((conv_id, top))
         rows.append(
             InboxRow(
                 conv_id=int(conv_id),
@@ -153,6 +154,7 @@ async def inbox_txn(
                 last_seq=int(top),
                 read_seq=int(read_seq),
                 unread=int(unread),
+                last_hash=None if head_row is None else bytes(head_row[6]),
             )
         )
     rows.sort(key=lambda r: (r.last_event.ts if r.last_event else 0, r.conv_id), reverse=True)

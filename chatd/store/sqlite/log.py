@@ -29,7 +29,7 @@ VISIBLE = (
     "EXISTS (SELECT 1 FROM memberships m WHERE m.conv_id = e.conv_id AND m.user_id = :user"
     " AND e.seq >= m.joined_seq AND (m.left_seq IS NULL OR e.seq < m.left_seq))"
 )
-EVENT_COLUMNS = "e.conv_id, e.seq, e.kind, e.sender, e.ts, e.ciphertext"
+EVENT_COLUMNS = "e.conv_id, e.seq, e.kind, e.sender, e.ts, e.ciphertext, e.hash, e.prev_hash"
 MAX_PAGE = 1000
 
 
@@ -88,7 +88,7 @@ async def open_events_txn(
             raise ConversationShreddedError(conv=shredded[0])
     events = []
     sealers: dict[tuple[int, int], Sealer] = {}  # a page has one or two keys at most
-    for conv_id, seq, kind, sender, ts, ciphertext in rows:
+    for conv_id, seq, kind, sender, ts, ciphertext, digest, prev in rows:
         version = sealed_key_version(ciphertext)
         sealer = sealers.get((conv_id, version))
         if sealer is None:
@@ -97,7 +97,8 @@ async def open_events_txn(
             sealer = keys.sealer(CONV_SCOPE, conv_id, version, EVENTS_DOMAIN, conv_id)
             sealers[(conv_id, version)] = sealer
         opened = sealer.open(seq, kind, ciphertext, event_binding(sender, ts))
-        events.append(Event(conv_id, seq, kind, sender, ts, msgpack.unpackb(opened)))
+        payload = msgpack.unpackb(opened)
+        events.append(Event(conv_id, seq, kind, sender, ts, payload, bytes(digest), bytes(prev)))
     return events
 
 

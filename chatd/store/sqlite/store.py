@@ -3,8 +3,8 @@
 :class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
 the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
 :mod:`.tokens`, :mod:`.login_attempts`, :mod:`.live_sessions`, :mod:`.inbox`, :mod:`.keys`,
-:mod:`.attachments`, :mod:`.audit`, :mod:`.verify` — then forwards each contract method to the
-part that owns it.  Writes go through the single
+:mod:`.attachments`, :mod:`.audit`, :mod:`.heads`, :mod:`.verify` — then forwards each contract
+method to the part that owns it.  Writes go through the single
 :class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small pool of read
 connections (WAL lets them read while the writer commits), each read in one named read
 transaction so its queries see one snapshot.
@@ -30,6 +30,7 @@ from chatd.core.records import (
     AttachmentAccess,
     AttachmentInfo,
     AttachmentKey,
+    ChainView,
     ConversationHead,
     EventPage,
     InboxRow,
@@ -53,6 +54,7 @@ from chatd.store.sqlite.chain_reads import SqliteChainReads
 from chatd.store.sqlite.checkpoint_verify import extends_checkpoint_txn, read_checkpoint_log
 from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
+from chatd.store.sqlite.heads import chain_views_txn
 from chatd.store.sqlite.inbox import SqliteInbox
 from chatd.store.sqlite.keys import SqliteKeys
 from chatd.store.sqlite.live_sessions import SqliteLiveSessions
@@ -221,6 +223,12 @@ class SqliteStore(Store):
         self, conv_id: int, first_seq: int, last_seq: int
     ) -> dict[int, frozenset[int]]:
         return await self._log.audience(conv_id, first_seq, last_seq)
+
+    async def chain_views(
+        self, user_id: int, positions: Sequence[tuple[int, int]]
+    ) -> list[ChainView]:
+        async with self._ctx.read("read_chain_views") as conn:
+            return await chain_views_txn(conn, user_id, positions)
 
     async def export_events(
         self, after: tuple[int, int] = (0, 0), limit: int = 1000
