@@ -116,7 +116,8 @@ class Checkpoint:
         return replace(unsigned, mac=_mac(key, unsigned.body()))
 
     def mac_ok(self, key: bytes) -> bool:
-        return hmac.compare_digest(self.mac, _mac(key, self.body()))
+        expected = _mac(key, self.body()).encode()
+        return hmac.compare_digest(self.mac.encode("utf-8", "surrogatepass"), expected)
 
     def line(self) -> bytes:
         """The record as one line of the log (without its newline)."""
@@ -170,9 +171,12 @@ def parse_record(line: bytes) -> Checkpoint:
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
             raise BadRecord("a head is not [chain, seq, hash]")
         heads.append((item[0], Head(_int(item[1], "a seq"), _hex(item[2], 32, "a hash"))))
-    for name in ("epoch", "prev", "kid", "mac"):
-        if not isinstance(doc.get(name), str):
-            raise BadRecord(f"{name} is not text")
+    _hex(doc.get("prev"), 32, "prev")
+    _hex(doc.get("mac"), 32, "mac")
+    for name in ("epoch", "kid"):
+        value = doc.get(name)
+        if not (isinstance(value, str) and 1 <= len(value) <= 64 and value.isascii()):
+            raise BadRecord(f"{name} is not an identifier")
     return Checkpoint(
         n=_int(doc.get("n"), "n"),
         kind=kind,

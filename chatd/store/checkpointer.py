@@ -95,7 +95,7 @@ class Checkpointer:
         self._problems: list[Text] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._taken = asyncio.Condition()
 
     # ------------------------------------------------------------------ state
 
@@ -266,10 +266,22 @@ class Checkpointer:
         assert key is not None
         return unsigned.signed(kid, key)
 
+    async def wait_for(self, n: int) -> Checkpoint:
+        """The checkpoint ``n`` or a later one, once taken (callers bound the wait)."""
+        async with self._taken:
+            await self._taken.wait_for(lambda: self._last is not None and self._last.n >= n)
+            assert self._last is not None
+            return self._last
+
     def _accept(self, record: Checkpoint, after: HeadMap, moved: int) -> None:
+        asyncio.get_running_loop().create_task(self._tell_waiters())
         self._map, self._last = after, record
         self._last_hash = line_hash(record.line())
         self._since_base = 0 if record.kind is not RecordKind.DELTA else self._since_base + moved
+
+    async def _tell_waiters(self) -> None:
+        async with self._taken:
+            self._taken.notify_all()
 
     # ------------------------------------------------------------------ reading
 

@@ -479,6 +479,10 @@ class CheckpointStore(Protocol):
         """Take a checkpoint now if a head moved (``force``: even if none did)."""
         ...
 
+    async def wait_for_checkpoint(self, n: int) -> Checkpoint:
+        """Checkpoint ``n`` or a later one, once taken (the caller bounds the wait)."""
+        ...
+
     async def declare_rewind(self, *, audit: AdminAction | None = None) -> Checkpoint:
         """The operator restored an older database: declare a new epoch (with ``audit``)
         and append a base of the database as it is, from which later checks start."""

@@ -177,6 +177,9 @@ class SqliteStore(Store):
     async def take_checkpoint(self, *, force: bool = False) -> Checkpoint | None:
         return await self._checkpoints.take(force=force)
 
+    async def wait_for_checkpoint(self, n: int) -> Checkpoint:
+        return await self._checkpoints.wait_for(n)
+
     async def declare_rewind(self, *, audit: AdminAction | None = None) -> Checkpoint:
         epoch, now = new_epoch(), self._ctx.clock_ms()
 
