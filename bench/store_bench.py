@@ -9,6 +9,9 @@ Prints one table.  Every figure comes from this run on this machine:
   append counts when its coroutine returned, i.e. after COMMIT.
 * ``ceiling`` — the same SQLite schema and pragmas, one aiosqlite ``executemany`` of 100
   pre-sealed event rows per transaction, nothing else: what the disk and SQLite allow.
+* checkpoints (issue 13): appends/s at 100 writers with checkpoints only at the stop, every
+  1 s and every 0.1 s; one checkpoint's cost; verify's replay of a log; the start check of
+  ``chatd serve`` (:mod:`bench.checkpoint_costs`).
 * ``window read`` — ``visible_window`` on a conversation of ``--window-events`` events
   (default 100,000): p50 and p99 over repeated reads.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import msgpack
 
+from bench.checkpoint_costs import bench_start_check, rows_for
 from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
 from chatd.core.ids import ConvId, UserId
 from chatd.core.records import NewUser, UserProfile
@@ -37,8 +41,10 @@ from chatd.store.sqlite.db import connect, migrate, transaction  # the ceiling o
 TEXT = "Patient vu ce matin, plaie propre, pansement refait. Merci de rappeler demain."
 
 
-async def _setup(path: Path, conversations: int) -> tuple[SqliteStore, int, list[int]]:
-    store = SqliteStore(path, KeyRing.generate())
+async def _setup(
+    path: Path, conversations: int, checkpoint_seconds: float = 5.0
+) -> tuple[SqliteStore, int, list[int]]:
+    store = SqliteStore(path, KeyRing.generate(), checkpoint_seconds=checkpoint_seconds)
     await store.open()
     alice = await store.create_user(NewUser("alice", "x", UserProfile("Alice", "Martin")))
     bob = await store.create_user(NewUser("bob", "x", UserProfile("Bob", "Durand")))
@@ -51,9 +57,15 @@ async def _setup(path: Path, conversations: int) -> tuple[SqliteStore, int, list
     return store, alice.id, convs
 
 
-async def bench_appends(workdir: Path, writers: int, total: int) -> tuple[float, float]:
-    """(acked appends/s, mean batch size)."""
-    store, sender, convs = await _setup(workdir / f"appends-{writers}.sqlite3", min(writers, 10))
+async def bench_appends(
+    workdir: Path, writers: int, total: int, checkpoint_seconds: float = 5.0
+) -> tuple[float, float]:
+    """(acked appends/s, mean batch size); checkpoints every ``checkpoint_seconds``."""
+    store, sender, convs = await _setup(
+        workdir / f"appends-{writers}-{checkpoint_seconds}.sqlite3",
+        min(writers, 10),
+        checkpoint_seconds,
+    )
     per_writer = total // writers
     batches_before = store.group_commits
 
@@ -132,6 +144,7 @@ async def main() -> None:
     parser.add_argument("--appends", type=int, default=20_000, help="appends per writer count")
     parser.add_argument("--window-events", type=int, default=100_000)
     parser.add_argument("--reads", type=int, default=500)
+    parser.add_argument("--start-chains", type=int, default=10_000, help="conversations")
     args = parser.parse_args()
     try:
         import uvloop
@@ -156,6 +169,20 @@ async def main() -> None:
                     f"{rate / ceiling:.0%}",
                 )
             )
+        # Checkpoints (issue 13): the same 100 writers, checkpoints only at the stop, then
+        # more often than the default interval (5 s, longer than most of these runs).
+        for seconds in (3600.0, 1.0, 0.1):
+            rate, _ = await bench_appends(workdir, 100, args.appends, checkpoint_seconds=seconds)
+            label = "at the stop only" if seconds > 60 else f"every {seconds:g} s"
+            rows.append(
+                (
+                    f"acked appends @ 100 writers, checkpoints {label}",
+                    f"{rate:,.0f} /s",
+                    f"{rate / ceiling:.0%}",
+                )
+            )
+        start_ms = await bench_start_check(workdir, args.start_chains)
+        rows.extend(rows_for(10_000, start_ms, args.start_chains))
         p50, p99, size = await bench_window(workdir, args.window_events, args.reads)
         rows.append(
             (
