@@ -48,8 +48,8 @@ def bench_one_checkpoint(chains: int, moved: int, rounds: int = 50) -> tuple[flo
     with tempfile.TemporaryDirectory(prefix="chatd-bench-") as tmp:
         log = CheckpointLog(Path(tmp) / "bench.checkpoints")
         end = 0
-        with log.locked(create=True) as fd:
-            assert fd is not None
+        fd = log.acquire()
+        try:
             for r in range(rounds):
                 started = time.perf_counter()
                 current = {
@@ -77,6 +77,8 @@ def bench_one_checkpoint(chains: int, moved: int, rounds: int = 50) -> tuple[flo
                 end = log.append(fd, line, end)
                 write.append(time.perf_counter() - middle)
                 build.append(middle - started)
+        finally:
+            log.release(fd)
     return statistics.median(build) * 1000, statistics.median(write) * 1000
 
 

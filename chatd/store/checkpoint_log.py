@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from chatd.core.checkpoint_audit import RawLine
@@ -43,24 +41,23 @@ class CheckpointLog:
     def exists(self) -> bool:
         return self.path.exists()
 
-    @contextmanager
-    def locked(self, *, create: bool) -> Iterator[int | None]:
-        """The log's descriptor under an exclusive flock (None if it does not exist and
-        ``create`` is False)."""
-        flags = os.O_RDWR | (os.O_CREAT if create else 0)
-        created = create and not self.path.exists()
-        try:
-            fd = os.open(self.path, flags, 0o600)
-        except FileNotFoundError:
-            yield None
-            return
+    def acquire(self) -> int:
+        """Open (create) the log and take its exclusive flock, waiting for another process
+        to release it: run it in a thread.  :meth:`release` gives it back."""
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if created:
                 _fsync_dir(self.path.parent)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield fd
-        finally:
-            os.close(fd)  # releases the flock
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def release(fd: int) -> None:
+        os.close(fd)  # closing the descriptor releases the flock
 
     def read_from(self, offset: int = 0) -> tuple[list[RawLine], int]:
         """Every complete line from ``offset`` on, and the offset just after the last one

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Protocol
 
 from chatd.core.checkpoint_audit import (
@@ -113,11 +113,12 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def open(self, *, has_history: Callable[[], Awaitable[bool]]) -> None:
-        """Read the log's tail; start a log for a database without history; else a missing
-        log is a problem (it was lost, or removed to hide a rewind)."""
+    async def open(self, *, expects_log: Callable[[], Awaitable[bool]]) -> None:
+        """Read the log's tail.  Without a log: start one, unless ``expects_log`` says the
+        database should have one (it holds history written under checkpoints), in which
+        case the missing log is a problem: it was lost, or removed to hide a rewind."""
         if not await asyncio.to_thread(self.log.exists):
-            if await has_history():
+            if await expects_log():
                 self._problems.append(
                     Text(
                         N_(
@@ -176,8 +177,7 @@ class Checkpointer:
                 raise
 
     async def _take_locked(self, pending: dict[str, Head], force: bool) -> Checkpoint | None:
-        with self.log.locked(create=True) as fd:
-            assert fd is not None
+        async with self._log_locked() as fd:
             await self._catch_up()
             if self._problems:
                 return None
@@ -207,37 +207,35 @@ class Checkpointer:
             kind = RecordKind.BASE if base else RecordKind.DELTA
             record = self._record(kind, after, moved, epoch, schema)
             self._end = await asyncio.to_thread(self.log.append, fd, record.line(), self._end)
-            self._accept(record, after, len(moved))
+            await self._accept(record, after, len(moved))
             return record
 
     async def declare_rewind(self) -> Checkpoint:
         """After an operator restored an older database (and declared a new epoch): a base
         of the database as it is, which later checks start from."""
-        async with self._lock:
-            with self.log.locked(create=True) as fd:
-                assert fd is not None
-                lines, end = await asyncio.to_thread(self.log.read_from, 0)
-                audit = audit_records(lines, self._key_for)
-                # A damaged log is kept as evidence; the rewind starts a new chain of records
-                # after it, linked to its last line.
-                self._end = end
-                self._last_hash = line_hash(lines[-1].raw) if lines else NO_PREVIOUS
-                self._last = audit.last if audit.ok else None
-                current = await self._reads.all_heads()
-                after = HeadMap.of(sorted(current.items()))
-                n = (lines[-1].record.n if lines and lines[-1].record else len(lines)) + 1
-                record = self._record(
-                    RecordKind.REWIND,
-                    after,
-                    list(after.heads.items()),
-                    self._epoch(),
-                    await self._reads.schema_version(),
-                    n=n,
-                )
-                self._end = await asyncio.to_thread(self.log.append, fd, record.line(), self._end)
-                self._problems.clear()
-                self._accept(record, after, 0)
-                return record
+        async with self._lock, self._log_locked() as fd:
+            lines, end = await asyncio.to_thread(self.log.read_from, 0)
+            audit = audit_records(lines, self._key_for)
+            # A damaged log is kept as evidence; the rewind starts a new chain of records
+            # after it, linked to its last line.
+            self._end = end
+            self._last_hash = line_hash(lines[-1].raw) if lines else NO_PREVIOUS
+            self._last = audit.last if audit.ok else None
+            current = await self._reads.all_heads()
+            after = HeadMap.of(sorted(current.items()))
+            n = (lines[-1].record.n if lines and lines[-1].record else len(lines)) + 1
+            record = self._record(
+                RecordKind.REWIND,
+                after,
+                list(after.heads.items()),
+                self._epoch(),
+                await self._reads.schema_version(),
+                n=n,
+            )
+            self._end = await asyncio.to_thread(self.log.append, fd, record.line(), self._end)
+            self._problems.clear()
+            await self._accept(record, after, 0)
+            return record
 
     def _record(
         self,
@@ -273,15 +271,22 @@ class Checkpointer:
             assert self._last is not None
             return self._last
 
-    def _accept(self, record: Checkpoint, after: HeadMap, moved: int) -> None:
-        asyncio.get_running_loop().create_task(self._tell_waiters())
+    async def _accept(self, record: Checkpoint, after: HeadMap, moved: int) -> None:
         self._map, self._last = after, record
         self._last_hash = line_hash(record.line())
         self._since_base = 0 if record.kind is not RecordKind.DELTA else self._since_base + moved
-
-    async def _tell_waiters(self) -> None:
         async with self._taken:
             self._taken.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def _log_locked(self) -> AsyncIterator[int]:
+        """The log's descriptor under its flock, taken in a thread: another process may hold
+        it for a moment, and the event loop must not wait on it."""
+        fd = await asyncio.to_thread(self.log.acquire)
+        try:
+            yield fd
+        finally:
+            self.log.release(fd)
 
     # ------------------------------------------------------------------ reading
 

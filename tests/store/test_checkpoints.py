@@ -315,3 +315,31 @@ async def test_a_second_process_appending_is_followed(tmp_path: Path, ring: KeyR
         assert await server.take_checkpoint() is not None
     assert (await problems_of(db, ring)) == []
     assert await departures_of(db, ring) == {}
+
+
+async def test_the_first_open_after_the_upgrade_starts_the_log(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    """A database with history from before checkpoints (schema 9) has no log to lose: its
+    first open by this code starts one, from the database as it is."""
+    from tests.store.test_migration_passwords import trigger_sql
+
+    db = tmp_path / "chatd.sqlite3"
+    first, _ = await build(db, ring)
+    log_of(db).unlink()
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:  # migration 10 undone
+        for table in ("users", "auth_tokens", "attachments", "memberships"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN mac")
+        for name, version in (
+            ("attachments_reference_once", 3),
+            ("memberships_close_once", 1),
+            ("auth_tokens_revoke_once", 8),
+        ):
+            conn.execute(f"DROP TRIGGER {name}")
+            conn.execute(trigger_sql(name, version))
+        conn.execute("DELETE FROM schema_migrations WHERE version = 10")
+    async with SqliteStore(db, ring) as store:
+        state = store.checkpoint_state()
+        assert state.problems == () and state.last is not None
+        assert state.last.kind is RecordKind.BASE and f"conv:{first}" in dict(state.last.heads)
+    assert await problems_of(db, ring) == []

@@ -27,7 +27,7 @@ from chatd.crypto.keyring import KeyRing
 from chatd.crypto.row_macs import RowMacs
 from chatd.store.data_keys import DataKeys
 from chatd.store.sqlite.damage import translating
-from chatd.store.sqlite.db import connect, migrate, transaction
+from chatd.store.sqlite.db import connect, migrate, schema_version_txn, transaction
 from chatd.store.sqlite.row_macs import backfill_txn
 from chatd.store.sqlite.writer import GroupCommitWriter
 
@@ -54,6 +54,7 @@ class SqliteContext:
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._reader_count = readers
+        self.schema_at_open = 0  # the schema version found before migrating
         self._writer_conn: aiosqlite.Connection | None = None
         self._plan_conn: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter | None = None
@@ -90,6 +91,8 @@ class SqliteContext:
     async def _open(self) -> None:
         self._writer_conn = await connect(self.path, synchronous=self._synchronous)
         macs = self.row_macs
+        async with transaction(self._writer_conn, "read_schema_version"):
+            self.schema_at_open = await schema_version_txn(self._writer_conn)
         await migrate(self._writer_conn, lambda conn, v: backfill_txn(conn, v, macs))
         for _ in range(self._reader_count):
             reader = await connect(self.path, synchronous=self._synchronous)

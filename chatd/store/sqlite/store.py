@@ -12,6 +12,7 @@ transaction so its queries see one snapshot.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -63,6 +64,11 @@ from chatd.store.sqlite.login_attempts import SqliteLoginAttempts
 from chatd.store.sqlite.tokens import SqliteTokens
 from chatd.store.sqlite.users import SqliteUsers
 from chatd.store.sqlite.verify import verify_txn
+
+log = logging.getLogger("chatd.store")
+# Migration 10 came with checkpoints (issue 13): a database opened at a version before it
+# was never checkpointed, so its first open by this code starts the log.
+FIRST_CHECKPOINTED_SCHEMA = 10
 
 
 class SqliteStore(Store):
@@ -126,7 +132,7 @@ class SqliteStore(Store):
             self._attempts.open(self._users.directory_version)
             async with self._ctx.read("read_epoch") as conn:
                 self._epoch = await read_epoch_txn(conn)
-            await self._checkpoints.open(has_history=self._chain_reads.has_history)
+            await self._checkpoints.open(expects_log=self._expects_checkpoint_log)
         except BaseException:
             await self._ctx.close()
             raise
@@ -163,6 +169,16 @@ class SqliteStore(Store):
         return epoch
 
     # ----------------------------------------------------------------- checkpoints
+
+    async def _expects_checkpoint_log(self) -> bool:
+        """A database with history that was already at the schema of checkpoints before this
+        open must have its log; a first start after the upgrade (or a new database) starts it
+        (a new database has nothing to lose; an upgraded one had no log to lose)."""
+        if self._ctx.schema_at_open < FIRST_CHECKPOINTED_SCHEMA:
+            if self._ctx.schema_at_open:
+                log.warning("starting the checkpoint log at %s", self._checkpoints.log.path)
+            return False
+        return await self._chain_reads.has_history()
 
     @property
     def checkpoint_log_path(self) -> Path:
