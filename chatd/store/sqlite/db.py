@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from chatd.core.errors import MigrationError
+from chatd.core.errors import DatabaseDamaged, MigrationError
 from chatd.i18n import N_
 from chatd.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS
 
@@ -177,7 +177,10 @@ def new_epoch() -> str:
 
 async def read_epoch_txn(conn: aiosqlite.Connection) -> str:
     rows = list(await conn.execute_fetchall("SELECT epoch FROM store_epoch WHERE id = 1"))
-    return str(rows[0][0])
+    if not rows or not isinstance(rows[0][0], str):
+        # Migration 6 made the row and a trigger keeps it: only a damaged file lacks it.
+        raise DatabaseDamaged(N_("database damaged: {reason}"), reason="no store epoch")
+    return rows[0][0]
 
 
 async def write_epoch_txn(conn: aiosqlite.Connection, epoch: str, now_ms: int) -> None:
