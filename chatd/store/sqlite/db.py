@@ -104,6 +104,13 @@ async def schema_version_txn(conn: aiosqlite.Connection) -> int:
     return int(rows[0][0] or 0)
 
 
+async def _has_tables_txn(conn: aiosqlite.Connection) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name IN ('users', 'events')"
+    )
+    return bool(list(rows))
+
+
 Backfill = Callable[[aiosqlite.Connection, int], Awaitable[None]]
 
 
@@ -116,6 +123,12 @@ async def migrate(conn: aiosqlite.Connection, backfill: Backfill | None = None) 
     empty database) that step does nothing."""
     async with transaction(conn, "read_schema_version"):
         current = await schema_version_txn(conn)
+        if current == 0 and await _has_tables_txn(conn):
+            # Migration 1 records itself with the tables it makes: its record gone (a damaged
+            # schema_migrations, or its row in sqlite_master) is damage, not a new database.
+            raise DatabaseDamaged(
+                N_("database damaged: {reason}"), reason="chatd tables without their migrations"
+            )
     if current > LATEST_VERSION:
         raise MigrationError(
             N_(

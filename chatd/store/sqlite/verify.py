@@ -14,6 +14,10 @@ A damaged file is reported, not raised: SQLite's own ``PRAGMA integrity_check`` 
 cannot be read becomes a problem of its own while the audit goes on with the rest, so that
 ``chatd verify`` always ends with a report.
 
+The clear columns of a conversation that repeat its log (its times, its last message seq,
+whether it is shredded, its operation rows, its data keys' times) are checked in the same walk
+(:mod:`.consistency`): no chain, seal or MAC covers them.
+
 The first broken seq of each conversation is reported (what follows a break cannot be trusted
 and would only repeat it).  Shredded conversations keep their chain, which is still checked;
 their seals cannot be opened any more, by design.
