@@ -52,6 +52,7 @@ from chatd.crypto.attachment_keys import (
 from chatd.crypto.envelope import wrap_data_key
 from chatd.crypto.row_macs import ATTACHMENTS, RowMacs
 from chatd.i18n import N_
+from chatd.store.sqlite.attachment_audit import AUDIT_PAGE, audit_page_txn
 from chatd.store.sqlite.claims import (
     ATTACHMENT_COLUMNS,
     LIVE_KEY_JOIN,
@@ -62,7 +63,6 @@ from chatd.store.sqlite.claims import (
 from chatd.store.sqlite.context import SqliteContext
 from chatd.store.sqlite.log import VISIBLE, window_start_txn
 from chatd.store.sqlite.row_macs import columns, row_ok
-from chatd.store.sqlite.verify import AUDIT_PAGE, audit_page_txn
 
 log = logging.getLogger("chatd.store.attachments")
 

@@ -5,6 +5,12 @@ is still in the key file, the last one's always); its problems become the report
 in the row audit's own snapshot, every chain the last checkpoint names must be found with
 its hash at the checkpointed seq: the chain walks of :mod:`.verify` have already proved that
 each chain links up to its head, so this proves the database extends the checkpoint.
+
+The database's epoch must be the last checkpoint's: ``chatd store new-epoch`` and a declared
+rewind take a checkpoint right after writing the epoch, so an epoch that differs was changed
+behind chatd's back (or that checkpoint was never taken: the process died in between, and the
+next checkpoint, at the next write or clean stop, names the epoch again).  Clients trust the
+epoch to tell a restore from a rewind: a changed one would make a rewound log look declared.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import aiosqlite
 
 from chatd.core.checkpoint_audit import audit_records, departures
 from chatd.core.checkpoints import Checkpoint, Head
+from chatd.core.errors import DatabaseDamaged
 from chatd.core.records import VerifyProblem, VerifyReport
 from chatd.crypto.keyring import KeyRing
 from chatd.i18n import N_, Text
 from chatd.store.checkpoint_log import CheckpointLog
 from chatd.store.checkpointer import checkpoint_key
 from chatd.store.sqlite.chain_reads import facts_txn
+from chatd.store.sqlite.db import read_epoch_txn
+from chatd.store.sqlite.verify import UNREADABLE, unreadable
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,27 +66,43 @@ async def extends_checkpoint_txn(
 ) -> VerifyReport:
     """``report`` with the log's problems and every departure from its last checkpoint."""
     problems = [VerifyProblem(0, 0, text) for text in anchor.problems]
-    last = anchor.last
-    if last is not None:
-        rows = list(await conn.execute_fetchall("SELECT MAX(version) FROM schema_migrations"))
-        schema = int(rows[0][0] or 0)
-        if schema < last.schema:
-            problems.append(
-                VerifyProblem(
-                    0,
-                    0,
-                    Text(
-                        N_(
-                            "the database schema is at version {found}, behind checkpoint {n}"
-                            " (version {schema})"
-                        ),
-                        {"found": schema, "n": last.n, "schema": last.schema},
-                    ),
-                )
-            )
-        at, last_seqs = await facts_txn(conn, anchor.heads)
-        for departure in departures(last.n, anchor.heads, at, last_seqs):
-            problems.append(VerifyProblem(departure.conv_id, departure.held.seq, departure.text()))
+    if anchor.last is not None:
+        try:
+            problems.extend(await _departures_txn(conn, anchor, anchor.last))
+        except UNREADABLE as exc:
+            problems.append(unreadable(exc))
+        except DatabaseDamaged as exc:  # no epoch row
+            problems.append(VerifyProblem(0, 0, exc.text))
     if not problems:
         return report
     return replace(report, problems=(*report.problems, *problems))
+
+
+async def _departures_txn(
+    conn: aiosqlite.Connection, anchor: Anchor, last: Checkpoint
+) -> list[VerifyProblem]:
+    """The schema, the chains and the epoch against the last checkpoint."""
+    problems = []
+    rows = list(await conn.execute_fetchall("SELECT MAX(version) FROM schema_migrations"))
+    schema = int(rows[0][0] or 0)
+    if schema < last.schema:
+        problems.append(
+            VerifyProblem(
+                0,
+                0,
+                Text(
+                    N_(
+                        "the database schema is at version {found}, behind checkpoint {n}"
+                        " (version {schema})"
+                    ),
+                    {"found": schema, "n": last.n, "schema": last.schema},
+                ),
+            )
+        )
+    at, last_seqs = await facts_txn(conn, anchor.heads)
+    for departure in departures(last.n, anchor.heads, at, last_seqs):
+        problems.append(VerifyProblem(departure.conv_id, departure.held.seq, departure.text()))
+    if await read_epoch_txn(conn) != last.epoch:
+        text = N_("the store epoch differs from the one of checkpoint {n}")
+        problems.append(VerifyProblem(0, 0, Text(text, {"n": last.n})))
+    return problems

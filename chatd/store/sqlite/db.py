@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from chatd.core.errors import MigrationError
+from chatd.core.errors import DatabaseDamaged, MigrationError
 from chatd.i18n import N_
 from chatd.store.sqlite.migrations import LATEST_VERSION, MIGRATIONS
 
@@ -104,6 +104,13 @@ async def schema_version_txn(conn: aiosqlite.Connection) -> int:
     return int(rows[0][0] or 0)
 
 
+async def _has_tables_txn(conn: aiosqlite.Connection) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name IN ('users', 'events')"
+    )
+    return bool(list(rows))
+
+
 Backfill = Callable[[aiosqlite.Connection, int], Awaitable[None]]
 
 
@@ -116,6 +123,12 @@ async def migrate(conn: aiosqlite.Connection, backfill: Backfill | None = None) 
     empty database) that step does nothing."""
     async with transaction(conn, "read_schema_version"):
         current = await schema_version_txn(conn)
+        if current == 0 and await _has_tables_txn(conn):
+            # Migration 1 records itself with the tables it makes: its record gone (a damaged
+            # schema_migrations, or its row in sqlite_master) is damage, not a new database.
+            raise DatabaseDamaged(
+                N_("database damaged: {reason}"), reason="chatd tables without their migrations"
+            )
     if current > LATEST_VERSION:
         raise MigrationError(
             N_(
@@ -177,7 +190,10 @@ def new_epoch() -> str:
 
 async def read_epoch_txn(conn: aiosqlite.Connection) -> str:
     rows = list(await conn.execute_fetchall("SELECT epoch FROM store_epoch WHERE id = 1"))
-    return str(rows[0][0])
+    if not rows or not isinstance(rows[0][0], str):
+        # Migration 6 made the row and a trigger keeps it: only a damaged file lacks it.
+        raise DatabaseDamaged(N_("database damaged: {reason}"), reason="no store epoch")
+    return rows[0][0]
 
 
 async def write_epoch_txn(conn: aiosqlite.Connection, epoch: str, now_ms: int) -> None:

@@ -22,10 +22,12 @@ from chatd.store.sqlite.db import migrate
 
 SchemaObject = tuple[str, str, str, str | None]  # kind, name, table, SQL text
 
-# SQLite's own objects (automatic indexes, the statistics table) are not chatd's.
+# SQLite's statistics tables come and go with ANALYZE: not chatd's.  Its automatic indexes
+# (of UNIQUE and PRIMARY KEY constraints) follow from the tables, so they are compared too: a
+# flipped byte in one's row (its type, say) is a change of the schema like any other.
 SCHEMA_QUERY = (
     "SELECT type, name, tbl_name, sql FROM sqlite_master"
-    " WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"
+    " WHERE name NOT LIKE 'sqlite\\_stat%' ESCAPE '\\' ORDER BY type, name"
 )
 
 MISSING = N_("schema: the {kind} {name} is missing")

@@ -14,12 +14,16 @@ A damaged file is reported, not raised: SQLite's own ``PRAGMA integrity_check`` 
 cannot be read becomes a problem of its own while the audit goes on with the rest, so that
 ``chatd verify`` always ends with a report.
 
+The clear columns of a conversation that repeat its log (its times, its last message seq,
+whether it is shredded, its operation rows, its data keys' times) are checked in the same walk
+(:mod:`.consistency`): no chain, seal or MAC covers them.
+
 The first broken seq of each conversation is reported (what follows a break cannot be trusted
 and would only repeat it).  Shredded conversations keep their chain, which is still checked;
 their seals cannot be opened any more, by design.
 
-Attachment rows are audited too (:func:`audit_page_txn`): each one's reference (a message of
-its uploader), its data key, its sealed name and thumbnail.  The files are the attachment
+Attachment rows are audited too (:mod:`.attachment_audit`): each one's reference (a message
+of its uploader), its data key, its sealed name and thumbnail.  The files are the attachment
 service's to audit; :meth:`SqliteAttachments.attachment_keys` gives it the keys of the rows
 that pass here.
 
@@ -33,8 +37,8 @@ broken record is reported.
 from __future__ import annotations
 
 import sqlite3
+import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -42,11 +46,9 @@ import msgpack
 
 from chatd.core.errors import IntegrityError
 from chatd.core.events import EventKind
-from chatd.core.records import AttachmentKey, VerifyProblem, VerifyReport
-from chatd.crypto.attachment_keys import open_file_name, open_thumbnail, unwrap_attachment_key
+from chatd.core.records import VerifyProblem, VerifyReport
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, WrappedKey, event_binding, sealed_key_version
-from chatd.crypto.keyring import KeyRing
 from chatd.crypto.row_macs import RowMacs
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import (
@@ -57,17 +59,27 @@ from chatd.store.data_keys import (
     PROFILE_DOMAIN,
     DataKeys,
 )
+from chatd.store.sqlite.attachment_audit import AUDIT_PAGE, audit_page_txn
 from chatd.store.sqlite.audit import verify_audit_chain_txn
+from chatd.store.sqlite.consistency import (
+    OPERATIONS_QUERY,
+    IdemRow,
+    LogFacts,
+    OperationCheck,
+    audit_key_problem_txn,
+    conv_keys_txn,
+    conversation_problem,
+    creations_txn,
+)
 from chatd.store.sqlite.damage import said
 from chatd.store.sqlite.row_macs import verify_row_macs_txn
 from chatd.store.sqlite.schema_check import check_schema_txn
 
 CHUNK = 2000
-AUDIT_PAGE = 200
 INTEGRITY_LINES = 20  # what PRAGMA integrity_check reports at most (the first are enough)
 # What reading a damaged file raises: SQLite's errors, and a value of a type the column never
 # held (a flipped type byte reads back an integer where a hash was).
-UNREADABLE = (sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError)
+UNREADABLE = (sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError, struct.error)
 
 
 def _why(exc: Exception) -> Text | str:
@@ -122,11 +134,11 @@ async def verify_txn(
     admin_actions = 0
     try:
         admin_actions, broken_record = await verify_audit_chain_txn(conn, keys)
+        key_problem = await audit_key_problem_txn(conn)
     except UNREADABLE as exc:
         problems.append(unreadable(exc))
     else:
-        if broken_record is not None:
-            problems.append(broken_record)
+        problems.extend(p for p in (broken_record, key_problem) if p is not None)
     return VerifyReport(
         report.conversations,
         report.events,
@@ -160,9 +172,10 @@ async def verify_chains_txn(
     conn: aiosqlite.Connection, keys: DataKeys, conv_ids: Sequence[int] | None
 ) -> VerifyReport:
     rows = await conn.execute_fetchall(
-        "SELECT id, last_seq, last_hash, name, shredded_at FROM conversations ORDER BY id"
+        "SELECT id, last_seq, last_hash, name, shredded_at, created_at, last_event_at,"
+        " last_message_seq FROM conversations ORDER BY id"
     )
-    convs = {int(r[0]): (int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows}
+    convs = {int(r[0]): (int(r[0]), int(r[1]), *r[2:]) for r in rows}
     problems: list[VerifyProblem] = []
     logged = {int(r[0]) for r in await conn.execute_fetchall("SELECT DISTINCT conv_id FROM events")}
     for orphan in sorted(logged - convs.keys()):
@@ -173,10 +186,13 @@ async def verify_chains_txn(
             problems.extend(await _verify_profiles_txn(conn, keys))
         except UNREADABLE as exc:
             problems.append(unreadable(exc))
+    creations = await creations_txn(conn)
     total = 0
     for conv_id in selected:
         try:
-            count, problem = await _verify_one_txn(conn, keys, convs[conv_id])
+            count, problem = await _verify_one_txn(
+                conn, keys, convs[conv_id], creations.get(conv_id, [])
+            )
         except UNREADABLE as exc:
             count, problem = 0, unreadable(exc, conv_id)
         total += count
@@ -213,9 +229,11 @@ async def _verify_profiles_txn(conn: aiosqlite.Connection, keys: DataKeys) -> li
 
 
 async def _verify_one_txn(
-    conn: aiosqlite.Connection, keys: DataKeys, conv: tuple[int, int, bytes, bytes, int | None]
+    conn: aiosqlite.Connection, keys: DataKeys, conv: tuple[Any, ...], creations: list[IdemRow]
 ) -> tuple[int, VerifyProblem | None]:
-    conv_id, last_seq, last_hash, sealed_name, shredded_at = conv
+    """The first problem of one conversation: its chain, seals and membership rows, then the
+    clear columns that repeat its log (:mod:`.consistency`)."""
+    conv_id, last_seq, _, sealed_name, shredded_at = conv[:5]
     live: set[int] = set()
     if shredded_at is None:
         for version, kek_id, blob in await conn.execute_fetchall(
@@ -240,6 +258,38 @@ async def _verify_one_txn(
         except (IntegrityError, KeyError):
             return 0, _problem(conv_id, 0, N_("the sealed conversation name does not open"))
 
+    facts, operations = LogFacts(), OperationCheck(conv_id, creations)
+    # The conversation's operation rows, streamed in seq order beside its events.
+    operation_rows = await conn.execute(OPERATIONS_QUERY, (conv_id,))
+    try:
+        count, problem = await _walk_txn(conn, keys, conv, live, facts, operations, operation_rows)
+        if problem is not None:
+            return count, problem
+        more = bool(await operation_rows.fetchmany(1))
+    finally:
+        await operation_rows.close()
+    operations.finish(last_seq, more)
+    if operations.problem is not None:
+        seq, text = operations.problem
+        return count, _problem(conv_id, seq, text)
+    why = conversation_problem((*conv[5:], shredded_at), facts, await conv_keys_txn(conn, conv_id))
+    if why is not None:
+        return count, _problem(conv_id, 0, why)
+    return count, None
+
+
+async def _walk_txn(
+    conn: aiosqlite.Connection,
+    keys: DataKeys,
+    conv: tuple[Any, ...],
+    live: set[int],
+    facts: LogFacts,
+    operations: OperationCheck,
+    operation_rows: aiosqlite.Cursor,
+) -> tuple[int, VerifyProblem | None]:
+    """Walk the chain, open the seals, replay the membership intervals; feed ``facts`` and
+    ``operations`` with every event."""
+    conv_id, last_seq, last_hash = conv[:3]
     expected, prev, count = 1, GENESIS, 0
     # Membership intervals replayed from the log: (user, joined_seq, left_seq).
     open_at: dict[int, int] = {}
@@ -263,6 +313,10 @@ async def _verify_one_txn(
             digest = link_hash(prev, conv_id, seq, kind, ciphertext)
             if digest != stored_hash:
                 return count, _problem(conv_id, seq, N_("hash mismatch: the row was altered"))
+            facts.see(seq, kind, ts)
+            if operations.needs_rows(seq):
+                operations.add_rows(map(tuple, await operation_rows.fetchmany(CHUNK)))
+            operations.see(seq, sender, ts)
             if live:
                 try:
                     version = sealed_key_version(ciphertext)
@@ -315,74 +369,3 @@ async def _verify_one_txn(
                 conv_id, first, N_("the membership rows differ from the log (who may read what)")
             )
     return count, None
-
-
-# ---------------------------------------------------------------------------- auditing
-
-
-@dataclass(frozen=True, slots=True)
-class RowVerdict:
-    """One attachment row audited: its problem, or its data key (None if shredded)."""
-
-    id: int
-    conv_id: int | None
-    seq: int | None
-    size: int
-    problem: Text | None
-    dek: bytes | None
-    shredded: bool  # destroyed with its conversation: fine, and its file is noise
-
-    def key(self) -> AttachmentKey:
-        return AttachmentKey(self.id, self.conv_id, self.seq, self.size, self.dek, self.shredded)
-
-
-def _audit_row(ring: KeyRing, row: Sequence[Any]) -> RowVerdict:
-    aid, size, name, thumb, conv, seq, kek_id, wrapped, has_key, shredded, kind, sender = row[:12]
-    uploader = row[12]
-    attachment_id = int(aid)
-    conv_id = None if conv is None else int(conv)
-    seq_no = None if seq is None else int(seq)
-
-    def verdict(problem: Text | None, dek: bytes | None = None, dead: bool = False) -> RowVerdict:
-        return RowVerdict(attachment_id, conv_id, seq_no, int(size), problem, dek, dead)
-
-    if conv is not None and (kind != EventKind.MESSAGE or sender != uploader):
-        return verdict(Text(N_("its reference is not a message of its uploader")))
-    if not has_key:
-        return verdict(Text(N_("it has no data key")))
-    if wrapped is None:
-        if conv is not None and shredded is not None:
-            return verdict(None, dead=True)  # shredded with its conversation: fine
-        return verdict(Text(N_("its data key was destroyed but the attachment is in use")))
-    try:
-        dek = unwrap_attachment_key(ring, WrappedKey(str(kek_id), bytes(wrapped)), attachment_id)
-    except IntegrityError as exc:
-        return verdict(Text(N_("data key: {reason}"), {"reason": exc.text}))
-    try:
-        open_file_name(dek, attachment_id, bytes(name))
-    except IntegrityError:
-        return verdict(Text(N_("the sealed file name does not open")))
-    if thumb is not None:
-        try:
-            open_thumbnail(dek, attachment_id, bytes(thumb))
-        except IntegrityError:
-            return verdict(Text(N_("the sealed thumbnail does not open")))
-    return verdict(None, dek)
-
-
-async def audit_page_txn(
-    conn: aiosqlite.Connection, ring: KeyRing, after: int, limit: int
-) -> list[RowVerdict]:
-    """Audit the attachment rows with an id above ``after``, by id, at most ``limit``."""
-    rows = await conn.execute_fetchall(
-        "SELECT a.id, a.size, a.name, a.thumbnail, a.conv_id, a.seq, k.kek_id,"
-        " k.wrapped, k.scope_id IS NOT NULL, c.shredded_at, e.kind, e.sender,"
-        " a.uploader FROM attachments a"
-        " LEFT JOIN data_keys k ON k.scope = 'attachment' AND k.scope_id = a.id"
-        " AND k.version = 1"
-        " LEFT JOIN conversations c ON c.id = a.conv_id"
-        " LEFT JOIN events e ON e.conv_id = a.conv_id AND e.seq = a.seq"
-        " WHERE a.id > ? ORDER BY a.id LIMIT ?",
-        (after, limit),
-    )
-    return [_audit_row(ring, row) for row in rows]
