@@ -38,6 +38,7 @@ USERS = "users"
 AUTH_TOKENS = "auth_tokens"
 ATTACHMENTS = "attachments"
 MEMBERSHIPS = "memberships"
+IDEMPOTENCY_KEYS = "idempotency_keys"  # migration 11: a retry's key and the result it gets
 
 # The covered columns of each table, in MAC order; the primary key's columns are among them.
 # Not covered, on purpose: a token's last_seen_at (the heartbeat updates it), an account's
@@ -58,12 +59,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "expires_at",
     ),
     MEMBERSHIPS: ("conv_id", "user_id", "joined_seq", "left_seq"),
+    IDEMPOTENCY_KEYS: (
+        "scope_conv",
+        "sender",
+        "client_msg_id",
+        "conv_id",
+        "first_seq",
+        "last_seq",
+    ),
 }
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     USERS: ("id",),
     AUTH_TOKENS: ("token_hash",),
     ATTACHMENTS: ("id",),
     MEMBERSHIPS: ("conv_id", "user_id", "joined_seq"),
+    IDEMPOTENCY_KEYS: ("scope_conv", "sender", "client_msg_id"),
 }
 
 Field = int | str | bytes | None

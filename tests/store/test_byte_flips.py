@@ -85,9 +85,6 @@ EXCLUDED: dict[tuple[str, str], Exclusion] = {
     ("users", "terms_version"): Exclusion("a changed one asks the user to accept again"),
     ("data_keys", "created_at"): Exclusion("the directory key's: read by no code", _directory_key),
     ("conversations", "name"): Exclusion("sealed under a destroyed key: noise", _shredded),
-    ("idempotency_keys", "client_msg_id"): Exclusion(
-        "a retry's key, not authenticated (see docs/reliability.md): a known limit"
-    ),
     ("schema_migrations", "applied_at"): Exclusion("when a migration ran: read by no code"),
     ("schema_migrations", "description"): Exclusion("a migration's words: read by no code"),
     ("store_epoch", "declared_at"): Exclusion("when the epoch was declared: shown only"),

@@ -322,22 +322,12 @@ async def test_the_first_open_after_the_upgrade_starts_the_log(
 ) -> None:
     """A database with history from before checkpoints (schema 9) has no log to lose: its
     first open by this code starts one, from the database as it is."""
-    from tests.store.test_migration_passwords import trigger_sql
+    from tests.store.test_row_macs import rewind_to_9
 
     db = tmp_path / "chatd.sqlite3"
     first, _ = await build(db, ring)
     log_of(db).unlink()
-    with closing(sqlite3.connect(db, isolation_level=None)) as conn:  # migration 10 undone
-        for table in ("users", "auth_tokens", "attachments", "memberships"):
-            conn.execute(f"ALTER TABLE {table} DROP COLUMN mac")
-        for name, version in (
-            ("attachments_reference_once", 3),
-            ("memberships_close_once", 1),
-            ("auth_tokens_revoke_once", 8),
-        ):
-            conn.execute(f"DROP TRIGGER {name}")
-            conn.execute(trigger_sql(name, version))
-        conn.execute("DELETE FROM schema_migrations WHERE version = 10")
+    rewind_to_9(db)  # migrations 10 and 11 undone: the schema of the code before
     async with SqliteStore(db, ring) as store:
         state = store.checkpoint_state()
         assert state.problems == () and state.last is not None

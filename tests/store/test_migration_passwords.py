@@ -32,9 +32,13 @@ async def test_existing_users_need_not_change_their_password(tmp_path: Path, rin
     # the tables of later migrations too), its number not recorded.
     with sqlite3.connect(path) as conn:
         # Migration 10 (row MACs): its columns, and the triggers it replaced as they were.
-        for table in ("users", "auth_tokens", "attachments", "memberships"):
+        for table in ("users", "auth_tokens", "attachments", "memberships", "idempotency_keys"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN mac")
-        for name, version in (("attachments_reference_once", 3), ("memberships_close_once", 1)):
+        for name, version in (
+            ("attachments_reference_once", 3),
+            ("memberships_close_once", 1),
+            ("idempotency_keys_no_update", 1),
+        ):
             conn.execute(f"DROP TRIGGER {name}")
             conn.execute(trigger_sql(name, version))
         for column in ("language", "password_changed_at", "must_change_password"):

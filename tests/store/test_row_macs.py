@@ -289,14 +289,16 @@ async def test_retire_is_refused_while_a_row_is_maced_under_the_key(tmp_path: Pa
 
 
 def rewind_to_9(db: Path) -> None:
-    """The schema as migration 9 left it: no mac columns, the triggers as they were."""
+    """The schema as migration 9 left it: no mac columns, the triggers as they were
+    (migrations 10 and 11 undone)."""
     with sqlite3.connect(db) as conn:
-        for table in MAC_TABLES:
+        for table in (*MAC_TABLES, "idempotency_keys"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN mac")
         for name, version in (
             ("attachments_reference_once", 3),
             ("memberships_close_once", 1),
             ("auth_tokens_revoke_once", 8),
+            ("idempotency_keys_no_update", 1),
         ):
             conn.execute(f"DROP TRIGGER {name}")
             (sql,) = [
@@ -305,7 +307,7 @@ def rewind_to_9(db: Path) -> None:
                 if s.startswith(f"CREATE TRIGGER {name} ")
             ]
             conn.execute(sql)
-        conn.execute("DELETE FROM schema_migrations WHERE version = 10")
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 10")
 
 
 async def test_migration_10_macs_the_rows_that_exist(tmp_path: Path, ring: KeyRing) -> None:

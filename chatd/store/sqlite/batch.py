@@ -21,7 +21,7 @@ import aiosqlite
 
 from chatd.core.conversations import ConversationState, Operation
 from chatd.crypto.envelope import KeyScope, WrappedKey
-from chatd.crypto.row_macs import RowMacs
+from chatd.crypto.row_macs import IDEMPOTENCY_KEYS, RowMacs
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 from chatd.store.planner import ConvCache, IdemKey, IdemValue, Plan
 from chatd.store.sqlite.claims import write_claims_txn
@@ -182,8 +182,13 @@ async def write_plan_txn(conn: aiosqlite.Connection, plan: Plan) -> None:
             )
         await write_claims_txn(conn, macs, plan.claims)  # after the events their triggers read
     if plan.idem:
+        if plan.ring is None:
+            raise RuntimeError("a plan without its key ring cannot MAC its rows")
+        idem_macs = RowMacs(plan.ring)
+        # A retry's key is the answer a retry gets: under a MAC (migration 11), so that an
+        # edited key cannot make a retry apply twice or answer for another operation.
         await conn.executemany(
             "INSERT INTO idempotency_keys (scope_conv, sender, client_msg_id, conv_id,"
-            " first_seq, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-            plan.idem,
+            " first_seq, last_seq, mac) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*row, idem_macs.mac(IDEMPOTENCY_KEYS, row)) for row in plan.idem],
         )

@@ -49,6 +49,10 @@ Design notes that live in the schema:
   (``attachments_reference_once``, ``memberships_close_once``, ``auth_tokens_revoke_once``)
   now also allow an update that changes only ``mac`` (backfill, rotation), and the updates
   they allowed before together with a new ``mac``.
+* ``idempotency_keys.mac`` (migration 11): the same, for the row that tells a retry which
+  operation its ``client_msg_id`` was and what it got; nothing else repeats the key, so an
+  edited one would make a retry apply twice or answer another action as done.  Its trigger
+  now allows an update of ``mac`` alone.
 """
 
 from __future__ import annotations
@@ -432,6 +436,24 @@ MIGRATIONS: tuple[Migration, ...] = (
              OR (OLD.revoked_at IS NOT NULL AND (NEW.revoked_at IS NOT OLD.revoked_at
                  OR NEW.last_seen_at IS NOT OLD.last_seen_at))
         BEGIN SELECT RAISE(ABORT, 'a login token is only ever revoked'); END;
+        """,
+        backfill=True,
+    ),
+    Migration(
+        11,
+        "row MACs: idempotency keys, the answer a retry gets",
+        """
+        -- As in migration 10, for the rows that say which operation a client_msg_id was
+        -- and what it got (chatd.crypto.row_macs.COLUMNS): NULL only until the backfill.
+        ALTER TABLE idempotency_keys ADD COLUMN mac BLOB;
+
+        -- As in migration 1, but a MAC may be set (backfill, rotation).
+        DROP TRIGGER idempotency_keys_no_update;
+        CREATE TRIGGER idempotency_keys_no_update BEFORE UPDATE ON idempotency_keys
+        WHEN NEW.scope_conv IS NOT OLD.scope_conv OR NEW.sender IS NOT OLD.sender
+             OR NEW.client_msg_id IS NOT OLD.client_msg_id OR NEW.conv_id IS NOT OLD.conv_id
+             OR NEW.first_seq IS NOT OLD.first_seq OR NEW.last_seq IS NOT OLD.last_seq
+        BEGIN SELECT RAISE(ABORT, 'idempotency keys are append-only'); END;
         """,
         backfill=True,
     ),

@@ -31,6 +31,7 @@ from chatd.crypto.row_macs import (
     ATTACHMENTS,
     AUTH_TOKENS,
     COLUMNS,
+    IDEMPOTENCY_KEYS,
     MAC_BYTES,
     MEMBERSHIPS,
     PRIMARY_KEYS,
@@ -44,6 +45,11 @@ from chatd.i18n import N_, Text
 log = logging.getLogger("chatd.store")
 
 ROW_MACS_MIGRATION = 10
+# The tables each migration with a backfill put under MACs (the rows that exist then get one).
+BACKFILLED: dict[int, tuple[str, ...]] = {
+    ROW_MACS_MIGRATION: (USERS, AUTH_TOKENS, ATTACHMENTS, MEMBERSHIPS),
+    11: (IDEMPOTENCY_KEYS,),
+}
 PAGE = 1000
 
 
@@ -99,6 +105,8 @@ def _who(table: str, fields: Mapping[str, Any]) -> str:
         return f"user {fields['id']}"
     if table == AUTH_TOKENS:
         return f"a token of user {fields['user_id']}"
+    if table == IDEMPOTENCY_KEYS:
+        return f"the retry key of user {fields['sender']} in conversation {fields['conv_id']}"
     if table == ATTACHMENTS:
         return f"attachment {fields['id']}"
     return f"user {fields['user_id']} in conversation {fields['conv_id']}"
@@ -132,9 +140,9 @@ async def backfill_txn(conn: aiosqlite.Connection, version: int, macs: RowMacs |
     ``macs`` is None only where no key file is at hand (the reference schema of
     :mod:`.schema_check`, the benchmark's empty database): there are no rows to MAC there,
     and a row left without a MAC would be reported by verify."""
-    if version != ROW_MACS_MIGRATION or macs is None:
+    if version not in BACKFILLED or macs is None:
         return
-    for table in COLUMNS:
+    for table in BACKFILLED[version]:
         covered, keys = COLUMNS[table], PRIMARY_KEYS[table]
         match = " AND ".join(f"{column} = ?" for column in keys)
         updates = []
@@ -183,6 +191,12 @@ def _verify_problem(table: str, fields: Mapping[str, Any], verdict: Verdict) -> 
         return VerifyProblem.of_attachment(
             _int(fields["id"]), _int_or_none(fields["conv_id"]), _int_or_none(fields["seq"]), text
         )
+    if table == IDEMPOTENCY_KEYS:
+        text = Text(
+            N_("the retry key of user {user} fails its integrity check: {why}"),
+            {"user": str(fields["sender"]), "why": why},
+        )
+        return VerifyProblem(_int(fields["conv_id"]), _int(fields["first_seq"]), text)
     text = Text(
         N_("the membership row of user {user} fails its integrity check: {why}"),
         {"user": str(fields["user_id"]), "why": why},
@@ -203,7 +217,7 @@ async def verify_row_macs_txn(conn: aiosqlite.Connection, macs: RowMacs) -> list
     """Every MAC'd row's MAC: a NULL, malformed, unknown-key or wrong MAC is a problem naming
     the table and the row by its ids.  Each table is read in one pass, a page at a time."""
     problems: list[VerifyProblem] = []
-    for table in (USERS, AUTH_TOKENS, MEMBERSHIPS, ATTACHMENTS):
+    for table in (USERS, AUTH_TOKENS, MEMBERSHIPS, ATTACHMENTS, IDEMPOTENCY_KEYS):
         covered, order = COLUMNS[table], ", ".join(PRIMARY_KEYS[table])
         async with conn.execute(f"SELECT {columns(table)} FROM {table} ORDER BY {order}") as rows:
             while page := await rows.fetchmany(PAGE):
