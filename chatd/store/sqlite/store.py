@@ -3,7 +3,8 @@
 :class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
 the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
 :mod:`.tokens`, :mod:`.login_attempts`, :mod:`.live_sessions`, :mod:`.inbox`, :mod:`.keys`,
-:mod:`.attachments`, :mod:`.audit`, :mod:`.heads`, :mod:`.verify` — then forwards each contract
+:mod:`.attachments`, :mod:`.audit`, :mod:`.heads`, :mod:`.history` (the epoch and the
+checkpoints), :mod:`.verify` — then forwards each contract
 method to the part that owns it.  Writes go through the single
 :class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small pool of read
 connections (WAL lets them read while the writer commits), each read in one named read
@@ -12,18 +13,15 @@ transaction so its queries see one snapshot.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import aiosqlite
 
 from chatd.core.audit import AdminAction, AuditEntry, AuditQuery
 from chatd.core.checkpoint_audit import CheckpointState, Departure
 from chatd.core.checkpoints import Checkpoint
 from chatd.core.clock import wall_clock_ms
 from chatd.core.conversations import Operation
-from chatd.core.errors import DatabaseDamaged, StoreClosedError
+from chatd.core.errors import DatabaseDamaged
 from chatd.core.events import Event
 from chatd.core.login_throttle import Admission, ThrottleLimits
 from chatd.core.records import (
@@ -46,16 +44,12 @@ from chatd.core.records import (
     VerifyReport,
 )
 from chatd.crypto.keyring import KeyRing
-from chatd.store.checkpoint_log import CheckpointLog
-from chatd.store.checkpointer import Checkpointer
 from chatd.store.contract import Store
 from chatd.store.sqlite.attachments import SqliteAttachments
-from chatd.store.sqlite.audit import SqliteAdminAudit, append_admin_action_txn
-from chatd.store.sqlite.chain_reads import SqliteChainReads
-from chatd.store.sqlite.checkpoint_verify import extends_checkpoint_txn, read_checkpoint_log
+from chatd.store.sqlite.audit import SqliteAdminAudit
 from chatd.store.sqlite.context import SqliteContext
-from chatd.store.sqlite.db import new_epoch, read_epoch_txn, write_epoch_txn
 from chatd.store.sqlite.heads import chain_views_txn
+from chatd.store.sqlite.history import SqliteHistory
 from chatd.store.sqlite.inbox import SqliteInbox
 from chatd.store.sqlite.keys import SqliteKeys
 from chatd.store.sqlite.live_sessions import SqliteLiveSessions
@@ -64,11 +58,6 @@ from chatd.store.sqlite.login_attempts import SqliteLoginAttempts
 from chatd.store.sqlite.tokens import SqliteTokens
 from chatd.store.sqlite.users import SqliteUsers
 from chatd.store.sqlite.verify import verify_txn
-
-log = logging.getLogger("chatd.store")
-# Migration 10 came with checkpoints (issue 13): a database opened at a version before it
-# was never checkpointed, so its first open by this code starts the log.
-FIRST_CHECKPOINTED_SCHEMA = 10
 
 
 class SqliteStore(Store):
@@ -105,17 +94,14 @@ class SqliteStore(Store):
         self._keys = SqliteKeys(ctx)
         self._attachments = SqliteAttachments(ctx)
         self._audit = SqliteAdminAudit(ctx)
-        self._epoch: str | None = None
-        self._opened = False
-        self._chain_reads = SqliteChainReads(ctx)
-        self._checkpoints = Checkpointer(
-            CheckpointLog(checkpoint_log or path.with_name(path.name + ".checkpoints")),
+        self._history = SqliteHistory(
+            ctx,
             ring,
-            self._chain_reads,
-            epoch=lambda: self.epoch,
-            clock_ms=clock_ms,
+            checkpoint_log or path.with_name(path.name + ".checkpoints"),
             interval=checkpoint_seconds,
+            clock_ms=clock_ms,
         )
+        self._opened = False
 
     @property
     def group_commits(self) -> int:
@@ -130,83 +116,49 @@ class SqliteStore(Store):
         try:
             await self._users.open_directory()
             self._attempts.open(self._users.directory_version)
-            async with self._ctx.read("read_epoch") as conn:
-                self._epoch = await read_epoch_txn(conn)
-            await self._checkpoints.open(expects_log=self._expects_checkpoint_log)
+            await self._history.open()
         except BaseException:
             await self._ctx.close()
             raise
-        self._ctx.writer.on_commit = self._checkpoints.note
-        self._checkpoints.start()
+        self._history.start()
         self._opened = True
 
     async def close(self) -> None:
         opened, self._opened = self._opened, False
         try:
             if opened:
-                await self._ctx.writer.stop()  # every commit noted before the last checkpoint
-                await self._checkpoints.close()
+                await self._history.close()
         finally:
             await self._ctx.close()
 
     @property
     def epoch(self) -> str:
-        if self._epoch is None:
-            raise StoreClosedError()
-        return self._epoch
+        return self._history.epoch
 
     async def declare_new_epoch(self, *, audit: AdminAction | None = None) -> str:
-        epoch, now = new_epoch(), self._ctx.clock_ms()
-
-        async def run(conn: aiosqlite.Connection) -> None:
-            await write_epoch_txn(conn, epoch, now)
-            if audit is not None:
-                await append_admin_action_txn(conn, self._ctx.keys, audit.with_target(epoch), now)
-
-        await self._ctx.write("declare_new_epoch", run, keeps_conversation_cache=True)
-        self._epoch = epoch
-        await self._checkpoints.take()  # the log names the new epoch at once
-        return epoch
+        return await self._history.declare_new_epoch(audit, rewind=False)
 
     # ----------------------------------------------------------------- checkpoints
 
-    async def _expects_checkpoint_log(self) -> bool:
-        """A database with history that was already at the schema of checkpoints before this
-        open must have its log; a first start after the upgrade (or a new database) starts it
-        (a new database has nothing to lose; an upgraded one had no log to lose)."""
-        if self._ctx.schema_at_open < FIRST_CHECKPOINTED_SCHEMA:
-            if self._ctx.schema_at_open:
-                log.warning("starting the checkpoint log at %s", self._checkpoints.log.path)
-            return False
-        return await self._chain_reads.has_history()
-
     @property
     def checkpoint_log_path(self) -> Path:
-        return self._checkpoints.log.path
+        return self._history.checkpoints.log.path
 
     def checkpoint_state(self) -> CheckpointState:
-        return self._checkpoints.state
+        return self._history.state()
 
     async def checkpoint_departures(self) -> list[Departure]:
-        return await self._checkpoints.departures()
+        return await self._history.departures()
 
     async def take_checkpoint(self, *, force: bool = False) -> Checkpoint | None:
-        return await self._checkpoints.take(force=force)
+        return await self._history.take(force=force)
 
     async def wait_for_checkpoint(self, n: int) -> Checkpoint:
-        return await self._checkpoints.wait_for(n)
+        return await self._history.wait_for(n)
 
     async def declare_rewind(self, *, audit: AdminAction | None = None) -> Checkpoint:
-        epoch, now = new_epoch(), self._ctx.clock_ms()
-
-        async def run(conn: aiosqlite.Connection) -> None:
-            await write_epoch_txn(conn, epoch, now)
-            if audit is not None:
-                await append_admin_action_txn(conn, self._ctx.keys, audit.with_target(epoch), now)
-
-        await self._ctx.write("declare_rewind", run, keeps_conversation_cache=True)
-        self._epoch = epoch
-        return await self._checkpoints.declare_rewind()
+        await self._history.declare_new_epoch(audit, rewind=True)
+        return await self._history.last_rewind()
 
     # ----------------------------------------------------------------- log
 
@@ -373,10 +325,7 @@ class SqliteStore(Store):
 
     async def rewrap_data_keys(self, ring: KeyRing, *, audit: AdminAction | None = None) -> int:
         count = await self._keys.rewrap_data_keys(ring, audit=audit)
-        self._checkpoints.use_ring(ring)
-        # Signed under the new KEK at once, so that retiring the old one leaves the last
-        # checkpoint checkable.
-        await self._checkpoints.take(force=True)
+        await self._history.rotated(ring)
         return count
 
     async def kek_ids_in_use(self) -> set[str]:
@@ -399,18 +348,12 @@ class SqliteStore(Store):
         report: VerifyReport | None = None
         # The log first, the database's snapshot after: the log only holds committed heads,
         # so a snapshot taken later holds every one of them.
-        anchor = None
-        if conv_ids is None:
-            anchor = await read_checkpoint_log(
-                CheckpointLog(checkpoint_log) if checkpoint_log else self._checkpoints.log,
-                self._ctx.keys.ring,
-                has_history=self._chain_reads.has_history,
-            )
+        anchor = None if conv_ids is not None else await self._history.anchor(checkpoint_log)
         try:
             async with self._ctx.read("verify_rows") as conn:
                 report = await verify_txn(conn, self._ctx.keys, conv_ids)
                 if anchor is not None:
-                    report = await extends_checkpoint_txn(conn, anchor, report)
+                    report = await self._history.extends_txn(conn, anchor, report)
         except DatabaseDamaged as exc:
             # The audit reports what it cannot read; only beginning or ending its read
             # transaction can still fail on a damaged file.
