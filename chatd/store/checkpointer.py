@@ -188,15 +188,8 @@ class Checkpointer:
             moved = self._map.moved(current)
             epoch, schema = self._epoch(), await self._reads.schema_version()
             last = self._last
-            if (
-                not (moved or force)
-                and last is not None
-                and (last.epoch, last.schema)
-                == (
-                    epoch,
-                    schema,
-                )
-            ):
+            unchanged = last is not None and (last.epoch, last.schema) == (epoch, schema)
+            if unchanged and not (moved or force):
                 return None
             base = last is None or self._since_base + len(moved) > max(
                 len(self._map.heads), MIN_BASE_ENTRIES
