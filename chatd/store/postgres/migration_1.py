@@ -13,7 +13,8 @@ translations:
 * Ids that SQLite took from its rowid come from named sequences (``user_ids``,
   ``conversation_ids``, ``login_attempt_ids``): the planner reserves conversation ids
   with ``nextval`` before it seals (gaps are harmless; conversation ids were never dense),
-  and explicit ids stay possible (an import keeps the ids it moves).
+  and explicit ids stay possible (an import keeps the ids it moves, and must then move
+  the sequence past them with ``setval``: an explicit id does not advance it).
 * ``conversations.head_version`` (new, the design's checkpoint feed): a trigger sets it from
   the sequence ``head_versions`` on every insert and update of a head, so every append of
   every node bumps it without the store having to remember.  A reader of
