@@ -86,13 +86,15 @@ async def _locked_version_txn(conn: Connection) -> int:
     return current
 
 
-async def _apply_next(conn: Connection) -> int | None:
-    """Apply the next pending migration, if any, in its own transaction; its version."""
+async def _apply_next(conn: Connection) -> tuple[int, bool]:
+    """Apply the next pending migration, if any, in its own transaction: the version the
+    database is at afterwards (read under the lock: another node may have done the work),
+    and whether this call applied one."""
     async with named_transaction(conn, "migration") as txn:
         current = await _locked_version_txn(txn)
         pending = [m for m in MIGRATIONS if m.version > current]
         if not pending:
-            return None
+            return current, False
         migration = pending[0]
         try:
             await txn.execute(migration.sql)  # the simple protocol: several statements
@@ -110,7 +112,7 @@ async def _apply_next(conn: Connection) -> int | None:
             int(time.time()),
         )
     log.info("applied migration %d: %s", migration.version, migration.description)
-    return migration.version
+    return migration.version, True
 
 
 async def migrate(conn: Connection, *, app_role: str | None = None) -> int:
@@ -119,10 +121,9 @@ async def migrate(conn: Connection, *, app_role: str | None = None) -> int:
     Run as the owner role.  ``app_role``: give that (existing) role exactly the privileges
     the store needs (:func:`.privileges.grant_txn`), in one more transaction under the lock,
     after the migrations (so that the tables a migration adds are covered too)."""
-    async with named_transaction(conn, "read_schema_version") as txn:
-        current = await _locked_version_txn(txn)
-    while (applied := await _apply_next(conn)) is not None:
-        current = applied
+    current, applied = await _apply_next(conn)
+    while applied:
+        current, applied = await _apply_next(conn)
     if app_role is not None:
         async with named_transaction(conn, "grant_application_role") as txn:
             await _locked_version_txn(txn)
