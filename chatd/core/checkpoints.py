@@ -36,7 +36,7 @@ import hashlib
 import hmac
 import json
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -223,15 +223,32 @@ class HeadMap:
 
     def moved(self, current: Mapping[str, Head]) -> list[tuple[str, Head]]:
         """The chains of ``current`` that are new or moved forward, in a stable order (known
-        chains in log order, then new ones by name).  A head that is not ahead of the one
-        held is left out: a checkpoint never records a step back (only a rewind does)."""
-        known = [
-            (chain, current[chain])
-            for chain, head in self.heads.items()
-            if chain in current and current[chain].seq > head.seq
-        ]
-        new = sorted((c, h) for c, h in current.items() if c not in self.heads)
+        chains by name, then new ones by name, appended in that order).  A head that is not
+        ahead of the one held is left out: a checkpoint never records a step back (only a
+        rewind does).  Costs what ``current`` holds, not what the map holds."""
+        known, new = [], []
+        for chain, head in sorted(current.items()):
+            held = self.heads.get(chain)
+            if held is None:
+                new.append((chain, head))
+            elif head.seq > held.seq:
+                known.append((chain, head))
         return known + new
+
+    def advance(self, moved: Sequence[tuple[str, Head]]) -> Callable[[], None]:
+        """Put ``moved`` in place (a few Merkle paths, no copy of the map); return what
+        undoes it, for an append that failed (a rebuild: rare, and never on the hot path)."""
+        before = {chain: self.heads.get(chain) for chain, _ in moved}
+        for chain, head in moved:
+            self.put(chain, head)
+
+        def undo() -> None:
+            kept = {c: h for c, h in self.heads.items() if before.get(c, h) is not None}
+            kept.update((c, h) for c, h in before.items() if h is not None)
+            fresh = HeadMap.of(kept.items())
+            self.heads, self.tree, self._index = fresh.heads, fresh.tree, fresh._index
+
+        return undo
 
     def apply(self, record: Checkpoint) -> None:
         """Replay ``record`` onto this map (a base or a rewind starts from nothing)."""

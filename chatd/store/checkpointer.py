@@ -194,13 +194,15 @@ class Checkpointer:
             base = last is None or self._since_base + len(moved) > max(
                 len(self._map.heads), MIN_BASE_ENTRIES
             )
-            after = self._map.copy()
-            for chain, head in moved:
-                after.put(chain, head)
+            undo = self._map.advance(moved)
             kind = RecordKind.BASE if base else RecordKind.DELTA
-            record = self._record(kind, after, moved, epoch, schema)
-            self._end = await asyncio.to_thread(self.log.append, fd, record.line(), self._end)
-            await self._accept(record, after, len(moved))
+            record = self._record(kind, self._map, moved, epoch, schema)
+            try:
+                self._end = await asyncio.to_thread(self.log.append, fd, record.line(), self._end)
+            except BaseException:
+                undo()  # the map holds what the log holds, no more
+                raise
+            await self._accept(record, self._map, len(moved))
             return record
 
     async def declare_rewind(self) -> Checkpoint:

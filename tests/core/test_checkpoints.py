@@ -182,3 +182,22 @@ def test_every_departure_is_said(kind: DepartureKind) -> None:
     for chain in ("conv:7", "admin_audit", "feed:1"):
         text = Departure(chain, 3, Head(5, h(1)), kind, 2).text()
         assert "3" in text.render("en") and text.render("fr")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from([f"conv:{i}" for i in range(12)]), st.integers(1, 50)),
+    st.dictionaries(st.sampled_from([f"conv:{i}" for i in range(16)]), st.integers(1, 50)),
+)
+def test_advancing_in_place_then_undoing_leaves_the_map_as_it_was(
+    start: dict[str, int], current: dict[str, int]
+) -> None:
+    heads = HeadMap.of((c, Head(s, h(s))) for c, s in start.items())
+    before = (dict(heads.heads), list(heads.heads), heads.root)
+    moved = heads.moved({c: Head(s, h(s)) for c, s in current.items()})
+    undo = heads.advance(moved)
+    rebuilt = HeadMap.of(heads.heads.items())
+    assert heads.root == rebuilt.root  # in place = from scratch
+    assert all(heads.heads[c].seq >= s for c, s in start.items())  # never a step back
+    undo()
+    assert (dict(heads.heads), list(heads.heads), heads.root) == before
