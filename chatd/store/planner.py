@@ -38,15 +38,20 @@ from chatd.core.conversations import (
     apply_membership,
     decide,
 )
-from chatd.core.errors import ChatdError
+from chatd.core.errors import ChatdError, IntegrityError
 from chatd.core.events import Event, EventKind
 from chatd.core.ids import ConvId, Seq, UserId
 from chatd.core.records import AppendResult
 from chatd.crypto.chain import GENESIS, link_hash
 from chatd.crypto.envelope import KeyScope, Sealer, event_binding
 from chatd.crypto.keyring import KeyRing
+from chatd.i18n import N_
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 
+UNTRUSTED_KEY = N_(
+    "The record of this operation fails its integrity check; an administrator must run"
+    " chatd verify."
+)
 IdemKey = tuple[int, int, str]  # (scope_conv, sender, client_msg_id); scope 0 = creations
 IdemValue = tuple[int, int, int]  # (conv_id, first_seq, last_seq)
 EventRow = tuple[int, int, str, int, int, bytes, bytes, bytes]
@@ -123,10 +128,17 @@ class BatchPlanner:
         active_users: Set[int],
         now: int,
         attachments: Mapping[int, Claimable] | None = None,
+        untrusted: Set[IdemKey] = frozenset(),
     ) -> Plan:
+        """``untrusted``: keys whose recorded result fails its integrity check; their
+        operations are refused (neither answered from a row that may lie nor appended
+        again)."""
         plan = Plan(ring=self._keys.ring)
         for op in ops:
             key: IdemKey = (op.conv_id, op.sender, op.client_msg_id)
+            if key in untrusted:
+                plan.outcomes.append(IntegrityError(UNTRUSTED_KEY))
+                continue
             seen = plan.keys.get(key) or known.get(key)
             if seen is not None:
                 plan.outcomes.append(AppendResult(seen[0], seen[1], seen[2], True, ()))

@@ -369,3 +369,35 @@ async def test_the_triggers_refuse_as_before_and_let_a_mac_change(
         count = "SELECT COUNT(*) FROM {} WHERE mac = ?"
         for table in ("auth_tokens", "attachments", "memberships"):
             assert conn.execute(count.format(table), (mac,)).fetchone() == (1,), table
+
+
+# ----------------------------------------------------------------------------- migration 11
+
+
+@pytest.mark.parametrize(
+    "edit", ["first_seq = first_seq - 1, last_seq = last_seq - 1", "mac = NULL"]
+)
+async def test_a_retry_whose_key_row_was_edited_is_refused_never_answered_nor_applied_again(
+    tmp_path: Path, ring: KeyRing, edit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The row that answers a retry lies (it points at another event) or lost its MAC: the
+    retry gets an integrity error, and nothing is appended a second time."""
+    from chatd.core.errors import IntegrityError
+    from tests.conftest import create_conv, make_users, post
+
+    db = tmp_path / "chatd.sqlite3"
+    async with SqliteStore(db, ring) as store:
+        alice, bob = await make_users(store, "alice", "bob")
+        conv = await create_conv(store, alice, [bob], first="hello")
+        sent = await post(store, conv.conv_id, alice, "the only copy", client_msg_id="once")
+        assert sent.first_seq == 3
+    with tampering(db) as conn:
+        conn.execute("DROP TRIGGER idempotency_keys_no_update")
+        conn.execute(f"UPDATE idempotency_keys SET {edit} WHERE client_msg_id = 'once'")
+    async with SqliteStore(db, ring) as store:
+        with pytest.raises(IntegrityError):
+            await post(store, conv.conv_id, alice, "the only copy", client_msg_id="once")
+        other = await post(store, conv.conv_id, alice, "a new one", client_msg_id="twice")
+        page = await store.events_after(alice, conv.conv_id, 0, 100)
+    assert other.first_seq == 4 and [e.seq for e in page.events] == [1, 2, 3, 4]
+    assert "the retry key of user" in caplog.text and "once" not in caplog.text

@@ -25,7 +25,7 @@ from chatd.crypto.row_macs import IDEMPOTENCY_KEYS, RowMacs
 from chatd.store.data_keys import CONV_SCOPE, CONV_STATE_DOMAIN, EVENTS_DOMAIN, DataKeys
 from chatd.store.planner import ConvCache, IdemKey, IdemValue, Plan
 from chatd.store.sqlite.claims import write_claims_txn
-from chatd.store.sqlite.row_macs import MEMBERSHIPS, update_rows_txn
+from chatd.store.sqlite.row_macs import MEMBERSHIPS, row_ok, update_rows_txn
 
 _MAX_VARIABLES = 900  # below SQLite's default limit of 999 bound parameters per statement
 
@@ -39,10 +39,14 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 
 async def known_keys_txn(
-    conn: aiosqlite.Connection, ops: Iterable[Operation]
-) -> dict[IdemKey, IdemValue]:
+    conn: aiosqlite.Connection, ops: Iterable[Operation], macs: RowMacs
+) -> tuple[dict[IdemKey, IdemValue], set[IdemKey]]:
+    """The results already recorded for the operations' keys, and the keys whose row fails
+    its MAC (migration 11): such a row can answer for nothing, and a second append under
+    its key would meet it in the unique index, so its operation is refused."""
     keys = list({(op.conv_id, op.sender, op.client_msg_id) for op in ops})
     found: dict[IdemKey, IdemValue] = {}
+    untrusted: set[IdemKey] = set()
     for chunk in _chunks(keys, _MAX_VARIABLES // 3):
         values = ",".join("(?,?,?)" for _ in chunk)
         # A join from the literal keys, not ``IN (VALUES …)``, which SQLite plans as a scan
@@ -50,13 +54,18 @@ async def known_keys_txn(
         rows = await conn.execute_fetchall(
             f"WITH k(c, s, m) AS (VALUES {values})"
             " SELECT i.scope_conv, i.sender, i.client_msg_id, i.conv_id, i.first_seq,"
-            " i.last_seq FROM k JOIN idempotency_keys i"
+            " i.last_seq, i.mac FROM k JOIN idempotency_keys i"
             " ON i.scope_conv = k.c AND i.sender = k.s AND i.client_msg_id = k.m",
             [v for key in chunk for v in key],
         )
         for r in rows:
-            found[(int(r[0]), int(r[1]), str(r[2]))] = (int(r[3]), int(r[4]), int(r[5]))
-    return found
+            key = (int(r[0]), int(r[1]), str(r[2]))
+            who = f"the retry key of user {key[1]} in conversation {r[3]}"
+            if not row_ok(macs, IDEMPOTENCY_KEYS, tuple(r[:6]), r[6], who):
+                untrusted.add(key)
+                continue
+            found[key] = (int(r[3]), int(r[4]), int(r[5]))
+    return found, untrusted
 
 
 async def active_users_txn(conn: aiosqlite.Connection, wanted: set[int]) -> set[int]:

@@ -12,6 +12,9 @@ from the directory's data key: what was typed never reaches the file.
 
 from __future__ import annotations
 
+import secrets
+import sqlite3
+
 import aiosqlite
 
 from chatd.core.login_throttle import Admission, AttemptCounts, ThrottleLimits, exceeded
@@ -57,12 +60,21 @@ async def begin_attempt_txn(
     refused = exceeded(await attempt_counts_txn(conn, login_key, address_key, since), limits)
     if refused is not None:
         return Admission(None, refused)
-    cursor = await conn.execute(
-        "INSERT INTO login_attempts (login_key, address_key, started_at) VALUES (?, ?, ?)",
-        (login_key, address_key, now_ms),
-    )
-    assert cursor.lastrowid is not None
-    return Admission(int(cursor.lastrowid))
+    # A random id, never the next rowid: SQLite gives a deleted row's id to the next insert,
+    # and an attempt forgotten with its window (a password check slower than the window)
+    # would then end someone else's attempt (found by the hypothesis comparison with the
+    # reference).  63 random bits: a collision is retried, and never seen in practice.
+    while True:
+        attempt_id = secrets.randbits(63) or 1
+        try:
+            await conn.execute(
+                "INSERT INTO login_attempts (id, login_key, address_key, started_at)"
+                " VALUES (?, ?, ?, ?)",
+                (attempt_id, login_key, address_key, now_ms),
+            )
+        except sqlite3.IntegrityError:
+            continue
+        return Admission(attempt_id)
 
 
 async def end_attempt_txn(

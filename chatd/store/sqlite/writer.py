@@ -39,6 +39,7 @@ import aiosqlite
 from chatd.core.conversations import CreateConversation, Operation, referenced_users
 from chatd.core.errors import ChatdError, StoreClosedError, UnavailableError
 from chatd.core.records import AppendResult
+from chatd.crypto.row_macs import RowMacs
 from chatd.i18n import N_
 from chatd.store.data_keys import DataKeys
 from chatd.store.planner import BatchPlanner, ConvCache, IdemKey, IdemValue, Plan
@@ -236,7 +237,9 @@ class GroupCommitWriter:
         loaded: dict[int, ConvCache] = {}
         floor = 0
         async with transaction(self._load_conn, "plan_batch_reads", write=False):
-            known = await known_keys_txn(self._load_conn, ops)
+            known, untrusted = await known_keys_txn(
+                self._load_conn, ops, RowMacs(planner.keys.ring)
+            )
             active = await active_users_txn(self._load_conn, wanted) if wanted else set()
             if missing:
                 loaded = await load_convs_txn(self._load_conn, planner.keys, missing)
@@ -254,7 +257,7 @@ class GroupCommitWriter:
         inflight = self._inflight
         if inflight is not None:
             known = _overlay(known, inflight.plan.keys)
-        plan = planner.plan(ops, known, active, self._clock_ms(), attachments)
+        plan = planner.plan(ops, known, active, self._clock_ms(), attachments, untrusted)
         keep = set(plan.touched) | (set(inflight.plan.touched) if inflight else set())
         planner.evict(keep)
         return plan
