@@ -39,8 +39,8 @@ COMMITTED, READ_MARKER, END_SESSIONS = 1, 2, 3
 
 
 class WireError(ValueError):
-    """These bytes are not a publication of this version (never reaches a user: the message
-    is logged, without its content, and dropped)."""
+    """These bytes are not a publication of this version.  Never reaches a user: the message
+    is logged, without its content, and dropped; the argument is a reason code for the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def encode(publication: Publication, node_id: str) -> bytes | None:
 def decode(data: bytes) -> Received:
     """The publication in ``data``, or :class:`WireError`."""
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) > MAX_MESSAGE_BYTES:
-        raise WireError("not a message of a size this version sends")
+        raise WireError("too_large")
     try:
         message = msgpack.unpackb(
             data,
@@ -86,15 +86,15 @@ def decode(data: bytes) -> Received:
             max_map_len=0,
             max_ext_len=0,
         )
-    except Exception as exc:  # msgpack raises several types (ExtraData, FormatError, …)
-        raise WireError(f"not msgpack: {type(exc).__name__}") from None
+    except Exception:  # msgpack raises several types (ExtraData, FormatError, …)
+        raise WireError("not_msgpack") from None
     if not isinstance(message, list) or len(message) < 3:
-        raise WireError("not a [version, node, kind, …] array")
+        raise WireError("not_an_array")
     version, node_id, kind, *fields = message
     if version != VERSION or type(version) is not int:
-        raise WireError("another version")
+        raise WireError("other_version")
     if not isinstance(node_id, str) or not 1 <= len(node_id) <= MAX_NODE_ID:
-        raise WireError("no node id")
+        raise WireError("no_node_id")
     return Received(node_id, _publication(kind, fields))
 
 
@@ -102,34 +102,34 @@ def _publication(kind: object, fields: list[Any]) -> Publication:
     if kind == COMMITTED and type(kind) is int and len(fields) == 3:
         conv, first, last = (_count(value, 1) for value in fields)
         if first > last:
-            raise WireError("an empty range")
+            raise WireError("empty_range")
         return Committed.pointer(conv, first, last)
     if kind == READ_MARKER and type(kind) is int and len(fields) == 5:
         user, conv = _count(fields[0], 1), _count(fields[1], 1)
         read_seq, unread, origin = _count(fields[2], 0), _count(fields[3], 0), fields[4]
         if origin is not None and not (isinstance(origin, str) and origin):
-            raise WireError("a bad origin")
+            raise WireError("bad_origin")
         return ReadMarker(user, ReadState(conv, read_seq, unread), origin)
     if kind == END_SESSIONS and type(kind) is int and len(fields) == 3:
         reason, tokens, user = fields
         if not isinstance(reason, str):
-            raise WireError("an unknown reason")
+            raise WireError("unknown_reason")
         try:
             why = SessionEnd(reason)
         except ValueError:
-            raise WireError("an unknown reason") from None
+            raise WireError("unknown_reason") from None
         if not isinstance(tokens, list) or not all(
             isinstance(token, bytes) and len(token) == TOKEN_HASH_BYTES for token in tokens
         ):
-            raise WireError("token hashes that are not SHA-256 digests")
+            raise WireError("bad_token_hash")
         user_id = None if user is None else _count(user, 1)
         if not tokens and user_id is None:
-            raise WireError("a session end naming nobody")
+            raise WireError("nobody")
         return EndSessions(why, tuple(tokens), user_id)
-    raise WireError("an unknown kind or a wrong number of fields")
+    raise WireError("unknown_kind")
 
 
 def _count(value: object, low: int) -> int:
     if type(value) is not int or not low <= value <= MAX_INT:
-        raise WireError("an id or count out of range")
+        raise WireError("out_of_range")
     return value
