@@ -8,6 +8,7 @@ here by the settings; the layers above only see the protocols.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,8 +41,17 @@ def open_store(settings: Settings, ring: KeyRing | None = None) -> Store:
 
 
 def make_broker(settings: Settings) -> Broker:
-    """The broker the settings name: in-process until the cluster issue brings NATS."""
-    return MemoryBroker()
+    """The broker the settings name: NATS with ``CHATD_BROKER_URL``, else in-process.
+
+    With NATS even one node gains: an admin command (``chatd user disable``) publishes its
+    session ends there, and the server closes those sockets at once instead of at its next
+    revocation sweep."""
+    cluster = settings.cluster
+    if not cluster.broker_url:
+        return MemoryBroker()
+    from chatd.broker.nats import NatsBroker  # nats-py is loaded only where it is used
+
+    return NatsBroker(cluster.broker_url, cluster.node_id or uuid.uuid4().hex[:12])
 
 
 def build_services(settings: Settings, store: Store, broker: Broker) -> Services:

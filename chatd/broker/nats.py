@@ -141,11 +141,12 @@ class NatsBroker:
         )
 
     async def stop(self) -> None:
-        client, self._client = self._client, None
+        client = self._client
         if client is not None and client.is_connected and self._queue:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._drain_seconds):
                     await self._idle.wait()
+        self._client = None
         for task in (self._sender, self._prober):
             if task is not None:
                 task.cancel()

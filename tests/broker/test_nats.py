@@ -153,3 +153,18 @@ async def test_start_fails_loudly_when_nats_does_not_answer() -> None:
         await asyncio.wait_for(broker.start(), WAIT_S)
     assert "did not answer within 1 seconds" in caught.value.message
     await broker.stop()  # harmless after a failed start
+
+
+async def test_what_is_published_just_before_stop_still_leaves(nats_url: str) -> None:
+    """An admin command publishes and exits at once: stop() sends the queue first."""
+    async with nodes(nats_url, 1) as (b,):
+        there = Heard()
+        b.subscribe(there)
+        command = NatsBroker(nats_url, "admin-command", subject=b.subject)
+        await command.start()
+        ends = [EndSessions(SessionEnd.USER_DISABLED, user_id=user) for user in range(1, 30)]
+        for end in ends:
+            command.publish(end)
+        await command.stop()
+        assert command.sent == len(ends)
+        assert [await there.next() for _ in ends] == ends
