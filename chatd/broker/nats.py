@@ -15,8 +15,9 @@
 - **Reconnects forever** (nats-py's own reconnection), but :meth:`start` fails loudly
   (:class:`~chatd.core.errors.BrokerUnavailable`) if the first connection is not made within
   ``connect_seconds``: a node that starts deaf to the others would be a silent
-  misconfiguration.  :meth:`stop` sends what is queued (bounded) and drains the connection,
-  so that an admin command's publication leaves before the process exits.
+  misconfiguration.  An admin command (``required=False``) goes on without it.
+  :meth:`stop` sends what is queued (bounded) and drains the connection, so that an admin
+  command's publication leaves before the process exits.
 
 The subscription is proven with a probe (a message to a subject of our own that must come
 back), not with ``flush()``: nats-py writes flush's PING ahead of a SUB still in its buffer
@@ -61,6 +62,7 @@ class NatsBroker:
         connect_seconds: float = 5.0,
         reconnect_seconds: float = 1.0,
         drain_seconds: float = 5.0,
+        required: bool = True,
     ) -> None:
         self.url = url
         self.node_id = node_id
@@ -69,6 +71,7 @@ class NatsBroker:
         self._connect_seconds = connect_seconds
         self._reconnect_seconds = reconnect_seconds
         self._drain_seconds = drain_seconds
+        self._required = required
         self._local = MemoryBroker()
         self._queue: deque[bytes] = deque()
         self._wake = asyncio.Event()
@@ -132,6 +135,8 @@ class NatsBroker:
             with contextlib.suppress(Exception):
                 await client.close()
             self._client = None
+            if not self._required:  # an admin command: its publications stay in the process
+                return
             raise BrokerUnavailable(
                 NO_ANSWER, address=_address(self.url), seconds=self._connect_seconds
             ) from None

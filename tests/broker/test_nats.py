@@ -168,3 +168,17 @@ async def test_what_is_published_just_before_stop_still_leaves(nats_url: str) ->
         await command.stop()
         assert command.sent == len(ends)
         assert [await there.next() for _ in ends] == ends
+
+
+async def test_an_admin_command_goes_on_when_nats_does_not_answer() -> None:
+    """Disabling an account must work while NATS is down (the server's sweep closes)."""
+    broker = NatsBroker(
+        f"nats://127.0.0.1:{free_port('127.0.0.1')}", "cmd", connect_seconds=1, required=False
+    )
+    here = Heard()
+    broker.subscribe(here)
+    await asyncio.wait_for(broker.start(), WAIT_S)
+    broker.publish(EndSessions(SessionEnd.USER_DISABLED, user_id=4))
+    assert here.items == [EndSessions(SessionEnd.USER_DISABLED, user_id=4)]
+    await asyncio.wait_for(broker.stop(), WAIT_S)
+    assert broker.sent == 0 and not broker.ready

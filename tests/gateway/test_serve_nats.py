@@ -14,6 +14,7 @@ import pytest
 from chatd.gateway.protocol import CloseCode
 from tests.conftest import run_chatd
 from tests.gateway.conftest import ServerProcess, admin_on, start_server, stop_server
+from tests.servers.processes import free_port
 
 CLOSE_WITHIN_S = 20.0  # generous; the sweep would take an hour
 
@@ -52,3 +53,14 @@ async def test_an_admin_disable_closes_the_sockets_at_once_through_nats(
         assert time.monotonic() - started < CLOSE_WITHIN_S
         await other.flush()
         assert other.close_code is None  # only that user's sockets
+
+
+def test_serve_refuses_to_start_deaf_but_an_admin_command_goes_on(tmp_path: Path) -> None:
+    dead = {"CHATD_BROKER_URL": f"nats://127.0.0.1:{free_port('127.0.0.1')}", "CHATD_PORT": "0"}
+    data_dir = tmp_path / "var"
+    served = run_chatd(data_dir, "serve", env=dead)
+    assert served.returncode != 0
+    assert "did not answer within" in served.stderr + served.stdout
+    assert "chatd listening" not in served.stdout
+    listed = run_chatd(data_dir, "user", "list", env=dead)
+    assert listed.returncode == 0, listed.stderr
