@@ -8,6 +8,7 @@ here by the settings; the layers above only see the protocols.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,9 +40,21 @@ def open_store(settings: Settings, ring: KeyRing | None = None) -> Store:
     )
 
 
-def make_broker(settings: Settings) -> Broker:
-    """The broker the settings name: in-process until the cluster issue brings NATS."""
-    return MemoryBroker()
+def make_broker(settings: Settings, *, required: bool = True) -> Broker:
+    """The broker the settings name: NATS with ``CHATD_BROKER_URL``, else in-process.
+
+    With NATS even one node gains: an admin command (``chatd user disable``) publishes its
+    session ends there, and the server closes those sockets at once instead of at its next
+    revocation sweep.  ``required``: a server refuses to start deaf to the other nodes; an
+    admin command goes on without NATS (disabling an account must work while NATS is down;
+    the server's sweep closes the sessions within a second)."""
+    cluster = settings.cluster
+    if not cluster.broker_url:
+        return MemoryBroker()
+    from chatd.broker.nats import NatsBroker  # nats-py is loaded only where it is used
+
+    node_id = cluster.node_id or uuid.uuid4().hex[:12]
+    return NatsBroker(cluster.broker_url, node_id, required=required)
 
 
 def build_services(settings: Settings, store: Store, broker: Broker) -> Services:
@@ -65,9 +78,12 @@ class Process:
 
 
 @asynccontextmanager
-async def running(settings: Settings, broker: Broker | None = None) -> AsyncIterator[Process]:
-    """Open the store and start the broker; stop and close them however the body ends."""
-    chosen = broker or make_broker(settings)
+async def running(
+    settings: Settings, broker: Broker | None = None, *, serving: bool = False
+) -> AsyncIterator[Process]:
+    """Open the store and start the broker; stop and close them however the body ends.
+    ``serving``: ``chatd serve``, which needs the broker (see :func:`make_broker`)."""
+    chosen = broker or make_broker(settings, required=serving)
     async with open_store(settings) as store:
         await chosen.start()
         try:

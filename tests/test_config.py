@@ -74,6 +74,10 @@ VARIABLES_ADDED = (
     # issue 13: signed checkpoints
     "CHATD_CHECKPOINT_LOG",
     "CHATD_CHECKPOINT_SECONDS",
+    # issue 14: the broker between nodes
+    "CHATD_BROKER_URL",
+    "CHATD_NODE_ID",
+    "CHATD_REVOCATION_SECONDS",
 )
 EVERY_VARIABLE_NAME = VARIABLES_BEFORE_SECTIONS + VARIABLES_ADDED
 
@@ -291,7 +295,26 @@ EVERY_VARIABLE = [
         "209715200",
         ("attachments", "upload_bytes_per_minute", 200 * 1024 * 1024),
     ),
+    ("CHATD_BROKER_URL", "nats://10.0.0.5:4222", ("cluster", "broker_url", "nats://10.0.0.5:4222")),
+    ("CHATD_NODE_ID", "node-b_2", ("cluster", "node_id", "node-b_2")),
+    ("CHATD_REVOCATION_SECONDS", "30", ("gateway", "revocation_seconds", 30)),
 ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("CHATD_BROKER_URL", "http://nats:4222"),
+        ("CHATD_BROKER_URL", "localhost:4222"),
+        ("CHATD_NODE_ID", "node a"),
+        ("CHATD_NODE_ID", "nœud"),
+        ("CHATD_NODE_ID", "n" * 65),
+        ("CHATD_REVOCATION_SECONDS", "0"),
+    ],
+)
+def test_cluster_values_that_would_misroute_stop_the_start(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: raw})
 
 
 def test_trusted_proxies_that_are_not_addresses_stop_the_start() -> None:
@@ -315,7 +338,8 @@ def test_every_sections_variables_are_read(
     s = Settings.from_env({variable: raw})
     assert getattr(getattr(s, section), field) == value
     assert getattr(s, section) != getattr(Settings(), section)
-    others = [name for name in ("store", "gateway", "accounts", "attachments") if name != section]
+    sections = ("store", "gateway", "accounts", "attachments", "cluster")
+    others = [name for name in sections if name != section]
     assert all(getattr(s, name) == getattr(Settings(), name) for name in others)
 
 
@@ -335,7 +359,7 @@ def test_sections_are_what_the_code_sees() -> None:
             "CHATD_MAX_ATTACHMENT_BYTES": "4096",
         }
     )
-    assert s.sections() == [s.store, s.gateway, s.accounts, s.attachments]
+    assert s.sections() == [s.store, s.gateway, s.accounts, s.attachments, s.cluster]
     assert isinstance(s.store, StoreSettings) and isinstance(s.gateway, GatewaySettings)
     assert isinstance(s.accounts, AccountSettings)
     assert isinstance(s.attachments, AttachmentSettings)

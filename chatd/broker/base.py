@@ -27,14 +27,34 @@ from chatd.core.records import AppendResult, ReadState
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """Events durably appended to one conversation, in seq order."""
+    """Events durably appended to one conversation, in seq order.
+
+    On the node that committed them ``events`` holds them.  Another node receives a
+    *pointer*: no events, only the range ``first_seq``..``last_seq`` (a network broker never
+    carries content, :mod:`chatd.broker.wire`), and its fan-out reads them from the store.
+    """
 
     conv_id: int
-    events: tuple[Event, ...]
+    events: tuple[Event, ...] = ()
+    first_seq: int = 0
+    last_seq: int = 0
 
     @classmethod
     def of(cls, result: AppendResult) -> Committed:
         return cls(result.conv_id, result.events)
+
+    @classmethod
+    def pointer(cls, conv_id: int, first_seq: int, last_seq: int) -> Committed:
+        return cls(conv_id, (), first_seq, last_seq)
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """The seqs covered, first and last; None for an empty batch (nothing to deliver)."""
+        if self.events:
+            return self.events[0].seq, self.events[-1].seq
+        if 1 <= self.first_seq <= self.last_seq:
+            return self.first_seq, self.last_seq
+        return None
 
 
 @dataclass(frozen=True, slots=True)

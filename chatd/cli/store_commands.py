@@ -57,7 +57,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
     with ServerLock(settings.store.database_path, N_("start another server")):
-        async with running(settings) as process:
+        async with running(settings, serving=True) as process:
             await refuse_a_rewound_history(process.store)
             await serve(settings, build_gateway(process))
     return 0

@@ -25,6 +25,7 @@ from chatd.config.sections import (
     VARIABLE,
     AccountSettings,
     AttachmentSettings,
+    ClusterSettings,
     GatewaySettings,
     Section,
     StoreSettings,
@@ -54,6 +55,7 @@ class Settings:
     gateway: GatewaySettings = dataclasses.field(default_factory=GatewaySettings)
     accounts: AccountSettings = dataclasses.field(default_factory=AccountSettings)
     attachments: AttachmentSettings = dataclasses.field(default_factory=AttachmentSettings)
+    cluster: ClusterSettings = dataclasses.field(default_factory=ClusterSettings)
     debug: bool = setting(
         "CHATD_DEBUG", False, parse_bool, N_("Verbose logging (never logs content).")
     )

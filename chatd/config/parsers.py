@@ -81,6 +81,25 @@ def parse_url(raw: str) -> str:
     return value
 
 
+def parse_broker_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("nats://", "tls://")):
+        raise InvalidValue(
+            N_("{variable}: expected a nats:// or tls:// address, got {raw}."), raw=repr(raw)
+        )
+    return value
+
+
+def parse_node_id(raw: str) -> str:
+    value = raw.strip()
+    if len(value) > 64 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+        raise InvalidValue(
+            N_("{variable}: expected at most 64 letters, digits, - or _, got {raw}."),
+            raw=repr(raw),
+        )
+    return value
+
+
 def parse_language(raw: str) -> str:
     value = raw.strip().lower()
     if value not in LANGUAGES:

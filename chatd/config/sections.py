@@ -16,11 +16,13 @@ from typing import Any, ClassVar
 
 from chatd.config.parsers import (
     Network,
+    parse_broker_url,
     parse_choice,
     parse_int,
     parse_language,
     parse_list,
     parse_networks,
+    parse_node_id,
     parse_path,
     parse_url,
 )
@@ -214,6 +216,15 @@ class GatewaySettings(Section):
         parse_int(1, 60),
         N_("Seconds a new connection has to authenticate (4000)."),
     )
+    revocation_seconds: int = setting(
+        "CHATD_REVOCATION_SECONDS",
+        1,
+        parse_int(1, 3600),
+        N_(
+            "Seconds between two checks that close the connections of logins revoked, expired"
+            " or disabled elsewhere (the broker closes most of them at once)."
+        ),
+    )
     trusted_proxies: tuple[Network, ...] = setting(
         "CHATD_TRUSTED_PROXIES",
         (),
@@ -394,3 +405,24 @@ class AttachmentSettings(Section):
                 )
             ]
         return []
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettings(Section):
+    """How this node hears the others: the broker between nodes, and its own name."""
+
+    broker_url: str = setting(
+        "CHATD_BROKER_URL",
+        "",
+        parse_broker_url,
+        N_(
+            "NATS server between the nodes, nats://host:port (empty: one node, publications"
+            " stay in this process)."
+        ),
+    )
+    node_id: str = setting(
+        "CHATD_NODE_ID",
+        "",
+        parse_node_id,
+        N_("Name of this node among the others (empty: a new random one at each start)."),
+    )

@@ -114,6 +114,15 @@ class DatabaseUnavailable(ChatdError):
     default_message = N_("The database cannot be used.")
 
 
+class BrokerUnavailable(ChatdError):
+    """The network broker (NATS) did not answer when this process started: a node that
+    cannot hear the others must not pretend to serve (after the start, it reconnects on its
+    own and the store fills what it missed)."""
+
+    code = "broker_unavailable"
+    default_message = N_("The broker cannot be reached.")
+
+
 class MigrationError(ChatdError):
     """The database schema is newer than this code, or a migration failed."""
 

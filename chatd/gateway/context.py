@@ -44,7 +44,7 @@ class Gateway:
         listen = settings.gateway
         hub = Hub(listen.ws_queue, listen.ws_queue_bytes, listen.ws_memory_bytes)
         fanout = Fanout(services.broker, services.reading, hub)
-        revocation = RevocationSweeper(hub, services.auth)
+        revocation = RevocationSweeper(hub, services.auth, listen.revocation_seconds)
         presence = Presence(services.sessions, hub.node, listen.sessions_per_user, hub.sessions)
         return cls(
             settings, services, hub, fanout, Handlers(services), attachments, revocation, presence

@@ -9,6 +9,10 @@ the users whose membership intervals contain its seq, so a ``left`` event reache
 and nothing after it does, a ``joined`` event reaches the added user), encodes each event once
 and offers it to every session of each of those users through the hub.
 
+A committed batch from another node is a pointer (a conversation and a range of seqs, never
+content: :mod:`chatd.broker.wire`); the dispatcher reads those events from the store, once
+per conversation per batch, through :meth:`~chatd.services.reading.Reading.committed_events`.
+
 Routing never trusts what a client claims: the audience comes from the store.  And delivery
 does not trust the broker either: each connection's cursors (:mod:`chatd.gateway.session`)
 drop what was already sent and fill any gap from the store, so the guarantee "in seq order,
@@ -81,7 +85,7 @@ class Fanout:
         """The broker's receiver: never blocks (events are queued for the dispatcher)."""
         match publication:
             case Committed():
-                if publication.events:
+                if publication.span is not None:
                     self._pending.append(publication)
                     self._wake.set()
             case ReadMarker(user_id=user, state=state, origin=origin):
@@ -104,19 +108,30 @@ class Fanout:
                 await self._dispatch(batch)
 
     async def _dispatch(self, batch: list[Committed]) -> None:
-        by_conv: dict[int, list[Event]] = {}
+        by_conv: dict[int, dict[int, Event]] = {}
+        pointed: dict[int, tuple[int, int]] = {}  # conv -> the seqs other nodes pointed at
         for committed in batch:
-            by_conv.setdefault(committed.conv_id, []).extend(committed.events)
+            events = by_conv.setdefault(committed.conv_id, {})
+            events.update((event.seq, event) for event in committed.events)
+            if not committed.events and committed.span is not None:
+                first, last = committed.span
+                low, high = pointed.get(committed.conv_id, (first, last))
+                pointed[committed.conv_id] = (min(low, first), max(high, last))
         for conv_id, events in by_conv.items():
-            seqs = [event.seq for event in events]
             try:
-                audience = await self._reading.audience(conv_id, min(seqs), max(seqs))
+                if conv_id in pointed:  # one read per conversation per batch
+                    read = await self._reading.committed_events(conv_id, *pointed[conv_id])
+                    events.update((event.seq, event) for event in read)
+                if not events:
+                    continue
+                audience = await self._reading.audience(conv_id, min(events), max(events))
             except Exception as exc:
                 # Sessions that miss these resume (their cursors see the gap); log no content.
                 log.warning("fan-out of conversation %d failed: %s", conv_id, type(exc).__name__)
                 continue
-            for event in events:
-                push = EventPush(conv_id, event.seq, encode_event(event))
-                for user in audience.get(event.seq, ()):
+            for seq in sorted(events):
+                event = events[seq]
+                push = EventPush(conv_id, seq, encode_event(event))
+                for user in audience.get(seq, ()):
                     self._hub.deliver(user, push)
                 self.published += 1

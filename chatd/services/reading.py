@@ -1,5 +1,5 @@
 """What a user may read of the log: history pages, catch-up, sync heads, chain hashes,
-fan-out audiences.
+fan-out audiences, the events another node's pointer names.
 
 Visibility is decided by the store's queries (the user's membership intervals and the
 visible window, :mod:`chatd.core.visibility` is the rule they implement); this service is
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chatd.core.events import Event
 from chatd.core.records import ChainView, ConversationHead, EventPage
 from chatd.store.contract import LogStore
 
@@ -63,3 +64,19 @@ class Reading:
     ) -> dict[int, frozenset[int]]:
         """Who may read each of these seqs (the fan-out's routing, never the client's)."""
         return await self._store.audience(conv_id, first_seq, last_seq)
+
+    async def committed_events(self, conv_id: int, first_seq: int, last_seq: int) -> list[Event]:
+        """The events ``first_seq``..``last_seq`` of a conversation, opened, for the fan-out
+        of a pointer another node published (the broker carries no content).  No visibility
+        filter: the fan-out routes each event to its :meth:`audience` only.  A shredded
+        conversation gives nothing."""
+        events: list[Event] = []
+        after = first_seq - 1
+        while after < last_seq:
+            page = await self._store.export_events((conv_id, after), min(1000, last_seq - after))
+            inside = [e for e in page if e.conv_id == conv_id and e.seq <= last_seq]
+            events.extend(inside)
+            if len(inside) < len(page) or not inside:
+                break  # past the range, or the end of the log
+            after = inside[-1].seq
+        return events
