@@ -40,7 +40,12 @@ def open_store(settings: Settings, ring: KeyRing | None = None) -> Store:
     )
 
 
-def make_broker(settings: Settings, *, required: bool = True) -> Broker:
+def node_id(settings: Settings) -> str:
+    """This process's name among the nodes: ``CHATD_NODE_ID``, else a fresh random one."""
+    return settings.cluster.node_id or uuid.uuid4().hex[:12]
+
+
+def make_broker(settings: Settings, *, required: bool = True, node: str | None = None) -> Broker:
     """The broker the settings name: NATS with ``CHATD_BROKER_URL``, else in-process.
 
     With NATS even one node gains: an admin command (``chatd user disable``) publishes its
@@ -53,8 +58,7 @@ def make_broker(settings: Settings, *, required: bool = True) -> Broker:
         return MemoryBroker()
     from chatd.broker.nats import NatsBroker  # nats-py is loaded only where it is used
 
-    node_id = cluster.node_id or uuid.uuid4().hex[:12]
-    return NatsBroker(cluster.broker_url, node_id, required=required)
+    return NatsBroker(cluster.broker_url, node or node_id(settings), required=required)
 
 
 def build_services(settings: Settings, store: Store, broker: Broker) -> Services:
@@ -75,6 +79,7 @@ class Process:
     store: Store
     broker: Broker
     services: Services
+    node_id: str  # the same for the broker, the hub's session ids and the presence rows
 
 
 @asynccontextmanager
@@ -83,11 +88,13 @@ async def running(
 ) -> AsyncIterator[Process]:
     """Open the store and start the broker; stop and close them however the body ends.
     ``serving``: ``chatd serve``, which needs the broker (see :func:`make_broker`)."""
-    chosen = broker or make_broker(settings, required=serving)
+    node = node_id(settings)
+    chosen = broker or make_broker(settings, required=serving, node=node)
     async with open_store(settings) as store:
         await chosen.start()
         try:
-            yield Process(settings, store, chosen, build_services(settings, store, chosen))
+            services = build_services(settings, store, chosen)
+            yield Process(settings, store, chosen, services, node)
         finally:
             await chosen.stop()
 
@@ -103,4 +110,4 @@ def build_gateway(process: Process) -> Gateway:
     from chatd.gateway.context import Gateway
 
     attachments = attachment_files(process.settings, process.store)
-    return Gateway.build(process.settings, process.services, attachments)
+    return Gateway.build(process.settings, process.services, attachments, node=process.node_id)

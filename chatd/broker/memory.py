@@ -44,3 +44,6 @@ class MemoryBroker:
 
     async def stop(self) -> None:
         self._receivers.clear()
+
+    def health(self) -> str:
+        return "local"

@@ -176,6 +176,10 @@ class NatsBroker:
         """Connected, and our subscription is known to the server."""
         return self._ready.is_set()
 
+    def health(self) -> str:
+        client = self._client
+        return "ok" if self.ready and client is not None and client.is_connected else "down"
+
     async def wait_connections(self, count: int) -> None:
         """Until ``count`` connections (the first and the reconnections) have been proven."""
         async with self._changed:

@@ -3,7 +3,7 @@
 =========================  ======  ============================================================
 route                      method  what
 =========================  ======  ============================================================
-``/healthz``               GET     ``{"status": "ok"}`` while the server can serve
+``/healthz``               GET     the node, its store and broker; 503 when it cannot serve
 ``/v1/auth/login``         POST    ``{"login", "password"}`` → token (valid 8 h), user, terms
 ``/v1/auth/logout``        POST    ``Authorization: Bearer`` → revoke; its sockets close (4003)
 ``/v1/auth/terms``         GET     the current terms version
@@ -72,15 +72,25 @@ def request_address(request: Request, gateway: Gateway) -> str:
 
 
 async def healthz(request: Request, gateway: Gateway) -> Response:
-    # What the queues for the sockets hold (docs/protocol.md §12): counts, never content.
+    # The node, its store and its broker; what the queues for the sockets hold
+    # (docs/protocol.md §12): counts and states, never content.  503 when this node cannot
+    # serve (its database does not answer): a load balancer sends no one here.  A broker
+    # that is down is reported, not fatal: the node fills from the store.
     hub = gateway.hub
+    store, problems = await gateway.services.maintenance.store_health()
+    serving = store == "ok"
     return JSONResponse(
         {
-            "status": "ok",
+            "status": "ok" if serving else "unavailable",
+            "node": hub.node,
+            "store": store,
+            "broker": gateway.services.broker.health(),
+            "checkpoints": "failing" if problems else "ok",
             "server_time": now_ms(),
             "queued_bytes": hub.budget.held_total,
             "paused_sessions": hub.paused_sessions(),
-        }
+        },
+        status_code=200 if serving else 503,
     )
 
 

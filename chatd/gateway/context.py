@@ -39,10 +39,15 @@ class Gateway:
 
     @classmethod
     def build(
-        cls, settings: Settings, services: Services, attachments: AttachmentService
+        cls,
+        settings: Settings,
+        services: Services,
+        attachments: AttachmentService,
+        *,
+        node: str | None = None,
     ) -> Gateway:
         listen = settings.gateway
-        hub = Hub(listen.ws_queue, listen.ws_queue_bytes, listen.ws_memory_bytes)
+        hub = Hub(listen.ws_queue, listen.ws_queue_bytes, listen.ws_memory_bytes, node=node)
         fanout = Fanout(services.broker, services.reading, hub)
         revocation = RevocationSweeper(hub, services.auth, listen.revocation_seconds)
         presence = Presence(services.sessions, hub.node, listen.sessions_per_user, hub.sessions)
@@ -61,6 +66,7 @@ class Gateway:
     async def start(self) -> None:
         self.fanout.start()
         self.revocation.start()
+        await self.presence.forget_previous_life()
         self.presence.start()
         await self.attachments.start()
 

@@ -157,10 +157,13 @@ class Hub:
         queue_size: int,
         queue_bytes: int = 2**62,
         memory_bytes: int = 2**62,
+        *,
+        node: str | None = None,
     ) -> None:
         self.queue_size = queue_size
         self.budget: QueueBudget[Subscription] = QueueBudget(queue_bytes, memory_bytes)
-        self.node = uuid.uuid4().hex[:12]  # this process; session ids are unique across nodes
+        # This node (CHATD_NODE_ID, else random): session ids are unique across nodes.
+        self.node = node or uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
         self._by_user: dict[int, set[Subscription]] = {}
         self._by_token: dict[bytes, set[Subscription]] = {}

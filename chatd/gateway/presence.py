@@ -35,6 +35,13 @@ class Presence:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chatd-presence")
 
+    async def forget_previous_life(self) -> None:
+        """A node restarted under the same ``CHATD_NODE_ID`` (after a kill -9) holds none of
+        the connections its rows list: they stop counting now, not when they go stale.
+        (Two live nodes never share an id: docs/architecture.md.)"""
+        with contextlib.suppress(ChatdError):
+            await self._sessions.end_node(self._node)
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -12,6 +12,7 @@ record names a retirement that did not happen, and ``chatd keys list`` still sho
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 from collections.abc import AsyncIterator
@@ -19,7 +20,9 @@ from dataclasses import replace
 
 from chatd.core.audit import ActionKind, Actor, AdminAction, AuditEntry, AuditQuery
 from chatd.core.checkpoints import Checkpoint
+from chatd.core.errors import ChatdError
 from chatd.crypto.keyring import KeyRing
+from chatd.i18n import Text
 from chatd.store.contract import Store
 
 
@@ -55,6 +58,16 @@ class Maintenance:
         return await self._store.shred_conversation(
             conv_id, audit=AdminAction(by, ActionKind.CONVERSATION_SHREDDED)
         )
+
+    async def store_health(self, bound_seconds: float = 2.0) -> tuple[str, tuple[Text, ...]]:
+        """``ok`` or ``unavailable`` (the database did not answer a read within the bound,
+        or failed), and why the checkpoint log cannot be used, if it cannot (``/healthz``)."""
+        try:
+            async with asyncio.timeout(bound_seconds):
+                await self._store.ping()
+        except (TimeoutError, ChatdError):
+            return "unavailable", ()
+        return "ok", self._store.checkpoint_state().problems
 
     async def declare_new_epoch(self, *, by: Actor) -> str:
         return await self._store.declare_new_epoch(audit=AdminAction(by, ActionKind.EPOCH_DECLARED))

@@ -607,6 +607,11 @@ class Store(
         """Finish pending writes, then release connections.  Idempotent."""
         ...
 
+    async def ping(self) -> None:
+        """Raise (:class:`~chatd.core.errors.ChatdError`) unless the database answers a read
+        of its own rows now (``/healthz``)."""
+        ...
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self

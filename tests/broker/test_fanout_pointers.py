@@ -26,6 +26,9 @@ class PointerBroker:
             self.pointers.append(publication)
         self._inner.publish(publication)
 
+    def health(self) -> str:
+        return self._inner.health()
+
     def subscribe(self, receiver: Receiver) -> Callable[[], None]:
         return self._inner.subscribe(receiver)
 

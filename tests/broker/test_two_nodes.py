@@ -31,7 +31,8 @@ async def second_node(first: InProcessServer, broker: NatsBroker) -> AsyncIterat
     """Another gateway on ``first``'s store with its own broker; yields its WebSocket URL."""
     settings, store = first.process.settings, first.process.store
     await broker.start()
-    process = Process(settings, store, broker, build_services(settings, store, broker))
+    services = build_services(settings, store, broker)
+    process = Process(settings, store, broker, services, "second-node")
     server = uvicorn.Server(uvicorn_config(settings, build_gateway(process)))
     server.config.log_level = "warning"
     sock = bind(settings.gateway.host, 0)

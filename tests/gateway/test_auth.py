@@ -25,6 +25,9 @@ async def test_healthz_and_terms_version(server: ServerProcess) -> None:
         health = await http.get("/healthz")
         terms = await http.get("/v1/auth/terms")
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    said = health.json()
+    assert (said["store"], said["broker"], said["checkpoints"]) == ("ok", "local", "ok")
+    assert isinstance(said["node"], str) and said["node"]
     assert terms.json() == {"terms_version": TERMS, "terms_url": TERMS_URL}
 
 

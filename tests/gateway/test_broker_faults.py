@@ -51,6 +51,9 @@ class UnreliableBroker:
         for publication in reversed(held):
             self._inner.publish(publication)
 
+    def health(self) -> str:
+        return self._inner.health()
+
     def subscribe(self, receiver: Receiver) -> Callable[[], None]:
         return self._inner.subscribe(receiver)
 

@@ -131,6 +131,10 @@ class SqliteStore(Store):
         finally:
             await self._ctx.close()
 
+    async def ping(self) -> None:
+        async with self._ctx.read("ping") as conn:
+            await conn.execute_fetchall("SELECT epoch FROM store_epoch")
+
     @property
     def epoch(self) -> str:
         return self._history.epoch
