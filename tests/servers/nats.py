@@ -13,7 +13,6 @@ its ``INFO {…}`` line is serving.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,10 +20,9 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Literal
 
 from tests.servers.processes import (
+    ManagedServer,
     ServerFailed,
     ServerNotInstalled,
     free_port,
@@ -35,7 +33,6 @@ from tests.servers.processes import (
 
 HOST = "127.0.0.1"
 
-StopMode = Literal["graceful", "kill"]
 _STOP_SIGNALS: dict[str, signal.Signals] = {
     "graceful": signal.SIGTERM,  # closes client connections and exits
     "kill": signal.SIGKILL,  # as a crash: the clients find out from their sockets
@@ -53,8 +50,11 @@ def installed_binary(name: str = "nats-server") -> Path:
     )
 
 
-class NatsServer:
+class NatsServer(ManagedServer):
     """One ``nats-server`` process with its own temporary directory (log, JetStream store)."""
+
+    STOP_SIGNALS = _STOP_SIGNALS
+    DEFAULT_STOP = "graceful"
 
     def __init__(self, base_dir: Path, binary: Path, *, jetstream: bool) -> None:
         self.base_dir = base_dir
@@ -118,36 +118,6 @@ class NatsServer:
                 return greeting.startswith(b"INFO ")
         except OSError:
             return False
-
-    def stop(self, mode: StopMode = "graceful") -> int:
-        if self.proc is None:
-            return 0
-        status = stop_process(self.proc, _STOP_SIGNALS[mode])
-        self.proc = None
-        return status
-
-    def restart(self, mode: StopMode = "graceful") -> None:
-        """Stop, then start again on the same port."""
-        self.stop(mode)
-        self.start()
-
-    def destroy(self) -> None:
-        try:
-            self.stop("graceful")
-        finally:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> NatsServer:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.destroy()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     @property
     def url(self) -> str:

@@ -32,10 +32,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Literal
 
 from tests.servers.processes import (
+    ManagedServer,
     ServerFailed,
     ServerNotInstalled,
     free_port,
@@ -61,7 +60,6 @@ DURABLE_SETTINGS: dict[str, str] = {
     "log_destination": "stderr",
 }
 
-StopMode = Literal["smart", "fast", "immediate"]
 _STOP_SIGNALS: dict[str, signal.Signals] = {
     "smart": signal.SIGTERM,  # waits for every client to leave
     "fast": signal.SIGINT,  # ends the sessions, writes a shutdown checkpoint
@@ -105,12 +103,15 @@ def check_name(name: str) -> str:
     return name
 
 
-class PostgresServer:
+class PostgresServer(ManagedServer):
     """One PostgreSQL cluster in a temporary directory, which :meth:`destroy` removes.
 
     Use as a context manager, or call :meth:`create` then :meth:`destroy` (a fixture's
     finalizer).  Servers are started and stopped from synchronous code; an async test calls
     them directly (a start blocks its loop for well under a second) or via a thread."""
+
+    STOP_SIGNALS = _STOP_SIGNALS
+    DEFAULT_STOP = "fast"
 
     def __init__(
         self,
@@ -244,39 +245,7 @@ class PostgresServer:
         )
         return done.returncode == 0
 
-    def stop(self, mode: StopMode = "fast") -> int:
-        """Stop the server (see ``_STOP_SIGNALS``); returns the postmaster's exit status."""
-        if self.proc is None:
-            return 0
-        status = stop_process(self.proc, _STOP_SIGNALS[mode])
-        self.proc = None
-        return status
-
-    def restart(self, mode: StopMode = "fast") -> None:
-        """Stop, then start again on the same port and data directory."""
-        self.stop(mode)
-        self.start()
-
-    def destroy(self) -> None:
-        """Stop the server if it runs, and remove its directory (data, socket and log)."""
-        try:
-            self.stop("fast")
-        finally:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.destroy()
-
     # ------------------------------------------------------------------ where things are
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     @property
     def data_dir(self) -> Path:

@@ -30,6 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 INSTALL_HINT = "pip install -e '.[test]'"
 
@@ -213,3 +215,50 @@ def stop_process(
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+class ManagedServer:
+    """What a test server's handle shares: stop with a signal named by a mode, restart on the
+    same port (and data), destroy with its directory, ``with`` it.  A subclass sets
+    ``STOP_SIGNALS`` (mode → signal) and ``DEFAULT_STOP``, ``base_dir``, ``proc`` and
+    :meth:`start`."""
+
+    STOP_SIGNALS: ClassVar[dict[str, signal.Signals]]
+    DEFAULT_STOP: ClassVar[str]
+    base_dir: Path
+    proc: subprocess.Popen[bytes] | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, mode: str | None = None) -> int:
+        """Stop the server (``STOP_SIGNALS``); returns its exit status (0 if not running)."""
+        if self.proc is None:
+            return 0
+        status = stop_process(self.proc, self.STOP_SIGNALS[mode or self.DEFAULT_STOP])
+        self.proc = None
+        return status
+
+    def restart(self, mode: str | None = None) -> None:
+        """Stop, then start again on the same port (and data directory)."""
+        self.stop(mode)
+        self.start()
+
+    def destroy(self) -> None:
+        """Stop the server if it runs, and remove its directory."""
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.destroy()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
