@@ -3,21 +3,20 @@ the store by the fan-out and pushed live, exactly as a local batch would be."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from chatd.broker.base import Committed, Publication, Receiver
-from chatd.broker.memory import MemoryBroker
+from chatd.broker.base import Committed, Publication
+from tests.broker.wrapped import WrappedBroker
 from tests.gateway.client import WsClient
 from tests.gateway.inprocess import serving
 
 
-class PointerBroker:
+class PointerBroker(WrappedBroker):
     """The in-memory broker as a remote node sees it: every committed batch is reduced to the
     pointer the wire carries, so no event reaches the fan-out except through the store."""
 
     def __init__(self) -> None:
-        self._inner = MemoryBroker()
+        super().__init__()
         self.pointers: list[Committed] = []
 
     def publish(self, publication: Publication) -> None:
@@ -25,18 +24,6 @@ class PointerBroker:
             publication = Committed.pointer(publication.conv_id, *publication.span)
             self.pointers.append(publication)
         self._inner.publish(publication)
-
-    def health(self) -> str:
-        return self._inner.health()
-
-    def subscribe(self, receiver: Receiver) -> Callable[[], None]:
-        return self._inner.subscribe(receiver)
-
-    async def start(self) -> None:
-        await self._inner.start()
-
-    async def stop(self) -> None:
-        await self._inner.stop()
 
 
 async def test_pointers_are_filled_from_the_store_and_pushed_to_their_audience(

@@ -5,23 +5,22 @@ from the store); session ends published through the broker close sockets at once
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 
-from chatd.broker.base import Committed, Publication, Receiver
-from chatd.broker.memory import MemoryBroker
+from chatd.broker.base import Committed, Publication
 from chatd.gateway.protocol import CloseCode
 from chatd.services.maintenance import os_operator
+from tests.broker.wrapped import WrappedBroker
 from tests.gateway.client import WsClient
 from tests.gateway.inprocess import serving
 
 
-class UnreliableBroker:
+class UnreliableBroker(WrappedBroker):
     """The in-memory broker behind a faulty network: while ``faulty``, each committed
     publication is dropped, delivered twice, or held back and delivered after the next one."""
 
     def __init__(self, seed: int) -> None:
-        self._inner = MemoryBroker()
+        super().__init__()
         self._rng = random.Random(seed)
         self._held: list[Publication] = []
         self.faulty = True
@@ -50,18 +49,6 @@ class UnreliableBroker:
         held, self._held = self._held, []
         for publication in reversed(held):
             self._inner.publish(publication)
-
-    def health(self) -> str:
-        return self._inner.health()
-
-    def subscribe(self, receiver: Receiver) -> Callable[[], None]:
-        return self._inner.subscribe(receiver)
-
-    async def start(self) -> None:
-        await self._inner.start()
-
-    async def stop(self) -> None:
-        await self._inner.stop()
 
 
 async def test_lost_repeated_and_reordered_publications_still_deliver_exactly_once_in_order(
