@@ -276,12 +276,25 @@ class Checkpointer:
     @contextlib.asynccontextmanager
     async def _log_locked(self) -> AsyncIterator[int]:
         """The log's descriptor under its flock, taken in a thread: another process may hold
-        it for a moment, and the event loop must not wait on it."""
-        fd = await asyncio.to_thread(self.log.acquire)
+        it for a moment, and the event loop must not wait on it.
+
+        A cancelled wait (a stop cancels the periodic checkpoint) does not stop the thread:
+        when it gets the flock anyway, the descriptor is closed there, or the flock would
+        stay held by nobody and the clean stop's checkpoint would wait on it forever."""
+        acquiring = asyncio.get_running_loop().run_in_executor(None, self.log.acquire)
+        try:
+            fd = await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            acquiring.add_done_callback(self._release_unused)
+            raise
         try:
             yield fd
         finally:
             self.log.release(fd)
+
+    def _release_unused(self, acquiring: asyncio.Future[int]) -> None:
+        if not acquiring.cancelled() and acquiring.exception() is None:
+            self.log.release(acquiring.result())
 
     # ------------------------------------------------------------------ reading
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from chatd.core.audit import ActionKind, Actor, AdminAction
 from chatd.core.checkpoint_audit import DepartureKind
 from chatd.core.checkpoints import ADMIN_AUDIT_CHAIN, RecordKind, parse_record
 from chatd.crypto.keyring import KeyRing
+from chatd.store.checkpoint_log import CheckpointLog
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import create_conv, make_users, post
 
@@ -333,3 +335,43 @@ async def test_the_first_open_after_the_upgrade_starts_the_log(
         assert state.problems == () and state.last is not None
         assert state.last.kind is RecordKind.BASE and f"conv:{first}" in dict(state.last.heads)
     assert await problems_of(db, ring) == []
+
+
+class _ObservedLog(CheckpointLog):
+    """The log, telling the test when a thread starts waiting for its flock."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.waiting = threading.Event()
+
+    def acquire(self) -> int:
+        self.waiting.set()
+        return super().acquire()
+
+
+async def test_a_checkpoint_cancelled_while_waiting_for_the_flock_does_not_keep_it(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    """Regression: a stop cancelled the periodic checkpoint while its thread waited for the
+    log's flock; the thread got it afterwards and nobody closed it, so the clean stop's
+    checkpoint waited forever (``chatd serve`` hung when the broker was down at start)."""
+    db = tmp_path / "chatd.sqlite3"
+    first, _ = await build(db, ring)
+    async with asyncio.timeout(30):  # a generous bound: the bug waits forever
+        async with SqliteStore(db, ring) as store:
+            observed = _ObservedLog(log_of(db))
+            store._history.checkpoints.log = observed
+            other_process = CheckpointLog(log_of(db)).acquire()  # an admin command, say
+            try:
+                await post(store, first, 1, "moved")
+                taking = asyncio.create_task(store.take_checkpoint())
+                assert await asyncio.to_thread(observed.waiting.wait, 30)
+                taking.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await taking
+            finally:
+                CheckpointLog.release(other_process)
+            taken = await store.take_checkpoint()
+            assert taken is not None and dict(taken.heads)[f"conv:{first}"].seq == 6
+        # ...and the clean stop's checkpoint got the flock too.
+    assert (await problems_of(db, ring)) == []
