@@ -10,15 +10,21 @@ change and its record commit together or not at all; :meth:`PostgresAdminAudit.
 append_admin_action` is its own transaction, for what changes no row.
 
 **Several nodes append.**  The chain has one head, the row of the highest seq, and two nodes
-reading it at once would both link to it.  So an append first takes ``LOCK TABLE admin_audit
-IN EXCLUSIVE MODE`` (it waits for any other append to commit or roll back, and lets reads
-through: a checkpoint reading the head never waits), then reads the head, which in a
-``READ COMMITTED`` transaction is the committed one, and links to it; the lock is held until
-its transaction ends, so records commit in seq order and a reader never sees a gap.  The same
-lock makes the audit key's creation (with the first record) happen once.  A caller in a
-``REPEATABLE READ`` or ``SERIALIZABLE`` transaction reads the head of its snapshot, which may
-be stale: its insert then collides with the committed seq, and the collision is raised as a
-serialization failure, which :meth:`~.context.PostgresContext.write` retries whole.
+reading it at once would both link to it.  So an append first takes the chain's lock,
+:data:`APPEND_LOCK`: a transaction-level advisory lock keyed by the table's OID (not ``LOCK
+TABLE``: a mode that excludes itself needs UPDATE, DELETE or TRUNCATE on the table, and the
+application role may only SELECT and INSERT there).  It waits for any other append to commit
+or roll back; reads do not take it, so a checkpoint reading the head never waits.  Then it
+reads the head, which in a ``READ COMMITTED`` transaction is the committed one, and links to
+it; the lock is held until its transaction ends, so records commit in seq order and a reader
+never sees a gap.  The same lock makes the audit key's creation (with the first record)
+happen once.  What does not take the lock (SQL by hand) is still refused by the insert
+trigger and the primary key.
+
+A caller in a ``REPEATABLE READ`` or ``SERIALIZABLE`` transaction reads the head of its
+snapshot, which may be stale: its insert then collides with the committed seq, and the
+collision is raised as a serialization failure, which
+:meth:`~.context.PostgresContext.write` retries whole.
 
 The lock is taken last in the transactions that append (after their own row locks): two
 appends that also lock rows may still deadlock if they lock them in another order; the
@@ -47,6 +53,8 @@ from chatd.store.postgres.db import Connection
 COLUMNS = "seq, at, actor_kind, actor, action, target_kind, target, counts, prev_hash, hash"
 CHECK_PAGE = 2000
 AUDIT_KEY = KeyScope(AUDIT_SCOPE, 0, 1)
+# Held by an append until its transaction ends; (table OID, 0) is no other lock's key.
+APPEND_LOCK = "SELECT pg_advisory_xact_lock('admin_audit'::regclass::oid::int, 0)"
 
 
 async def audit_key_txn(
@@ -99,7 +107,7 @@ async def append_admin_action_txn(
     """Append ``action`` (its target filled) after the last record, in the caller's
     transaction (which then holds the append lock until it ends)."""
     action = action.complete()
-    await conn.execute("LOCK TABLE admin_audit IN EXCLUSIVE MODE")
+    await conn.execute(APPEND_LOCK)
     key = await audit_key_txn(conn, keys, now_ms, create=True)
     assert key is not None
     row = await conn.fetchrow("SELECT seq, hash FROM admin_audit ORDER BY seq DESC LIMIT 1")
