@@ -44,7 +44,13 @@ from chatd.core.audit import ActionKind, Actor, ActorKind, AdminAction, AuditEnt
 from chatd.core.errors import IntegrityError
 from chatd.core.records import VerifyProblem
 from chatd.crypto.chain import GENESIS, audit_link_hash
-from chatd.crypto.envelope import KeyScope, WrappedKey
+from chatd.crypto.envelope import (
+    KeyScope,
+    WrappedKey,
+    new_data_key,
+    unwrap_data_key,
+    wrap_data_key,
+)
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import AUDIT_SCOPE, DataKeys
 from chatd.store.postgres.context import PostgresContext
@@ -61,20 +67,22 @@ async def audit_key_txn(
     conn: Connection, keys: DataKeys, now_ms: int, *, create: bool
 ) -> bytes | None:
     """The audit log's MAC key; made (and stored wrapped) if ``create`` and there is none
-    (``create`` only under the append lock, so two nodes never both make it)."""
+    (``create`` only under the append lock, so two nodes never both make it).
+
+    Unwrapped from its row each time, never from :class:`DataKeys`' cache: a key this node
+    made in a transaction that then rolled back must not stand in for the one another node
+    stored (an append is rare, an unwrap cheap)."""
     row = await conn.fetchrow(
         "SELECT kek_id, wrapped FROM data_keys WHERE scope = $1 AND scope_id = 0"
         " AND version = 1 AND destroyed_at IS NULL",
         AUDIT_SCOPE,
     )
     if row is not None:
-        # A key this node made in a transaction that then rolled back may still be cached:
-        # the stored one is the key, so it is unwrapped afresh (an append is rare).
-        keys.forget(AUDIT_SCOPE, 0)
-        return keys.key(AUDIT_KEY, WrappedKey(str(row[0]), bytes(row[1])))
+        return unwrap_data_key(keys.ring, WrappedKey(str(row[0]), bytes(row[1])), AUDIT_KEY)
     if not create:
         return None
-    wrapped = keys.create(AUDIT_KEY)
+    key = new_data_key()
+    wrapped = wrap_data_key(keys.ring, key, AUDIT_KEY)
     await conn.execute(
         "INSERT INTO data_keys (scope, scope_id, version, kek_id, wrapped, created_at)"
         " VALUES ($1, 0, 1, $2, $3, $4)",
@@ -83,7 +91,7 @@ async def audit_key_txn(
         wrapped.blob,
         now_ms,
     )
-    return keys.key(AUDIT_KEY, wrapped)
+    return key
 
 
 def _counts_json(action: AdminAction) -> str:
