@@ -3,7 +3,8 @@ sessions, at the same instant.
 
 A read marker never moves backwards, whatever the order two nodes' marks commit in, and a
 user's live sessions never exceed the cap when two nodes open them together (the contract
-suite's race runs on one node's pool; here two pools race).
+suite's race runs on one node's pool; here two pools race).  And every statement of the
+reads, markers and live sessions runs as the application role, with exactly its privileges.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pytest
 from chatd.core.records import LiveSession, SessionToken
 from chatd.crypto.keyring import KeyRing
 from chatd.store.postgres.store import PostgresStore
-from tests.conftest import create_conv, make_users, post
+from tests.conftest import add_member, create_conv, leave, make_users, post
+from tests.store.postgres.test_accounts_nodes import app_dsn
+
+__all__ = ["app_dsn"]  # the fixture: a database migrated by its owner, the application role
 
 
 def digest(token: str) -> bytes:
@@ -84,3 +88,41 @@ async def test_two_nodes_opening_sessions_at_once_keep_the_cap(
         assert await nodes[1].live_session_counts(a, 0) == {digest("t"): 3}
         await asyncio.gather(nodes[0].end_node_sessions("n0"), nodes[1].end_node_sessions("n1"))
         assert await nodes[0].live_session_counts(a, 0) == {}
+
+
+async def test_the_application_role_may_do_everything_the_reads_do(
+    app_dsn: str, tmp_path: Path, ring: KeyRing
+) -> None:
+    store = PostgresStore(app_dsn, ring, checkpoint_log=tmp_path / "n.checkpoints", migrate=False)
+    await store.open()
+    try:
+        a, b, c = await make_users(store, "alice", "bob", "carol")
+        conv = (await create_conv(store, a, [b], first="hello")).conv_id
+        await add_member(store, conv, a, c)
+        await post(store, conv, c, "hi")
+        await leave(store, conv, b)
+        assert await store.current_members(conv) == {a, c}
+        assert len(await store.intervals(b, conv)) == 1
+        assert await store.fellow_members(a, [b, c]) == {b, c}
+        assert (await store.visible_window(c, conv)).events
+        assert (await store.events_after(b, conv, 0, 10)).events
+        assert (await store.events_before(a, conv, 5, 10)).events
+        assert [h.conv_id for h in await store.conversation_heads(b)] == [conv]
+        assert (await store.audience(conv, 1, 2))[1] == {a, b}
+        assert len(await store.chain_views(b, [(conv, 1), (conv, 9)])) == 2
+        assert len(await store.export_events()) == 5
+        assert (await store.mark_read(b, conv, 99)).read_seq == 5  # b's left event
+        assert (await store.mark_read(b, conv, 1)).read_seq == 5
+        assert [r.conv_id for r in await store.inbox(b)] == [conv]
+        await store.create_session_token(SessionToken(digest("t"), a, 0, 10**9))
+        session = LiveSession("n.1", "n", a, digest("t"), 100)
+        assert await store.open_live_session(session, cap=1, stale_before=0)
+        await store.refresh_live_sessions("n", 200)
+        late = LiveSession("n.2", "n", a, digest("t"), 300)
+        assert await store.open_live_session(late, cap=1, stale_before=250)  # n.1 was stale
+        await store.close_live_sessions(["n.2"])
+        assert await store.open_live_session(session, cap=1, stale_before=0)
+        await store.end_node_sessions("n")
+        assert await store.live_session_counts(a, 0) == {}
+    finally:
+        await store.close()
