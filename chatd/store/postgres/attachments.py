@@ -55,10 +55,10 @@ from chatd.store.attachment_rows import (
     attachment_info,
     open_attachment_row,
 )
+from chatd.store.postgres import log as log_reads
 from chatd.store.postgres.attachment_audit import AUDIT_PAGE, audit_page_txn
 from chatd.store.postgres.context import PostgresContext
 from chatd.store.postgres.db import Connection
-from chatd.store.postgres.log import VISIBLE, window_start_txn
 from chatd.store.postgres.row_macs import columns, row_ok
 
 log = logging.getLogger("chatd.store.attachments")
@@ -153,14 +153,14 @@ async def find_for_user_txn(
     thumbnail: bool,
 ) -> AttachmentAccess:
     thumb_column = "a.thumbnail" if thumbnail else "NULL::BYTEA"
-    # VISIBLE reads the user at $1.
+    # The log's visibility predicate reads the user at $1.
     found = await conn.fetchrow(
         f"SELECT {ATTACHMENT_COLUMNS}, k.kek_id, k.wrapped, {thumb_column},"
         f" {columns(ATTACHMENTS, 'a')} FROM attachments a {LIVE_KEY_JOIN}"
         " LEFT JOIN events e ON e.conv_id = a.conv_id AND e.seq = a.seq"
         " WHERE a.id = $2 AND ("
         "  (a.conv_id IS NULL AND a.uploader = $1 AND a.expires_at > $3)"
-        f"  OR (a.conv_id IS NOT NULL AND {VISIBLE} AND NOT EXISTS (SELECT 1 FROM"
+        f"  OR (a.conv_id IS NOT NULL AND {log_reads.VISIBLE} AND NOT EXISTS (SELECT 1 FROM"
         "   conversations c WHERE c.id = a.conv_id AND c.shredded_at IS NOT NULL)))",
         user_id,
         attachment_id,
@@ -175,7 +175,7 @@ async def find_for_user_txn(
         raise AttachmentNotFound()
     info_conv, info_seq = row[11], row[12]
     if info_conv is not None:
-        start, _ = await window_start_txn(conn, user_id, int(info_conv), window_size)
+        start, _ = await log_reads.window_start_txn(conn, user_id, int(info_conv), window_size)
         if int(info_seq) < start:
             raise AttachmentArchived()
     dek, name = open_attachment_row(macs.ring, row, row[13], row[14])
