@@ -38,7 +38,7 @@ from chatd.core.errors import ConversationNotFound
 from chatd.crypto.envelope import KeyScope, WrappedKey
 from chatd.crypto.keyring import KeyRing
 from chatd.crypto.row_macs import RowMacs, kid_tag
-from chatd.store.data_keys import CONV_SCOPE
+from chatd.store.data_keys import CONV_SCOPE, DataKeys
 from chatd.store.postgres.attachments import shred_attachments_txn
 from chatd.store.postgres.audit import append_admin_action_txn
 from chatd.store.postgres.context import PostgresContext
@@ -48,9 +48,8 @@ from chatd.store.postgres.row_macs import mac_tags_in_use_txn, remac_all_txn
 log = logging.getLogger("chatd.store")
 
 
-async def rewrap_all_txn(conn: Connection, ctx: PostgresContext) -> int:
-    """Re-wrap every live data key under the active KEK of ``ctx.keys``; how many."""
-    keys = ctx.keys
+async def rewrap_all_txn(conn: Connection, keys: DataKeys) -> int:
+    """Re-wrap every live data key under the active KEK of ``keys``; how many."""
     rows = await conn.fetch(
         "SELECT scope, scope_id, version, kek_id, wrapped FROM data_keys"
         " WHERE destroyed_at IS NULL ORDER BY scope, scope_id, version FOR UPDATE"
@@ -90,7 +89,7 @@ class PostgresKeys:
 
         async def run(conn: Connection) -> int:
             ctx.keys.replace_ring(ring)
-            count = await rewrap_all_txn(conn, ctx)
+            count = await rewrap_all_txn(conn, ctx.keys)
             # Every authenticated row under the new KEK too, so that the old one can go.
             remade, kept = await remac_all_txn(conn, RowMacs(ring))
             if kept:
