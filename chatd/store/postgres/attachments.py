@@ -224,7 +224,7 @@ async def sweep_page_txn(conn: Connection, now: int, limit: int) -> list[int]:
     """Discard up to ``limit`` expired rows no other transaction holds (see the module)."""
     rows = await conn.fetch(
         "SELECT id FROM attachments WHERE conv_id IS NULL AND expires_at <= $1"
-        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        " ORDER BY expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",  # attachments_unsent
         now,
         limit,
     )
