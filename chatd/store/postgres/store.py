@@ -386,6 +386,10 @@ class PostgresStore(Store):
     async def discard_attachments(self, attachment_ids: Sequence[int], now_ms: int) -> list[int]:
         return await self._attachments.discard_attachments(attachment_ids, now_ms)
 
+    async def sweep_attachments(self, now_ms: int) -> list[int]:
+        # Not the contract's loop: nodes sweeping at once split the rows (SKIP LOCKED).
+        return await self._attachments.sweep_attachments(now_ms)
+
     async def attachment_keys(self, after: int = 0, limit: int = 200) -> list[AttachmentKey]:
         return await self._attachments.attachment_keys(after, limit)
 
