@@ -27,6 +27,7 @@ from chatd.cli.common import (
     _,
     say_error,
 )
+from chatd.cli.migrate_command import cmd_migrate
 from chatd.cli.store_commands import (
     cmd_init,
     cmd_keys_list,
@@ -95,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=_("Check against this copy of the checkpoint log (e.g. one kept off this host)."),
     )
+    migrate = add(
+        "migrate",
+        cmd_migrate,
+        _(
+            "Bring the database schema to this version (PostgreSQL: run it once, as the"
+            " database owner, before starting the nodes)."
+        ),
+    )
+    migrate.add_argument(
+        "--grant",
+        metavar=_("ROLE"),
+        help=_("PostgreSQL: give this role, which the nodes connect as, the privileges they need."),
+    )
+    json_flag(migrate)
     add("settings", cmd_settings, _("List every CHATD_* setting with its default."))
     audit = add(
         "audit",

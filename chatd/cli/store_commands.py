@@ -5,6 +5,7 @@ retention, the store epoch, the settings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from chatd.cli.common import (
     ngettext,
     out,
 )
+from chatd.cli.migrate_command import migrate_postgres
 from chatd.config import Settings
 from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import (
@@ -43,9 +45,15 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     else:
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
+    dsn = settings.store.postgres_dsn
+    if dsn is not None:  # the operator's step, as the owner role: chatd migrate's work
+        from chatd.store.postgres.failures import address
+
+        await migrate_postgres(dsn)
     async with open_store(settings):
         pass
-    print(_("Database {path} is ready.", path=str(settings.store.database_path)))
+    where = address(dsn) if dsn is not None else str(settings.store.database_path)
+    print(_("Database {path} is ready.", path=where))
     return 0
 
 
@@ -56,7 +64,13 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
-    with ServerLock(settings.store.database_path, N_("start another server")):
+    # One server per SQLite file; PostgreSQL is made for several nodes.
+    lock = (
+        ServerLock(settings.store.database_path, N_("start another server"))
+        if settings.store.backend == "sqlite"
+        else contextlib.nullcontext()
+    )
+    with lock:
         async with running(settings, serving=True) as process:
             await refuse_a_rewound_history(process.store)
             await serve(settings, build_gateway(process))

@@ -143,9 +143,12 @@ class PostgresContext:
     @asynccontextmanager
     async def read(self, name: str) -> AsyncIterator[Connection]:
         """A pooled connection inside the read-only transaction ``name`` (one snapshot)."""
-        async with translating(), self.pool.acquire() as conn:
-            async with transaction(conn, name, readonly=True, isolation="repeatable_read"):
-                yield conn
+        async with (
+            translating(),
+            self.pool.acquire() as conn,
+            transaction(conn, name, readonly=True, isolation="repeatable_read"),
+        ):
+            yield conn
 
     async def write(
         self,
@@ -162,9 +165,12 @@ class PostgresContext:
         commits (other nodes see the change through the heads they lock)."""
         for attempt in range(RETRIES + 1):
             try:
-                async with translating(), self.pool.acquire() as conn:
-                    async with transaction(conn, name, isolation=isolation):
-                        result = await run(conn)
+                async with (
+                    translating(),
+                    self.pool.acquire() as conn,
+                    transaction(conn, name, isolation=isolation),
+                ):
+                    result = await run(conn)
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate not in RETRY_STATES or attempt == RETRIES:
                     raise

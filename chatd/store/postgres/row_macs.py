@@ -79,9 +79,7 @@ async def remac_all_txn(conn: Connection, macs: RowMacs) -> tuple[int, int]:
                 continue
             updates.append((macs.mac(table, old), *(fields[column] for column in keys)))
         if updates:
-            await conn.executemany(
-                f"UPDATE {table} SET mac = $1 WHERE {_match(keys, 2)}", updates
-            )
+            await conn.executemany(f"UPDATE {table} SET mac = $1 WHERE {_match(keys, 2)}", updates)
         remade += len(updates)
     return remade, kept
 
