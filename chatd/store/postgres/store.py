@@ -162,7 +162,7 @@ class PostgresStore(Store):
     # ----------------------------------------------------------------- log
 
     async def apply(self, op: Operation) -> AppendResult:
-        return await self._log.apply(op)
+        return await self._ctx.apply(op)
 
     async def current_members(self, conv_id: int) -> frozenset[int]:
         return await self._log.current_members(conv_id)

@@ -19,8 +19,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatd.core.conversations import CreateConversation, PostMessage
-from chatd.core.events import MessageBody
+from chatd.core.conversations import CreateConversation, MessageBody, PostMessage
 from chatd.core.records import AppendResult
 from chatd.crypto.chain import GENESIS
 from chatd.crypto.keyring import KeyRing
