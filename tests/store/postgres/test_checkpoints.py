@@ -277,15 +277,17 @@ async def test_a_cut_tail_with_its_head_rewritten_departs(nodes: Nodes, postgres
     alice, bob = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, alice, [bob], first="un")).conv_id
     await post(store, conv, bob, "deux")
-    await checkpoint_naming(nodes, conversation_chain(conv), 2)
+    await checkpoint_naming(nodes, conversation_chain(conv), 3)  # created, "un", "deux"
     await owner_sql(
         postgres_dsn,
-        f"DELETE FROM events WHERE conv_id = {conv} AND seq = 2",
+        f"DELETE FROM events WHERE conv_id = {conv} AND seq = 3",
         f"DELETE FROM idempotency_keys WHERE scope_conv = {conv}",
-        f"UPDATE conversations SET last_seq = 1, last_message_seq = 1,"
-        f" last_hash = (SELECT hash FROM events WHERE conv_id = {conv} AND seq = 1),"
-        f" last_event_at = created_at WHERE id = {conv}",
+        f"UPDATE conversations SET last_seq = 2, last_message_seq = 2,"
+        f" last_hash = (SELECT hash FROM events WHERE conv_id = {conv} AND seq = 2),"
+        f" last_event_at = (SELECT ts FROM events WHERE conv_id = {conv} AND seq = 2)"
+        f" WHERE id = {conv}",
     )
+    assert (await store.verify(checkpoint_log=None, conv_ids=[conv])).ok  # every chain links
     kinds = {d.chain: d.kind for d in await store.checkpoint_departures()}
     assert kinds == {conversation_chain(conv): DepartureKind.SHORTER}
     assert any("checkpoint" in p for p in problems(await store.verify()))
