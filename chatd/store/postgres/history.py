@@ -268,9 +268,12 @@ class PostgresHistory:
             changes = await self.reads.changed_heads(self.watermark.since)
             self.checkpoints.note(changes.heads)
             self.watermark.seen(changes)
-            if changes.epoch is not None:
-                if changes.epoch != self._checkpoint_epoch and self._checkpoint_epoch:
+            if changes.epoch is not None and changes.epoch != self._checkpoint_epoch:
+                if self._checkpoint_epoch is not None:
+                    # Declared by another process; after a declared rewind, the restored
+                    # database's head_versions may be behind the watermark: read it all.
                     log.warning("the store epoch was changed by another process")
+                    self.watermark.reset()
                 self._checkpoint_epoch = changes.epoch
             return await self.checkpoints.take(force=force)
 

@@ -168,6 +168,23 @@ async def test_conversations_of_both_nodes_are_checkpointed(nodes: Nodes) -> Non
     assert (await first.verify()).ok
 
 
+async def test_an_epoch_declared_beside_the_holder_is_named_by_its_checkpoints(
+    nodes: Nodes,
+) -> None:
+    """An operator's command is a store that does not hold the lease: its checkpoint names
+    the new epoch at once, and the holder's next ones name it too (else verify would find
+    the database's epoch differing from the last checkpoint's)."""
+    holder, command = await nodes.open(), await nodes.open()
+    epoch = await command.declare_new_epoch(audit=AdminAction(OPERATOR, ActionKind.EPOCH_DECLARED))
+    last = command.checkpoint_state().last
+    assert last is not None and last.epoch == epoch
+    await command.close()
+    seq = await audited(holder, "4")
+    taken = await checkpoint_naming(nodes, ADMIN_AUDIT_CHAIN, seq)
+    assert taken.epoch == epoch
+    assert (await holder.verify()).ok
+
+
 # ---------------------------------------------------------------------- the watermark
 
 
