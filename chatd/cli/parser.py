@@ -12,6 +12,7 @@ import uvloop
 from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.cli.audit_command import cmd_audit, moment
+from chatd.cli.backup_commands import cmd_backup, cmd_restore
 from chatd.cli.checkpoint_commands import (
     cmd_checkpoints_declare_rewind,
     cmd_checkpoints_export,
@@ -110,6 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=_("PostgreSQL: give this role, which the nodes connect as, the privileges they need."),
     )
     json_flag(migrate)
+    backup = add(
+        "backup",
+        cmd_backup,
+        _(
+            "Copy the database, the checkpoint log and the attachment files into a new"
+            " directory while the server runs (the key file is not copied: keep it apart)."
+        ),
+    )
+    backup.add_argument("directory", metavar=_("DIRECTORY"), type=Path)
+    json_flag(backup)
+    restore = add(
+        "restore",
+        cmd_restore,
+        _(
+            "Put a backup back into an empty place (the key file first), then declare a new"
+            " store epoch."
+        ),
+    )
+    restore.add_argument("directory", metavar=_("DIRECTORY"), type=Path)
+    json_flag(restore)
     add("settings", cmd_settings, _("List every CHATD_* setting with its default."))
     audit = add(
         "audit",
