@@ -8,7 +8,9 @@ describes every object of the ``public`` schema from the catalogue, in PostgreSQ
 words (``pg_get_triggerdef``, ``pg_get_functiondef``, ``pg_get_indexdef``,
 ``pg_get_constraintdef``, each column's type, nullability and default, each sequence's
 parameters, whether a trigger is enabled, whether row security is on), plus the database's
-event triggers, and compares the description with :data:`.schema_reference.REFERENCE`: a
+event triggers (an extension's own objects are left out: an operator may install
+``pg_stat_statements`` in ``public``; a trigger it would add to chatd's tables is not its
+own, and is named), and compares the description with :data:`.schema_reference.REFERENCE`: a
 missing, changed or unexpected object is a problem.
 
 Why a reference kept in the code rather than one built at each verify (SQLite migrates an
@@ -39,6 +41,8 @@ SELECT 'table' AS kind, c.relname AS name,
        || CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END AS definition
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_class'::regclass
+                  AND x.objid = c.oid AND x.deptype = 'e')
 UNION ALL
 SELECT 'column', c.relname || '.' || a.attname,
        format_type(a.atttypid, a.atttypmod)
@@ -51,6 +55,8 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND a.attnum > 0 AND NOT a.attisdropped
+  AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_class'::regclass
+                  AND x.objid = c.oid AND x.deptype = 'e')
 UNION ALL
 SELECT 'constraint', c.relname || '.' || con.conname, pg_get_constraintdef(con.oid)
 FROM pg_constraint con
@@ -85,6 +91,8 @@ SELECT 'function', p.proname || '(' || pg_get_function_identity_arguments(p.oid)
             ELSE 'kind ' || p.prokind::text END
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'public'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_proc'::regclass
+                  AND x.objid = p.oid AND x.deptype = 'e')
 UNION ALL
 SELECT 'rule', r.tablename || '.' || r.rulename, r.definition
 FROM pg_rules r WHERE r.schemaname = 'public'
@@ -97,6 +105,8 @@ SELECT 'type', t.typname, t.typtype::text
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE n.nspname = 'public' AND t.typtype IN ('c', 'd', 'e', 'r', 'm')
   AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.reltype = t.oid)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend x WHERE x.classid = 'pg_type'::regclass
+                  AND x.objid = t.oid AND x.deptype = 'e')
 UNION ALL
 SELECT 'event trigger', e.evtname, e.evtevent || ' ' || e.evtenabled::text
 FROM pg_event_trigger e

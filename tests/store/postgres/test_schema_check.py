@@ -38,6 +38,16 @@ async def test_the_reference_is_what_the_migrations_make(migrated: Migrated) -> 
     assert await problems_of(migrated.app_dsn) == []
 
 
+async def test_an_extension_in_public_is_not_a_problem(postgres_dsn: str) -> None:
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await migrate(conn)
+        await conn.execute("CREATE EXTENSION pg_stat_statements SCHEMA public")
+    finally:
+        await conn.close()
+    assert await problems_of(postgres_dsn) == []
+
+
 @pytest.mark.parametrize(
     ("statement", "says"),
     [
