@@ -76,3 +76,31 @@ async def test_a_disarmed_defence_is_named(postgres_dsn: str, statement: str, sa
         await conn.close()
     found = await problems_of(postgres_dsn)
     assert found and any(says in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("grant", "says"),
+    [
+        ("GRANT UPDATE ON events TO {role}", "UPDATE on events to"),
+        ("GRANT DELETE ON admin_audit TO {role}", "DELETE on admin_audit to"),
+        ("GRANT UPDATE (user_id) ON auth_tokens TO {role}", "UPDATE on auth_tokens.user_id"),
+        ("GRANT TRUNCATE ON memberships TO PUBLIC", "TRUNCATE on memberships to PUBLIC"),
+        ("GRANT UPDATE ON SEQUENCE head_versions TO {role}", "UPDATE on head_versions"),
+    ],
+)
+async def test_a_privilege_beyond_the_grants_is_named(
+    migrated: Migrated, grant: str, says: str
+) -> None:
+    """The second defence: only the owner may change the log; a GRANT changes no object."""
+    assert await problems_of(migrated.app_dsn) == []
+    conn = await asyncpg.connect(migrated.owner_dsn)
+    try:
+        await conn.execute(grant.format(role=migrated.app_role))
+        try:
+            found = await problems_of(migrated.app_dsn)
+        finally:
+            await migrate(conn, app_role=migrated.app_role)  # exactly the grants again
+            await conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC")
+    finally:
+        await conn.close()
+    assert any(says in p for p in found), found
