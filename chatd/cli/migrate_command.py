@@ -11,10 +11,27 @@ start and names this command.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import shutil
 
 from chatd.cli.common import _, out
 from chatd.config import Settings
+from chatd.config.parsers import InvalidValue, parse_database_url
+from chatd.core.errors import BackupError, ValidationError
+from chatd.crypto.keyring import load_key_file
+from chatd.i18n import N_
+from chatd.store.sqlite.lock import ServerLock
 from chatd.wiring import open_store
+
+ONLY_FROM_SQLITE = N_(
+    "chatd migrate-to moves a SQLite database; the settings already name a PostgreSQL one"
+)
+ONLY_TO_POSTGRES = N_("chatd migrate-to moves the database to PostgreSQL: give a postgresql:// URL")
+LOG_IN_THE_WAY = N_(
+    "{path} already exists: the checkpoint log of the moved database would replace it;"
+    " move it away first"
+)
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -57,3 +74,49 @@ async def migrate_postgres(dsn: str, *, grant: str | None = None) -> tuple[int, 
     finally:
         await conn.close()
     return before, after
+
+
+async def cmd_migrate_to(settings: Settings, args: argparse.Namespace) -> int:
+    """Move this SQLite database into the empty PostgreSQL database ``args.url``."""
+    try:
+        url = parse_database_url(args.url)
+    except InvalidValue as exc:
+        raise ValidationError(exc.msgid, **{**exc.params, "variable": "URL"}) from None
+    if settings.store.backend != "sqlite":
+        raise BackupError(ONLY_FROM_SQLITE)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise BackupError(ONLY_TO_POSTGRES)
+    load_key_file(settings.store.key_file_path)  # a database moved without its keys is lost
+    source_log = settings.store.checkpoint_log_path
+    target = dataclasses.replace(settings.store, database_url=url, database=None)
+    target_log = target.checkpoint_log_path
+    from chatd.store.postgres.db import connect
+    from chatd.store.postgres.failures import address
+    from chatd.store.postgres.importer import import_sqlite
+
+    where = address(url)
+    with ServerLock(settings.store.database_path, N_("move the database to PostgreSQL")):
+        if target_log != source_log and await asyncio.to_thread(target_log.exists):
+            raise BackupError(LOG_IN_THE_WAY, path=str(target_log))
+        await migrate_postgres(url, grant=args.grant)
+        conn = await connect(url)
+        try:
+            counts = await import_sqlite(conn, settings.store.database_path, where)
+        finally:
+            await conn.close()
+        if target_log != source_log and await asyncio.to_thread(source_log.exists):
+            await asyncio.to_thread(shutil.copyfile, source_log, target_log)
+    out(
+        args,
+        _(
+            "Moved {events} events of {conversations} conversations to {where}; the history,"
+            " its epoch and its checkpoint log ({log}) are unchanged. Set CHATD_DATABASE_URL"
+            " on every node, then run chatd verify.",
+            events=counts["events"],
+            conversations=counts["conversations"],
+            where=where,
+            log=str(target_log),
+        ),
+        {"database": where, "rows": counts, "checkpoint_log": str(target_log)},
+    )
+    return 0

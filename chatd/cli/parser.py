@@ -28,7 +28,7 @@ from chatd.cli.common import (
     _,
     say_error,
 )
-from chatd.cli.migrate_command import cmd_migrate
+from chatd.cli.migrate_command import cmd_migrate, cmd_migrate_to
 from chatd.cli.store_commands import (
     cmd_init,
     cmd_keys_list,
@@ -111,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=_("PostgreSQL: give this role, which the nodes connect as, the privileges they need."),
     )
     json_flag(migrate)
+    migrate_to = add(
+        "migrate-to",
+        cmd_migrate_to,
+        _(
+            "Move this SQLite database, as it is, into an empty PostgreSQL database (the"
+            " server stopped); the history keeps its seqs, hashes and epoch."
+        ),
+    )
+    migrate_to.add_argument("url", metavar=_("URL"), help=_("postgresql://USER:PASSWORD@HOST/NAME"))
+    migrate_to.add_argument(
+        "--grant",
+        metavar=_("ROLE"),
+        help=_("PostgreSQL: give this role, which the nodes connect as, the privileges they need."),
+    )
+    json_flag(migrate_to)
     backup = add(
         "backup",
         cmd_backup,
