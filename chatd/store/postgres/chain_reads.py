@@ -123,8 +123,16 @@ async def facts_txn(
     return at, last
 
 
+# PostgreSQL's migration 1 is SQLite's 1-11 at once, and the two change together from there
+# (a migration in each): a checkpoint names the schema on SQLite's scale, so that a database
+# moved from SQLite (``chatd migrate-to``, its log with it) is not "behind" its own log.
+SQLITE_SCALE = 10
+
+
 async def schema_version_txn(conn: Connection) -> int:
-    return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+    """The schema's version as checkpoints name it (SQLite's numbering)."""
+    version = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+    return version + SQLITE_SCALE if version else 0
 
 
 class PostgresChainReads:

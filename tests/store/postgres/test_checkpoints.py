@@ -326,3 +326,13 @@ async def test_a_missing_log_for_a_database_with_history_is_a_problem(
     assert again.checkpoint_state().problems
     assert not (await again.verify()).ok
     assert not CheckpointLog(nodes.log).exists()  # never starts a new log on its own
+
+
+def test_checkpoints_name_the_schema_on_sqlites_scale() -> None:
+    """A log moved from SQLite goes on with the same schema numbers: each backend adds its
+    migration for each schema change (if this fails, one was added to only one backend)."""
+    from chatd.store.postgres import migrations as postgres
+    from chatd.store.postgres.chain_reads import SQLITE_SCALE
+    from chatd.store.sqlite import migrations as sqlite
+
+    assert postgres.LATEST_VERSION + SQLITE_SCALE == sqlite.LATEST_VERSION
