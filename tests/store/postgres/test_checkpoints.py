@@ -190,6 +190,39 @@ async def test_an_epoch_declared_beside_the_holder_is_named_by_its_checkpoints(
     assert (await holder.verify()).ok
 
 
+async def test_every_head_of_two_busy_nodes_reaches_the_log(nodes: Nodes) -> None:
+    """Both nodes post at once while the holder checkpoints every few milliseconds with a
+    short margin (the watermark moves during the test): when both have stopped, the log
+    holds every conversation's last head."""
+    first, second = await nodes.open(), await nodes.open()
+    for node in (first, second):
+        node._history.watermark = Watermark(margin_s=0.2)
+    alice, bob = await make_users(first, "alice", "bob")
+    convs = [(await create_conv(first, alice, [bob])).conv_id for _ in range(4)]
+
+    async def busy(node: PostgresStore, sender: int, n: int) -> None:
+        for i in range(n):
+            await post(node, convs[i % len(convs)], sender, f"m{i}")
+
+    await asyncio.gather(busy(first, alice, 60), busy(second, bob, 60))
+    await second.close()
+    await first.close()
+    lines, _ = CheckpointLog(nodes.log).read_from(0)
+    audit = audit_records(lines, lambda kid: checkpoint_key(nodes.ring, kid))
+    assert audit.ok, audit.problems
+    conn = await asyncpg.connect(nodes.dsn)
+    try:
+        heads = {
+            conversation_chain(r["id"]): (r["last_seq"], bytes(r["last_hash"]))
+            for r in await conn.fetch("SELECT id, last_seq, last_hash FROM conversations")
+        }
+    finally:
+        await conn.close()
+    logged = {chain: (h.seq, h.hash) for chain, h in audit.heads.heads.items()}
+    assert {c: logged.get(c) for c in heads} == heads
+    assert sum(seq for seq, _ in heads.values()) == 4 + 120
+
+
 # ---------------------------------------------------------------------- the watermark
 
 
