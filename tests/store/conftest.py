@@ -8,7 +8,10 @@ the same database or choose options (window size, clock, key ring), ``store_fact
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import itertools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,6 +153,40 @@ async def store_factory(
 @pytest.fixture
 async def store(store_factory: StoreFactory) -> Store:
     return await store_factory.open()
+
+
+class FreshDatabases:
+    """A database of its own for each example of a hypothesis test, which cannot take the
+    function-scoped ``postgres_dsn``: ``with fresh_databases(backend) as dsn`` gives the DSN
+    of a new, empty database on the session's server (dropped after the block) for a server
+    backend, None for the others (whose data lives under the example's own directory)."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+
+    @contextmanager
+    def __call__(self, backend: str) -> Iterator[str | None]:
+        if backend not in SERVER_BACKENDS:
+            yield None
+            return
+        server = self._request.getfixturevalue("postgres_server")  # started on first use
+        if not server.running:
+            server.start()
+        name = f"example_{os.getpid()}_{next(self._numbers)}"
+        dsn = server.create_database(name)
+        try:
+            yield dsn
+        finally:
+            if not server.running:
+                server.start()
+            server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def fresh_databases(request: pytest.FixtureRequest) -> FreshDatabases:
+    return FreshDatabases(request)
 
 
 def check_rules(log: list[Event]) -> set[int]:

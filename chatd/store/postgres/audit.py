@@ -10,15 +10,21 @@ change and its record commit together or not at all; :meth:`PostgresAdminAudit.
 append_admin_action` is its own transaction, for what changes no row.
 
 **Several nodes append.**  The chain has one head, the row of the highest seq, and two nodes
-reading it at once would both link to it.  So an append first takes ``LOCK TABLE admin_audit
-IN EXCLUSIVE MODE`` (it waits for any other append to commit or roll back, and lets reads
-through: a checkpoint reading the head never waits), then reads the head, which in a
-``READ COMMITTED`` transaction is the committed one, and links to it; the lock is held until
-its transaction ends, so records commit in seq order and a reader never sees a gap.  The same
-lock makes the audit key's creation (with the first record) happen once.  A caller in a
-``REPEATABLE READ`` or ``SERIALIZABLE`` transaction reads the head of its snapshot, which may
-be stale: its insert then collides with the committed seq, and the collision is raised as a
-serialization failure, which :meth:`~.context.PostgresContext.write` retries whole.
+reading it at once would both link to it.  So an append first takes the chain's lock,
+:data:`APPEND_LOCK`: a transaction-level advisory lock keyed by the table's OID (not ``LOCK
+TABLE``: a mode that excludes itself needs UPDATE, DELETE or TRUNCATE on the table, and the
+application role may only SELECT and INSERT there).  It waits for any other append to commit
+or roll back; reads do not take it, so a checkpoint reading the head never waits.  Then it
+reads the head, which in a ``READ COMMITTED`` transaction is the committed one, and links to
+it; the lock is held until its transaction ends, so records commit in seq order and a reader
+never sees a gap.  The same lock makes the audit key's creation (with the first record)
+happen once.  What does not take the lock (SQL by hand) is still refused by the insert
+trigger and the primary key.
+
+A caller in a ``REPEATABLE READ`` or ``SERIALIZABLE`` transaction reads the head of its
+snapshot, which may be stale: its insert then collides with the committed seq, and the
+collision is raised as a serialization failure, which
+:meth:`~.context.PostgresContext.write` retries whole.
 
 The lock is taken last in the transactions that append (after their own row locks): two
 appends that also lock rows may still deadlock if they lock them in another order; the
@@ -38,7 +44,13 @@ from chatd.core.audit import ActionKind, Actor, ActorKind, AdminAction, AuditEnt
 from chatd.core.errors import IntegrityError
 from chatd.core.records import VerifyProblem
 from chatd.crypto.chain import GENESIS, audit_link_hash
-from chatd.crypto.envelope import KeyScope, WrappedKey
+from chatd.crypto.envelope import (
+    KeyScope,
+    WrappedKey,
+    new_data_key,
+    unwrap_data_key,
+    wrap_data_key,
+)
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import AUDIT_SCOPE, DataKeys
 from chatd.store.postgres.context import PostgresContext
@@ -47,26 +59,30 @@ from chatd.store.postgres.db import Connection
 COLUMNS = "seq, at, actor_kind, actor, action, target_kind, target, counts, prev_hash, hash"
 CHECK_PAGE = 2000
 AUDIT_KEY = KeyScope(AUDIT_SCOPE, 0, 1)
+# Held by an append until its transaction ends; (table OID, 0) is no other lock's key.
+APPEND_LOCK = "SELECT pg_advisory_xact_lock('admin_audit'::regclass::oid::int, 0)"
 
 
 async def audit_key_txn(
     conn: Connection, keys: DataKeys, now_ms: int, *, create: bool
 ) -> bytes | None:
     """The audit log's MAC key; made (and stored wrapped) if ``create`` and there is none
-    (``create`` only under the append lock, so two nodes never both make it)."""
+    (``create`` only under the append lock, so two nodes never both make it).
+
+    Unwrapped from its row each time, never from :class:`DataKeys`' cache: a key this node
+    made in a transaction that then rolled back must not stand in for the one another node
+    stored (an append is rare, an unwrap cheap)."""
     row = await conn.fetchrow(
         "SELECT kek_id, wrapped FROM data_keys WHERE scope = $1 AND scope_id = 0"
         " AND version = 1 AND destroyed_at IS NULL",
         AUDIT_SCOPE,
     )
     if row is not None:
-        # A key this node made in a transaction that then rolled back may still be cached:
-        # the stored one is the key, so it is unwrapped afresh (an append is rare).
-        keys.forget(AUDIT_SCOPE, 0)
-        return keys.key(AUDIT_KEY, WrappedKey(str(row[0]), bytes(row[1])))
+        return unwrap_data_key(keys.ring, WrappedKey(str(row[0]), bytes(row[1])), AUDIT_KEY)
     if not create:
         return None
-    wrapped = keys.create(AUDIT_KEY)
+    key = new_data_key()
+    wrapped = wrap_data_key(keys.ring, key, AUDIT_KEY)
     await conn.execute(
         "INSERT INTO data_keys (scope, scope_id, version, kek_id, wrapped, created_at)"
         " VALUES ($1, 0, 1, $2, $3, $4)",
@@ -75,7 +91,7 @@ async def audit_key_txn(
         wrapped.blob,
         now_ms,
     )
-    return keys.key(AUDIT_KEY, wrapped)
+    return key
 
 
 def _counts_json(action: AdminAction) -> str:
@@ -99,7 +115,7 @@ async def append_admin_action_txn(
     """Append ``action`` (its target filled) after the last record, in the caller's
     transaction (which then holds the append lock until it ends)."""
     action = action.complete()
-    await conn.execute("LOCK TABLE admin_audit IN EXCLUSIVE MODE")
+    await conn.execute(APPEND_LOCK)
     key = await audit_key_txn(conn, keys, now_ms, create=True)
     assert key is not None
     row = await conn.fetchrow("SELECT seq, hash FROM admin_audit ORDER BY seq DESC LIMIT 1")

@@ -7,13 +7,14 @@ begin_login_attempt` counts the attempts of the login, of the address and of eve
 **Several nodes count at once.**  Counting then inserting is a read-then-write: two nodes
 counting at the same instant would both see the last free slot, and both be admitted.  On
 SQLite the single writer serialises them; here every admission first takes ``LOCK TABLE
-login_attempts IN EXCLUSIVE MODE``, which one transaction holds at a time (reads pass): the
-next admission waits for the previous one to commit, then (``READ COMMITTED``: each statement
-sees what committed before it) counts the attempt it recorded.  One lock for the whole table,
-not one per login, because the overall budget counts every attempt: any two admissions must
-be ordered anyway, and the transaction is a few statements long.  Ending an attempt (a
-conditional ``UPDATE``, or ``DELETE``\\ s of one login's rows) waits for the lock too, so a
-success never clears failures an admission is counting.
+login_attempts IN EXCLUSIVE MODE`` (the application role may: it deletes attempts), which
+one transaction holds at a time while reads pass.  The next admission waits for the previous
+one to commit, then (``READ COMMITTED``: each statement sees what committed before it) counts
+the attempt it recorded.  One lock for the whole table, not one per login, because the
+overall budget counts every attempt: any two admissions must be ordered anyway, and the
+transaction is a few statements long.  Ending an attempt (a conditional ``UPDATE``, or
+deletes of one login's rows) takes the lock too: its deletes and an admission's
+deletes of old attempts never lock rows in opposite orders (no deadlock).
 
 Attempt ids come from the sequence ``login_attempt_ids``, which never hands out an id twice
 (SQLite's rowid would, hence its random ids there): an attempt forgotten with its window
