@@ -178,6 +178,9 @@ class PostgresHistory:
         except BaseException:
             await self._lease.release()
             raise
+        if self.checkpoints.state.problems:
+            # This node will append nothing: it must not keep the others from it either.
+            await self._lease.release()
 
     def start(self) -> None:
         if self._task is None and not self.checkpoints.state.problems:
@@ -196,7 +199,7 @@ class PostgresHistory:
         lease = self._lease
         try:
             await self._ctx.writer.stop()  # every commit of this node is in the database
-            if lease is not None and await lease.hold() and not self.state().problems:
+            if lease is not None and not self.state().problems and await lease.hold():
                 await self.take()
         except Exception:  # the stop goes on; the next start compares anyway
             log.exception("the checkpoint of a clean stop failed")

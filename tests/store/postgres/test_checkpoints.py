@@ -357,6 +357,7 @@ async def test_a_missing_log_for_a_database_with_history_is_a_problem(
     nodes.log.unlink()
     again = await nodes.open()
     assert again.checkpoint_state().problems
+    assert not holds(again)  # it appends nothing, and keeps no other node from it
     assert not (await again.verify()).ok
     assert not CheckpointLog(nodes.log).exists()  # never starts a new log on its own
 
