@@ -11,6 +11,8 @@ an integer is expected).
 
 from __future__ import annotations
 
+from typing import Any
+
 from chatd.core.records import VerifyProblem
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import AUDIT_SCOPE, CONV_SCOPE
@@ -23,11 +25,38 @@ from chatd.store.sqlite.consistency import (
     conversation_problem,
 )
 
-# A conversation's operation rows, streamed in seq order beside its events (a cursor).
-OPERATIONS_QUERY = (
-    "SELECT scope_conv, sender, conv_id, first_seq, last_seq FROM idempotency_keys"
-    " WHERE scope_conv = $1 ORDER BY first_seq, last_seq"
+# A conversation's operation rows in seq order, a page at a time.  Keyset pages on the whole
+# primary key rather than a cursor: verify walks every conversation in one transaction, and
+# a cursor per conversation would stay open (a portal in the server) until it ends.
+_COLUMNS = "scope_conv, sender, conv_id, first_seq, last_seq, client_msg_id"
+_ORDER = "first_seq, last_seq, sender, client_msg_id"
+FIRST_PAGE = (
+    f"SELECT {_COLUMNS} FROM idempotency_keys WHERE scope_conv = $1 ORDER BY {_ORDER} LIMIT $2"
 )
+NEXT_PAGE = (
+    f"SELECT {_COLUMNS} FROM idempotency_keys WHERE scope_conv = $1"
+    f" AND ({_ORDER}) > ($2, $3, $4, $5) ORDER BY {_ORDER} LIMIT $6"
+)
+
+
+class OperationRows:
+    """The operation rows of one conversation, ``first_seq`` order, :meth:`fetch` by page
+    (what :class:`OperationCheck` is fed)."""
+
+    def __init__(self, conn: Connection, conv_id: int) -> None:
+        self._conn = conn
+        self._conv_id = conv_id
+        self._after: tuple[Any, ...] | None = None
+
+    async def fetch(self, limit: int) -> list[IdemRow]:
+        if self._after is None:
+            rows = await self._conn.fetch(FIRST_PAGE, self._conv_id, limit)
+        else:
+            rows = await self._conn.fetch(NEXT_PAGE, self._conv_id, *self._after, limit)
+        if rows:
+            last = rows[-1]
+            self._after = (last["first_seq"], last["last_seq"], last["sender"], last[5])
+        return [tuple(row)[:5] for row in rows]
 
 
 async def conv_keys_txn(conn: Connection, conv_id: int) -> list[KeyRow]:
@@ -67,11 +96,11 @@ async def audit_key_problem_txn(conn: Connection) -> VerifyProblem | None:
 
 
 __all__ = [
-    "OPERATIONS_QUERY",
     "IdemRow",
     "KeyRow",
     "LogFacts",
     "OperationCheck",
+    "OperationRows",
     "audit_key_problem_txn",
     "conv_keys_txn",
     "conversation_problem",

@@ -43,10 +43,10 @@ from chatd.store.data_keys import (
 from chatd.store.postgres.attachment_audit import AUDIT_PAGE, audit_page_txn
 from chatd.store.postgres.audit import verify_audit_chain_txn
 from chatd.store.postgres.consistency import (
-    OPERATIONS_QUERY,
     IdemRow,
     LogFacts,
     OperationCheck,
+    OperationRows,
     audit_key_problem_txn,
     conv_keys_txn,
     conversation_problem,
@@ -225,9 +225,8 @@ async def _verify_one_txn(
             return 0, _problem(conv_id, 0, N_("the sealed conversation name does not open"))
 
     facts, operations = LogFacts(), OperationCheck(conv_id, creations)
-    # The conversation's operation rows, streamed in seq order beside its events (a cursor
-    # lives in the caller's transaction).
-    operation_rows = await conn.cursor(OPERATIONS_QUERY, conv_id)
+    # The conversation's operation rows, read in seq order beside its events.
+    operation_rows = OperationRows(conn, conv_id)
     count, problem = await _walk_txn(conn, keys, conv, live, facts, operations, operation_rows)
     if problem is not None:
         return count, problem
@@ -249,7 +248,7 @@ async def _walk_txn(
     live: set[int],
     facts: LogFacts,
     operations: OperationCheck,
-    operation_rows: Any,
+    operation_rows: OperationRows,
 ) -> tuple[int, VerifyProblem | None]:
     """Walk the chain, open the seals, replay the membership intervals; feed ``facts`` and
     ``operations`` with every event."""

@@ -19,7 +19,7 @@ from chatd.store.postgres.store import PostgresStore
 from tests.conftest import create_conv, leave, make_users, post
 
 FIRST, SECOND = 1, 2  # conversation ids: 6 events in the first, 4 in the second
-TABLES = ("events", "data_keys", "memberships", "conversations", "users")
+TABLES = ("events", "data_keys", "memberships", "conversations", "users", "idempotency_keys")
 
 Tamper = Callable[[asyncpg.Connection], Awaitable[None]]
 
@@ -171,6 +171,20 @@ async def back_date_activity(conn: asyncpg.Connection) -> None:
     await conn.execute("UPDATE conversations SET last_event_at = 1 WHERE id = $1", SECOND)
 
 
+async def drop_operation(conn: asyncpg.Connection) -> None:
+    """The record of the post at seq 3 removed (a retry would be appended again)."""
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE scope_conv = $1 AND first_seq = 3", FIRST
+    )
+
+
+async def widen_operation(conn: asyncpg.Connection) -> None:
+    """The post at seq 3 made to cover seq 4 too (a retry would answer with both)."""
+    await conn.execute(
+        "UPDATE idempotency_keys SET last_seq = 4 WHERE scope_conv = $1 AND first_seq = 3", FIRST
+    )
+
+
 CASES: list[tuple[str, Tamper, int, int, str]] = [
     ("flip-byte", flip_byte, FIRST, 3, "hash mismatch"),
     ("delete-middle", delete_middle, FIRST, 3, "missing"),
@@ -186,6 +200,8 @@ CASES: list[tuple[str, Tamper, int, int, str]] = [
     ("forged-sender", forge_sender, FIRST, 3, "seal does not open"),
     ("forged-time", forge_time, FIRST, 3, "seal does not open"),
     ("back-dated-activity", back_date_activity, SECOND, 0, "last activity"),
+    ("dropped-operation", drop_operation, FIRST, 3, "does not fit"),
+    ("widened-operation", widen_operation, FIRST, 4, "sender differs"),
 ]
 
 
