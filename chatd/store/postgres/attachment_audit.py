@@ -1,9 +1,8 @@
-"""The attachment rows' part of ``chatd verify`` on PostgreSQL: each row's reference, data key,
-sealed name and thumbnail, and the times it shares with its data key.
+"""The attachment rows' part of ``chatd verify`` on PostgreSQL: each row's reference, data
+key, sealed name and thumbnail, and the times it shares with its data key.
 
-The rules, and the verdict of one row, are SQLite's (:mod:`chatd.store.sqlite.attachment_audit`,
-pure Python over the row read here): only the query is this backend's.  It runs in the
-caller's read-only snapshot, so a row and its key are seen as one commit left them.
+The verdict on one row is shared with SQLite (:func:`chatd.store.sqlite.attachment_audit.
+audit_row`, whose module says what each rule guards); only the page's read differs.
 """
 
 from __future__ import annotations
