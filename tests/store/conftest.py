@@ -37,8 +37,8 @@ class MakeStore(Protocol):
     ) -> Store:
         """An unopened store whose data lives under ``directory`` (the same data on every
         call with the same directory), or in the database ``dsn`` for a server backend
-        (a fresh database per test, from the ``postgres_dsn`` fixture).  ``durable=False`` may trade crash safety for speed
-        (property tests, which never crash)."""
+        (a fresh database per test, from the ``postgres_dsn`` fixture).  ``durable=False``
+        may trade crash safety for speed (property tests, which never crash)."""
         ...
 
 
