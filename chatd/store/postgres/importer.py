@@ -70,8 +70,8 @@ def _read_sqlite(path: Path, columns: dict[str, list[str]]) -> tuple[Rows, str]:
         rows: Rows = {}
         for table in TABLES:
             names = columns[table]
-            order = ORDER.get(table, "rowid")
-            cursor = conn.execute(f"SELECT {', '.join(names)} FROM {table} ORDER BY {order}")
+            order = f" ORDER BY {ORDER[table]}" if table in ORDER else ""
+            cursor = conn.execute(f"SELECT {', '.join(names)} FROM {table}{order}")
             rows[table] = (names, [tuple(r) for r in cursor])
         epoch = str(conn.execute("SELECT epoch FROM store_epoch").fetchone()[0])
         conn.execute("COMMIT")
