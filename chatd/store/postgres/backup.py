@@ -12,7 +12,7 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from chatd.core.errors import BackupError
 from chatd.i18n import N_
@@ -37,7 +37,7 @@ def _without_password(dsn: str) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if parts.password is None:
         return dsn, env
-    env["PGPASSWORD"] = parts.password
+    env["PGPASSWORD"] = unquote(parts.password)  # a URL holds it percent-encoded
     user = parts.username or ""
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
