@@ -16,6 +16,7 @@ other's records first).  The lease saves work; it is not what keeps the job righ
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 import asyncpg
@@ -74,3 +75,30 @@ class AdvisoryLease:
             except asyncio.CancelledError:
                 conn.terminate()
                 raise
+
+
+def job_key(job: str) -> int:
+    """The advisory lock key of a job's lease: 64 bits of SHA-256 of its name (the
+    checkpoints keep their own key, :data:`CHECKPOINT_LEASE`)."""
+    digest = hashlib.sha256(b"chatd lease " + job.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class JobLeases:
+    """The leases of the cluster's background jobs, one :class:`AdvisoryLease` per job name,
+    each on its own connection (opened when the job first asks)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._leases: dict[str, AdvisoryLease] = {}
+
+    async def hold(self, job: str) -> bool:
+        lease = self._leases.get(job)
+        if lease is None:
+            lease = self._leases[job] = AdvisoryLease(self._dsn, job_key(job), job)
+        return await lease.hold()
+
+    async def release_all(self) -> None:
+        leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            await lease.release()

@@ -47,6 +47,7 @@ from chatd.store.postgres.heads import chain_views_txn
 from chatd.store.postgres.history import PostgresHistory
 from chatd.store.postgres.inbox import PostgresInbox
 from chatd.store.postgres.keys import PostgresKeys
+from chatd.store.postgres.lease import JobLeases
 from chatd.store.postgres.live_sessions import PostgresLiveSessions
 from chatd.store.postgres.log import PostgresLog
 from chatd.store.postgres.login_attempts import PostgresLoginAttempts
@@ -97,6 +98,7 @@ class PostgresStore(Store):
             clock_ms=clock_ms,
         )
         self._opened = False
+        self._leases = JobLeases(dsn)
 
     @property
     def group_commits(self) -> int:
@@ -120,11 +122,15 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         opened, self._opened = self._opened, False
+        await self._leases.release_all()
         try:
             if opened:
                 await self._history.close()
         finally:
             await self._ctx.close()
+
+    async def hold_lease(self, job: str) -> bool:
+        return await self._leases.hold(job) if self._opened else False
 
     async def ping(self) -> None:
         async with self._ctx.read("ping") as conn:
