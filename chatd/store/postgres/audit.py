@@ -109,6 +109,10 @@ def _entry(row: Sequence[Any]) -> AuditEntry:
     return AuditEntry(int(seq), int(at), action, bytes(prev_hash), bytes(digest))
 
 
+# Never said to a person: ctx.write retries the transaction on it (SQLSTATE 40001).
+STALE_HEAD = "the admin audit head moved after this transaction's snapshot"
+
+
 async def append_admin_action_txn(
     conn: Connection, keys: DataKeys, action: AdminAction, now_ms: int
 ) -> AuditEntry:
@@ -138,9 +142,7 @@ async def append_admin_action_txn(
     except asyncpg.UniqueViolationError as exc:
         # Only a snapshot older than the lock (a REPEATABLE READ or SERIALIZABLE caller)
         # reads a stale head: retry the caller's transaction, whole.
-        raise asyncpg.SerializationError(
-            "the admin audit head moved after this transaction's snapshot"
-        ) from exc
+        raise asyncpg.SerializationError(STALE_HEAD) from exc
     return AuditEntry(seq, now_ms, action, prev, digest)
 
 
