@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from chatd.crypto.keyring import KeyRing
 from chatd.store.postgres.db import Connection
-from chatd.store.sqlite.attachment_audit import AUDIT_PAGE, RowVerdict
-from chatd.store.sqlite.attachment_audit import _audit_row as audit_row
+from chatd.store.sqlite.attachment_audit import AUDIT_PAGE, RowVerdict, audit_row
 
 
 async def audit_page_txn(
