@@ -31,6 +31,7 @@ from chatd.crypto.keyring import load_key_file
 from chatd.crypto.passwords import hash_password
 from chatd.services.attachments import AttachmentService
 from chatd.services.auth import new_token, token_digest
+from chatd.store.contract import Store
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import chatd_env
 from tests.gateway.client import WsClient
@@ -192,7 +193,7 @@ class Admin:
     """Creates users and tokens in a server's database, and opens clients on it."""
 
     server: ServerProcess
-    store: SqliteStore
+    store: Store  # the server's database, through its own store (any backend)
     password_hash: str
     clients: list[WsClient] = field(default_factory=list)
 
