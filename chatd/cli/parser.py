@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("init", cmd_init, _("Create the key file and the database (safe to repeat)."))
     serve = add("serve", cmd_serve, _("Run the server (HTTP + WebSocket) until SIGINT/SIGTERM."))
     serve.set_defaults(uvloop=True)
+    serve.add_argument(
+        "--node-id",
+        metavar=_("NODE"),
+        help=_("This node's name among the nodes (default: CHATD_NODE_ID, else a random one)."),
+    )
     verify = add(
         "verify",
         cmd_verify,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -21,10 +22,12 @@ from chatd.cli.common import (
 )
 from chatd.cli.migrate_command import migrate_postgres
 from chatd.config import Settings
+from chatd.config.parsers import InvalidValue, parse_node_id
 from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import (
     DatabaseDamaged,
     IntegrityError,
+    ValidationError,
 )
 from chatd.core.records import VerifyProblem, VerifyReport
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
@@ -60,6 +63,8 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from chatd.gateway.server import serve  # the web stack is only imported to serve
 
+    if args.node_id is not None:
+        settings = with_node_id(settings, args.node_id)
     path = settings.store.key_file_path
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
@@ -75,6 +80,17 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             await refuse_a_rewound_history(process.store)
             await serve(settings, build_gateway(process))
     return 0
+
+
+def with_node_id(settings: Settings, raw: str) -> Settings:
+    """The settings with ``--node-id`` in place of ``CHATD_NODE_ID`` (checked the same way)."""
+    try:
+        node = parse_node_id(raw)
+    except InvalidValue as exc:
+        raise ValidationError(exc.msgid, **{**exc.params, "variable": "--node-id"}) from None
+    return dataclasses.replace(
+        settings, cluster=dataclasses.replace(settings.cluster, node_id=node)
+    )
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:

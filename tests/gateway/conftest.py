@@ -93,6 +93,7 @@ def start_server(
     extra: dict[str, str],
     scheme: str = "http",
     preexec_fn: Callable[[], None] | None = None,
+    argv: tuple[str, ...] = (),
 ) -> ServerProcess:
     data_dir = tmp / "var"
     env = chatd_env(
@@ -109,7 +110,7 @@ def start_server(
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chatd", "serve"],
+            [sys.executable, "-m", "chatd", "serve", *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
