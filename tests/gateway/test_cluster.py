@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from chatd.store.postgres.store import PostgresStore
 from tests.conftest import run_chatd
 from tests.gateway.client import WsClient, cmid
 from tests.gateway.conftest import Admin, ServerProcess, start_server, stop_server
+from tests.servers.nats import NatsServer
 
 CLOSE_WITHIN_S = 10.0  # the promise is a second; a generous bound on a busy machine
 
@@ -39,29 +40,39 @@ def shared(tmp_path: Path) -> Path:
     return directory
 
 
-@pytest.fixture
-def nodes(
-    tmp_path: Path, shared: Path, postgres_dsn: str, nats_url: str
-) -> Iterator[list[ServerProcess]]:
-    env = {"CHATD_DATABASE_URL": postgres_dsn}
+def start_nodes(
+    tmp_path: Path, shared: Path, dsn: str, broker_url: str, names: tuple[str, ...]
+) -> list[ServerProcess]:
+    env = {"CHATD_DATABASE_URL": dsn}
     migrated = run_chatd(shared, "migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
     started: list[ServerProcess] = []
     try:
-        for name in ("a", "b", "c"):
+        for name in names:
             (tmp_path / name).mkdir()
             extra = {
                 **env,
-                "CHATD_BROKER_URL": nats_url,
+                "CHATD_BROKER_URL": broker_url,
                 "CHATD_NODE_ID": f"noeud-{name}",
                 "CHATD_DATA_DIR": str(shared),
                 "CHATD_REVOCATION_SECONDS": "3600",  # only NATS can close a socket in time
             }
             started.append(start_server(tmp_path / name, extra))
-        yield started
-    finally:
+    except BaseException:
         for node in started:
             stop_server(node)
+        raise
+    return started
+
+
+@pytest.fixture
+def nodes(
+    tmp_path: Path, shared: Path, postgres_dsn: str, nats_url: str
+) -> Iterator[list[ServerProcess]]:
+    started = start_nodes(tmp_path, shared, postgres_dsn, nats_url, ("a", "b", "c"))
+    yield started
+    for node in started:
+        stop_server(node)
 
 
 @pytest.fixture
@@ -153,3 +164,62 @@ async def test_a_logout_on_one_node_closes_the_tokens_socket_on_the_other(
     assert response.json() == {"revoked": True}
     assert await on_b.wait_closed(CLOSE_WITHIN_S) == (CloseCode.LOGGED_OUT, "logged_out")
     assert time.monotonic() - started < CLOSE_WITHIN_S
+
+
+NATS_DOWN_S = 10.0  # the fault's length (issue 14), not a synchronisation
+PACE_S = 0.1  # each sender's pace: some 20 messages a second in all
+
+
+async def test_nats_down_for_ten_seconds_under_load_loses_nothing_and_delivery_comes_back(
+    tmp_path: Path,
+    shared: Path,
+    postgres_dsn: str,
+    password_hash: str,
+    nats_factory: Callable[..., NatsServer],
+) -> None:
+    nats = nats_factory()
+    started = start_nodes(tmp_path, shared, postgres_dsn, nats.url, ("a", "b"))
+    store = PostgresStore(
+        postgres_dsn,
+        load_key_file(shared / "master.keys"),
+        checkpoint_log=shared / "chatd.checkpoints",
+        migrate=False,
+    )
+    await store.open()
+    admin = Admin(started[0], store, password_hash)
+    cluster = Cluster(started, admin)
+    try:
+        alice, bob = await admin.users(2)
+        a_alice = await connect(cluster, 0, alice.token)
+        b_bob = await connect(cluster, 1, bob.token)
+        b_alice = await connect(cluster, 1, await admin.token(alice.id))
+        conv = await a_alice.create([bob.id], text="avant la panne")
+        await b_bob.wait_seq(conv, 2)
+        acked: list[int] = []
+        up = asyncio.Event()
+
+        async def sender(client: WsClient, tag: str) -> None:
+            while not up.is_set():  # under load, before, during and after the outage
+                sent = await client.send(conv, f"{tag} {len(acked)}")
+                acked.append(int(sent["first_seq"]))
+                await asyncio.sleep(PACE_S)  # the load's pace (under the rate limit)
+
+        senders = [asyncio.create_task(sender(c, t)) for c, t in ((a_alice, "A"), (b_bob, "B"))]
+        await asyncio.to_thread(nats.stop)
+        started_down = time.monotonic()
+        await asyncio.sleep(NATS_DOWN_S)  # the outage lasts this long (a fault, not a wait)
+        assert time.monotonic() - started_down >= NATS_DOWN_S
+        await asyncio.to_thread(nats.start)
+        up.set()
+        await asyncio.gather(*senders)
+        # Live delivery comes back: a message after the outage reaches the other node.
+        last = int((await a_alice.send(conv, "après la panne"))["first_seq"])
+        for device in (a_alice, b_bob, b_alice):
+            await device.wait_seq(conv, last, timeout=60)
+            await device.flush()
+            assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
+        assert len(set(acked)) == len(acked) and max(acked) < last  # every ack is in the log
+    finally:
+        await admin.close()
+        for node in started:
+            stop_server(node)
