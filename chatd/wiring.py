@@ -28,10 +28,27 @@ if TYPE_CHECKING:  # the web stack is imported only by those who serve
 
 
 def open_store(settings: Settings, ring: KeyRing | None = None) -> Store:
-    """The store the settings name (not yet opened: ``async with`` it)."""
+    """The store the settings name (not yet opened: ``async with`` it).
+
+    PostgreSQL is never migrated by opening it: ``chatd migrate`` does that, as the owner
+    role, once for every node; a node finding an older schema refuses to start."""
+    ring = ring or load_key_file(settings.store.key_file_path)
+    dsn = settings.store.postgres_dsn
+    if dsn is not None:
+        from chatd.store.postgres.store import PostgresStore  # asyncpg only where it is used
+
+        return PostgresStore(
+            dsn,
+            ring,
+            checkpoint_log=settings.store.checkpoint_log_path,
+            visible_window=settings.store.visible_window,
+            max_batch=settings.store.max_batch,
+            checkpoint_seconds=settings.store.checkpoint_seconds,
+            migrate=False,
+        )
     return SqliteStore(
         settings.store.database_path,
-        ring or load_key_file(settings.store.key_file_path),
+        ring,
         visible_window=settings.store.visible_window,
         synchronous=settings.store.sqlite_synchronous,
         max_batch=settings.store.max_batch,

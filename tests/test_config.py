@@ -78,6 +78,8 @@ VARIABLES_ADDED = (
     "CHATD_BROKER_URL",
     "CHATD_NODE_ID",
     "CHATD_REVOCATION_SECONDS",
+    # issue 14: the database of several nodes
+    "CHATD_DATABASE_URL",
 )
 EVERY_VARIABLE_NAME = VARIABLES_BEFORE_SECTIONS + VARIABLES_ADDED
 
@@ -298,6 +300,11 @@ EVERY_VARIABLE = [
     ("CHATD_BROKER_URL", "nats://10.0.0.5:4222", ("cluster", "broker_url", "nats://10.0.0.5:4222")),
     ("CHATD_NODE_ID", "node-b_2", ("cluster", "node_id", "node-b_2")),
     ("CHATD_REVOCATION_SECONDS", "30", ("gateway", "revocation_seconds", 30)),
+    (
+        "CHATD_DATABASE_URL",
+        "postgresql://chatd@db.example:5432/chatd",
+        ("store", "database_url", "postgresql://chatd@db.example:5432/chatd"),
+    ),
 ]
 
 
@@ -315,6 +322,42 @@ EVERY_VARIABLE = [
 def test_cluster_values_that_would_misroute_stop_the_start(variable: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: raw})
+
+
+def test_the_database_url_chooses_the_backend_and_agrees_with_chatd_database() -> None:
+    pg = Settings.from_env(
+        {"CHATD_DATABASE_URL": "postgresql://chatd@db:5432/chatd", "CHATD_DATA_DIR": "/srv"}
+    ).store
+    assert (pg.backend, pg.postgres_dsn) == ("postgres", "postgresql://chatd@db:5432/chatd")
+    # Shared by every node: the checkpoint log and the attachments live in DATA_DIR.
+    assert pg.checkpoint_log_path == Path("/srv/chatd.checkpoints")
+    assert pg.attachments_dir == Path("/srv/attachments")
+    lite = Settings.from_env({"CHATD_DATABASE_URL": "sqlite:////srv/x.db"}).store
+    assert (lite.backend, lite.database_path) == ("sqlite", Path("/srv/x.db"))
+    same = {"CHATD_DATABASE_URL": "sqlite:////srv/x.db", "CHATD_DATABASE": "/srv/x.db"}
+    assert Settings.from_env(same).store.database_path == Path("/srv/x.db")
+    assert Settings.from_env({}).store.backend == "sqlite"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CHATD_DATABASE_URL": "mysql://db/chatd"},
+        {"CHATD_DATABASE_URL": "sqlite:///"},
+        {"CHATD_DATABASE_URL": "postgresql://db/chatd", "CHATD_DATABASE": "/srv/chatd.sqlite3"},
+        {"CHATD_DATABASE_URL": "sqlite:////srv/a.db", "CHATD_DATABASE": "/srv/b.db"},
+    ],
+)
+def test_a_database_named_twice_or_unknown_stops_the_start(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="CHATD_DATABASE"):
+        Settings.from_env(env)
+
+
+def test_a_bad_database_url_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"CHATD_DATABASE_URL": "mysql://chatd:s3cret@db/chatd"})
+    assert "s3cret" not in caught.value.message
+    assert "chatd:***@db" in caught.value.message
 
 
 def test_trusted_proxies_that_are_not_addresses_stop_the_start() -> None:
@@ -377,7 +420,12 @@ def test_the_variables_are_the_same_as_before_sections() -> None:
 
 def test_settings_are_described_section_by_section() -> None:
     described = [variable for variable, _, _ in Settings.describe()]
-    assert described[:3] == ["CHATD_DATA_DIR", "CHATD_DATABASE", "CHATD_MASTER_KEY_FILE"]
+    assert described[:4] == [
+        "CHATD_DATA_DIR",
+        "CHATD_DATABASE",
+        "CHATD_DATABASE_URL",
+        "CHATD_MASTER_KEY_FILE",
+    ]
     assert described.index("CHATD_PORT") < described.index("CHATD_SESSION_HOURS")
     assert described.index("CHATD_TERMS_URL") < described.index("CHATD_MAX_ATTACHMENT_BYTES")
     assert described[-1] == "CHATD_DEBUG"

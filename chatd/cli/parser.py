@@ -12,6 +12,7 @@ import uvloop
 from chatd.admin_voice import ADMIN, admin_language
 from chatd.argparse_words import speaking
 from chatd.cli.audit_command import cmd_audit, moment
+from chatd.cli.backup_commands import cmd_backup, cmd_restore
 from chatd.cli.checkpoint_commands import (
     cmd_checkpoints_declare_rewind,
     cmd_checkpoints_export,
@@ -27,6 +28,7 @@ from chatd.cli.common import (
     _,
     say_error,
 )
+from chatd.cli.migrate_command import cmd_migrate, cmd_migrate_to
 from chatd.cli.store_commands import (
     cmd_init,
     cmd_keys_list,
@@ -83,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("init", cmd_init, _("Create the key file and the database (safe to repeat)."))
     serve = add("serve", cmd_serve, _("Run the server (HTTP + WebSocket) until SIGINT/SIGTERM."))
     serve.set_defaults(uvloop=True)
+    serve.add_argument(
+        "--node-id",
+        metavar=_("NODE"),
+        help=_("This node's name among the nodes (default: CHATD_NODE_ID, else a random one)."),
+    )
     verify = add(
         "verify",
         cmd_verify,
@@ -95,6 +102,55 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=_("Check against this copy of the checkpoint log (e.g. one kept off this host)."),
     )
+    migrate = add(
+        "migrate",
+        cmd_migrate,
+        _(
+            "Bring the database schema to this version (PostgreSQL: run it once, as the"
+            " database owner, before starting the nodes)."
+        ),
+    )
+    migrate.add_argument(
+        "--grant",
+        metavar=_("ROLE"),
+        help=_("PostgreSQL: give this role, which the nodes connect as, the privileges they need."),
+    )
+    json_flag(migrate)
+    migrate_to = add(
+        "migrate-to",
+        cmd_migrate_to,
+        _(
+            "Move this SQLite database, as it is, into an empty PostgreSQL database (the"
+            " server stopped); the history keeps its seqs, hashes and epoch."
+        ),
+    )
+    migrate_to.add_argument("url", metavar=_("URL"), help=_("postgresql://USER:PASSWORD@HOST/NAME"))
+    migrate_to.add_argument(
+        "--grant",
+        metavar=_("ROLE"),
+        help=_("PostgreSQL: give this role, which the nodes connect as, the privileges they need."),
+    )
+    json_flag(migrate_to)
+    backup = add(
+        "backup",
+        cmd_backup,
+        _(
+            "Copy the database, the checkpoint log and the attachment files into a new"
+            " directory while the server runs (the key file is not copied: keep it apart)."
+        ),
+    )
+    backup.add_argument("directory", metavar=_("DIRECTORY"), type=Path)
+    json_flag(backup)
+    restore = add(
+        "restore",
+        cmd_restore,
+        _(
+            "Put a backup back into an empty place (the key file first), then declare a new"
+            " store epoch."
+        ),
+    )
+    restore.add_argument("directory", metavar=_("DIRECTORY"), type=Path)
+    json_flag(restore)
     add("settings", cmd_settings, _("List every CHATD_* setting with its default."))
     audit = add(
         "audit",

@@ -5,6 +5,8 @@ retention, the store epoch, the settings.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,11 +20,14 @@ from chatd.cli.common import (
     ngettext,
     out,
 )
+from chatd.cli.migrate_command import migrate_postgres
 from chatd.config import Settings
+from chatd.config.parsers import InvalidValue, parse_node_id
 from chatd.core.clock import wall_clock_ms
 from chatd.core.errors import (
     DatabaseDamaged,
     IntegrityError,
+    ValidationError,
 )
 from chatd.core.records import VerifyProblem, VerifyReport
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
@@ -43,24 +48,49 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     else:
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
+    dsn = settings.store.postgres_dsn
+    if dsn is not None:  # the operator's step, as the owner role: chatd migrate's work
+        from chatd.store.postgres.failures import address
+
+        await migrate_postgres(dsn)
     async with open_store(settings):
         pass
-    print(_("Database {path} is ready.", path=str(settings.store.database_path)))
+    where = address(dsn) if dsn is not None else str(settings.store.database_path)
+    print(_("Database {path} is ready.", path=where))
     return 0
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from chatd.gateway.server import serve  # the web stack is only imported to serve
 
+    if args.node_id is not None:
+        settings = with_node_id(settings, args.node_id)
     path = settings.store.key_file_path
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
-    with ServerLock(settings.store.database_path, N_("start another server")):
+    # One server per SQLite file; PostgreSQL is made for several nodes.
+    lock = (
+        ServerLock(settings.store.database_path, N_("start another server"))
+        if settings.store.backend == "sqlite"
+        else contextlib.nullcontext()
+    )
+    with lock:
         async with running(settings, serving=True) as process:
             await refuse_a_rewound_history(process.store)
             await serve(settings, build_gateway(process))
     return 0
+
+
+def with_node_id(settings: Settings, raw: str) -> Settings:
+    """The settings with ``--node-id`` in place of ``CHATD_NODE_ID`` (checked the same way)."""
+    try:
+        node = parse_node_id(raw)
+    except InvalidValue as exc:
+        raise ValidationError(exc.msgid, **{**exc.params, "variable": "--node-id"}) from None
+    return dataclasses.replace(
+        settings, cluster=dataclasses.replace(settings.cluster, node_id=node)
+    )
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:

@@ -90,6 +90,32 @@ def parse_broker_url(raw: str) -> str:
     return value
 
 
+def parse_database_url(raw: str) -> str:
+    """``postgresql://…`` (or ``postgres://…``), or ``sqlite:///PATH``; the empty value
+    keeps ``CHATD_DATABASE``."""
+    value = raw.strip()
+    if not value:
+        return value
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    raise InvalidValue(
+        N_("{variable}: expected a postgresql:// or sqlite:/// address, got {raw}."),
+        raw=repr(_without_password(value)),
+    )
+
+
+def _without_password(url: str) -> str:
+    """A URL as it may be shown: its password (if any) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 def parse_node_id(raw: str) -> str:
     value = raw.strip()
     if len(value) > 64 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):

@@ -18,6 +18,7 @@ from chatd.config.parsers import (
     Network,
     parse_broker_url,
     parse_choice,
+    parse_database_url,
     parse_int,
     parse_language,
     parse_list,
@@ -52,7 +53,12 @@ class Section:
 
 @dataclasses.dataclass(frozen=True)
 class StoreSettings(Section):
-    """Where the data lives on disk, and how the SQLite store keeps it."""
+    """Where the data lives: which database, its key file, and how the store keeps it.
+
+    ``CHATD_DATABASE_URL`` chooses the backend: ``postgresql://…`` for PostgreSQL (several
+    nodes), ``sqlite:///PATH`` for SQLite at PATH.  Without it, SQLite at ``CHATD_DATABASE``
+    (default ``DATA_DIR/chatd.sqlite3``), as before.  Setting both is refused unless they
+    name the same file: one of them would be silently ignored."""
 
     data_dir: Path = setting(
         "CHATD_DATA_DIR", Path("var"), parse_path, N_("Directory of the database and key file.")
@@ -62,6 +68,16 @@ class StoreSettings(Section):
         None,
         parse_path,
         N_("SQLite database file (default: DATA_DIR/chatd.sqlite3)."),
+    )
+    database_url: str = setting(
+        "CHATD_DATABASE_URL",
+        "",
+        parse_database_url,
+        N_(
+            "Database address: postgresql://USER:PASSWORD@HOST:PORT/NAME for PostgreSQL, or"
+            " sqlite:///PATH, relative, or sqlite:////PATH, absolute (default: SQLite at"
+            " CHATD_DATABASE)."
+        ),
     )
     master_key_file: Path | None = setting(
         "CHATD_MASTER_KEY_FILE",
@@ -109,14 +125,47 @@ class StoreSettings(Section):
         N_("Seconds between two checkpoints while the history grows."),
     )
 
+    def problems(self) -> list[Text]:
+        url = self.database_url
+        if not url or self.database is None:
+            return []
+        if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]) == self.database:
+            return []
+        return [
+            Text(
+                N_(
+                    "CHATD_DATABASE and CHATD_DATABASE_URL name two different databases;"
+                    " set only one."
+                )
+            )
+        ]
+
+    @property
+    def backend(self) -> str:
+        """``postgres`` or ``sqlite``."""
+        return "postgres" if self.postgres_dsn else "sqlite"
+
+    @property
+    def postgres_dsn(self) -> str | None:
+        url = self.database_url
+        return url if url.startswith(("postgresql://", "postgres://")) else None
+
     @property
     def database_path(self) -> Path:
+        """The SQLite file (with PostgreSQL: where it would be; nothing opens it)."""
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url[len("sqlite:///") :]).expanduser()
         return self.database or self.data_dir / "chatd.sqlite3"
 
     @property
     def checkpoint_log_path(self) -> Path:
+        if self.checkpoint_log is not None:
+            return self.checkpoint_log
+        if self.postgres_dsn:
+            # Every node appends to it (one at a time): DATA_DIR is the shared storage.
+            return self.data_dir / "chatd.checkpoints"
         database = self.database_path
-        return self.checkpoint_log or database.with_name(database.name + ".checkpoints")
+        return database.with_name(database.name + ".checkpoints")
 
     @property
     def key_file_path(self) -> Path:
@@ -125,7 +174,10 @@ class StoreSettings(Section):
     @property
     def attachments_dir(self) -> Path:
         # Next to the database, so that every process opening it (the server, admin
-        # commands) finds the same files.
+        # commands) finds the same files; with PostgreSQL, in DATA_DIR, which every node
+        # mounts from the shared storage.
+        if self.postgres_dsn:
+            return self.data_dir / "attachments"
         return self.database_path.parent / "attachments"
 
 

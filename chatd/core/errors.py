@@ -130,6 +130,14 @@ class MigrationError(ChatdError):
     default_message = N_("The database schema cannot be brought up to date.")
 
 
+class BackupError(ChatdError):
+    """A backup could not be taken, or restored: a missing tool, a place that is not empty,
+    a backup that is incomplete.  Nothing was changed where it was to be restored."""
+
+    code = "backup_error"
+    default_message = N_("The backup could not be taken or restored.")
+
+
 # --------------------------------------------------------------------------- client-facing
 
 

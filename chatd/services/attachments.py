@@ -71,7 +71,7 @@ from chatd.core.upload_quota import UploadQuota
 from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.envelope import new_data_key
 from chatd.i18n import N_, Text
-from chatd.store.contract import AttachmentRows, KeyStore
+from chatd.store.contract import AttachmentRows, ClusterJobs, KeyStore
 
 __all__ = ["AttachmentService", "AttachmentStore", "FileAudit", "wall_clock_ms"]
 
@@ -84,8 +84,9 @@ ORPHAN_GRACE_SECONDS = 3600  # a file without a row younger than this may be an 
 MISSING_FILE = Text(N_("its file is missing"))
 
 
-class AttachmentStore(AttachmentRows, KeyStore, Protocol):
-    """What the service needs of the store: the attachment rows, and the row audit."""
+class AttachmentStore(AttachmentRows, KeyStore, ClusterJobs, Protocol):
+    """What the service needs of the store: the attachment rows, the row audit, and the
+    sweep's lease."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,12 +352,18 @@ class AttachmentService:
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                await self.sweep()
+                # Once per cluster: the node holding the sweep's lease (every node keeps
+                # asking, so another takes over when the holder dies).
+                if await self.store.hold_lease(SWEEP_JOB):
+                    await self.sweep()
             except StoreClosedError:
                 return
             except Exception as exc:  # keep sweeping later; never log content
                 log.error("attachment sweep failed: %s", type(exc).__name__)
             await asyncio.sleep(self.sweep_seconds)
+
+
+SWEEP_JOB = "attachment_sweep"
 
 
 def _size(path: Path) -> int:

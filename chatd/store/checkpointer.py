@@ -298,6 +298,18 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ reading
 
+    async def follow(self) -> None:
+        """Replay what other processes appended, without appending: a store that does not
+        take the checkpoints (another node holds the lease) keeps its state current.  No
+        flock is needed to read: an append in progress is a last line without its newline,
+        which the reader leaves for next time."""
+        async with self._lock:
+            if self._problems:
+                return
+            await self._catch_up()
+        async with self._taken:
+            self._taken.notify_all()
+
     async def _catch_up(self) -> None:
         """Replay what other processes appended since we last read (under the flock)."""
         lines, end = await asyncio.to_thread(self.log.read_from, self._end)

@@ -579,6 +579,19 @@ class AttachmentRows(Protocol):
         ...
 
 
+class ClusterJobs(Protocol):
+    """Background work that must run once per cluster, not once per node (the attachment
+    sweep; later the mailbox sync)."""
+
+    async def hold_lease(self, job: str) -> bool:
+        """Whether this process should do ``job`` now: it holds the job's lease (taking it
+        if it is free).  Ask before each run: a lease is lost when its holder's connection to
+        the database dies, and then another process gets it.  A job must stay correct when
+        two processes run it at once for a moment; the lease saves the work, it is not what
+        keeps the job right.  Released by :meth:`Store.close`."""
+        ...
+
+
 class Store(
     LogStore,
     AccountStore,
@@ -589,6 +602,7 @@ class Store(
     AttachmentRows,
     AdminAuditStore,
     CheckpointStore,
+    ClusterJobs,
     Protocol,
 ):
     """The whole store.  Use as ``async with store:`` or call :meth:`open` / :meth:`close`.

@@ -98,6 +98,9 @@ class BatchPlanner:
         self._cache_size = cache_size
         self.convs: dict[int, ConvCache] = {}
         self.next_conv_id = 0  # 0 = not loaded yet
+        # Ids handed out by the database (a sequence shared by several appenders): used
+        # before next_conv_id, which only a single appender may count on.
+        self.reserved_ids: list[int] = []
         self.generation = 0  # bumped by every reset: a plan made before one is void
 
     @property
@@ -110,6 +113,7 @@ class BatchPlanner:
             self._keys.forget(CONV_SCOPE, conv_id)
         self.convs.clear()
         self.next_conv_id = 0
+        self.reserved_ids.clear()
         self.generation += 1
 
     def missing(self, ops: Iterable[Operation]) -> set[int]:
@@ -167,8 +171,11 @@ class BatchPlanner:
         return plan
 
     def _new_conv(self, now: int, plan: Plan) -> ConvCache:
-        conv_id = ConvId(self.next_conv_id)
-        self.next_conv_id += 1
+        if self.reserved_ids:
+            conv_id = ConvId(self.reserved_ids.pop(0))
+        else:
+            conv_id = ConvId(self.next_conv_id)
+            self.next_conv_id += 1
         scope = KeyScope(CONV_SCOPE, conv_id, 1)
         self._keys.forget(CONV_SCOPE, conv_id)  # in case a failed plan had used this id
         wrapped = self._keys.create(scope)

@@ -31,6 +31,7 @@ from chatd.crypto.keyring import load_key_file
 from chatd.crypto.passwords import hash_password
 from chatd.services.attachments import AttachmentService
 from chatd.services.auth import new_token, token_digest
+from chatd.store.contract import Store
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import chatd_env
 from tests.gateway.client import WsClient
@@ -92,6 +93,7 @@ def start_server(
     extra: dict[str, str],
     scheme: str = "http",
     preexec_fn: Callable[[], None] | None = None,
+    argv: tuple[str, ...] = (),
 ) -> ServerProcess:
     data_dir = tmp / "var"
     env = chatd_env(
@@ -108,7 +110,7 @@ def start_server(
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chatd", "serve"],
+            [sys.executable, "-m", "chatd", "serve", *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -192,7 +194,7 @@ class Admin:
     """Creates users and tokens in a server's database, and opens clients on it."""
 
     server: ServerProcess
-    store: SqliteStore
+    store: Store  # the server's database, through its own store (any backend)
     password_hash: str
     clients: list[WsClient] = field(default_factory=list)
 

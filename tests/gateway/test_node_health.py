@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import run_chatd
 from tests.gateway.conftest import admin_on, start_server, stop_server
 
 
@@ -69,3 +70,16 @@ async def test_a_node_restarted_under_its_id_frees_the_sessions_of_its_previous_
             assert again.hello is not None, "refused: the dead node's row still counted"
     finally:
         stop_server(server)
+
+
+def test_the_node_id_on_the_command_line_wins_over_the_setting_and_is_checked(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path, {"CHATD_NODE_ID": "reglage"}, argv=("--node-id", "ligne-c"))
+    try:
+        assert health(server.base_url).json()["node"] == "ligne-c"
+    finally:
+        stop_server(server)
+    refused = run_chatd(tmp_path / "other", "serve", "--node-id", "nœud c")
+    assert refused.returncode == 2
+    assert "--node-id" in refused.stderr and "chatd listening" not in refused.stdout

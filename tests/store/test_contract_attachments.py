@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from chatd.attachments.blobstore import BlobStore
@@ -30,6 +31,7 @@ from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.envelope import new_data_key
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
+from chatd.store.postgres.store import PostgresStore
 from chatd.store.sqlite import SqliteStore
 from tests.conftest import add_member, create_conv, leave, make_users, msg_id, post
 from tests.store.conftest import StoreFactory
@@ -367,8 +369,7 @@ async def test_shredding_a_conversation_destroys_its_attachments(
 
 
 async def test_schema_keeps_sent_attachments(store: Store, blobs: BlobStore) -> None:
-    if not isinstance(store, SqliteStore):
-        pytest.skip("SQLite triggers")
+    """The triggers refuse what no code path does (each backend its own SQL shell)."""
     a, b = await make_users(store, "alice", "bob")
     conv = (await create_conv(store, a, [b])).conv_id
     sent, unsent = await upload(store, blobs, a), await upload(store, blobs, a)
@@ -385,14 +386,38 @@ async def test_schema_keeps_sent_attachments(store: Store, blobs: BlobStore) -> 
             (conv, other.first_seq, unsent.id),
         ),
     ]
+    allowed = ("DELETE FROM attachments WHERE id = ?", (unsent.id,))  # unsent: may go
+    if isinstance(store, PostgresStore):
+        await _postgres_shell(store.dsn, refused, allowed)
+        return
+    assert isinstance(store, SqliteStore)
     raw = sqlite3.connect(store.path, isolation_level=None)
     try:
         for sql, params in refused:
             with pytest.raises(sqlite3.IntegrityError):
                 raw.execute(sql, params)
-        raw.execute("DELETE FROM attachments WHERE id = ?", (unsent.id,))  # unsent: may go
+        raw.execute(*allowed)
     finally:
         raw.close()
+
+
+async def _postgres_shell(
+    dsn: str,
+    refused: list[tuple[str, tuple[object, ...]]],
+    allowed: tuple[str, tuple[object, ...]],
+) -> None:
+    def numbered(sql: str) -> str:
+        parts = sql.split("?")
+        return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+
+    raw = await asyncpg.connect(dsn)
+    try:
+        for sql, params in [*refused, ("TRUNCATE attachments", ())]:
+            with pytest.raises(asyncpg.IntegrityConstraintViolationError):
+                await raw.execute(numbered(sql), *params)
+        await raw.execute(numbered(allowed[0]), *allowed[1])
+    finally:
+        await raw.close()
 
 
 async def test_a_non_member_cannot_send_even_with_their_own_upload(

@@ -3,7 +3,8 @@
 Records are appended at the end, numbered densely, chained by hash, listed exactly as they
 were appended; an administrator's change and its record commit together (a failed change
 records nothing); ``verify`` walks the chain.  A hypothesis property checks any sequence of
-actions; for SQLite it also checks that raw SQL can neither change nor remove a record.
+actions, and that raw SQL can neither change nor remove a record (SQLite's triggers, or
+PostgreSQL's: a database of its own per example, from ``fresh_databases``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +36,7 @@ from chatd.crypto.chain import GENESIS, audit_link_hash
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
 from tests.conftest import FAKE_PASSWORD_HASH, create_conv, make_user, make_users
-from tests.store.conftest import BACKENDS, StoreFactory, make_store
+from tests.store.conftest import BACKENDS, FreshDatabases, StoreFactory, make_store
 from tests.store.test_contract_attachments import send, upload
 
 ALICE = Actor.os_user("alice")
@@ -215,6 +217,33 @@ async def test_concurrent_records_get_dense_seqs_and_one_chain(store: Store) -> 
     assert (await store.verify()).ok
 
 
+async def test_two_nodes_appending_at_once_make_one_chain(store_factory: StoreFactory) -> None:
+    """Two stores on one database (two nodes) append at the same instants, records of their
+    own and records of account changes: one chain, dense seqs, each record once."""
+    nodes = [await store_factory.open(), await store_factory.open()]
+    users = await make_users(nodes[0], "alice", "bob")
+    results = await asyncio.gather(
+        *(
+            nodes[i % 2].append_admin_action(action(ActionKind.KEY_RETIRED, f"k{i}"))
+            for i in range(10)
+        ),
+        *(
+            nodes[i % 2].set_user_disabled(
+                users[i % 2], True, audit=AdminAction(ALICE, ActionKind.USER_DISABLED)
+            )
+            for i in range(4)
+        ),
+    )
+    for node in nodes:
+        entries = await everything(node)
+        assert len(entries) == 14
+        check_chain(entries)
+    appended = [r for r in results if isinstance(r, AuditEntry)]
+    assert sorted(appended, key=lambda e: e.seq) == [
+        e for e in entries if e.action.kind is ActionKind.KEY_RETIRED
+    ]
+
+
 # ----------------------------------------------------------------------------- property
 
 
@@ -249,11 +278,13 @@ RAW_CHANGES = [
 
 
 async def property_scenario(
-    backend: str, actions: list[AdminAction], change: int, row: int
+    backend: str, dsn: str | None, actions: list[AdminAction], change: int, row: int
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="chatd-audit-prop-") as tmp:
         clock = iter(range(1_000, 10**9, 7))
-        store = make_store(backend, Path(tmp), RING, durable=False, clock_ms=lambda: next(clock))
+        store = make_store(
+            backend, Path(tmp), RING, durable=False, clock_ms=lambda: next(clock), dsn=dsn
+        )
         async with store:
             appended = [await store.append_admin_action(a) for a in actions]
             listed = await everything(store)
@@ -262,14 +293,29 @@ async def property_scenario(
             check_chain(listed)
             report = await store.verify()
             assert report.ok and report.admin_actions == len(actions), report.problems
-        if backend != "sqlite" or not actions:
+        if not actions:
             return
         seq = row % len(actions) + 1
-        raw = sqlite3.connect(Path(tmp) / "chatd.sqlite3", isolation_level=None)
-        with closing(raw) as conn, pytest.raises(sqlite3.IntegrityError, match="admin audit"):
-            conn.execute(RAW_CHANGES[change], (seq,))
-        async with make_store(backend, Path(tmp), RING, durable=False, clock_ms=None) as store:
-            assert await everything(store) == appended
+        if backend == "sqlite":
+            raw = sqlite3.connect(Path(tmp) / "chatd.sqlite3", isolation_level=None)
+            with closing(raw) as conn, pytest.raises(sqlite3.IntegrityError, match="admin audit"):
+                conn.execute(RAW_CHANGES[change], (seq,))
+        else:
+            assert dsn is not None
+            await raw_change_is_refused(dsn, RAW_CHANGES[change].replace("?", "$1"), seq)
+        again = make_store(backend, Path(tmp), RING, durable=False, clock_ms=None, dsn=dsn)
+        async with again:
+            assert await everything(again) == appended
+
+
+async def raw_change_is_refused(dsn: str, sql: str, seq: int) -> None:
+    """The database's own rules refuse ``sql`` (a connection of the owner: no store code)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="admin audit"):
+            await conn.execute(sql, seq)
+    finally:
+        await conn.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -280,6 +326,11 @@ async def property_scenario(
     row=st.integers(0, 100),
 )
 def test_any_sequence_of_actions_is_listed_as_appended_chained_and_unchangeable(
-    backend: str, actions: list[AdminAction], change: int, row: int
+    fresh_databases: FreshDatabases,
+    backend: str,
+    actions: list[AdminAction],
+    change: int,
+    row: int,
 ) -> None:
-    asyncio.run(property_scenario(backend, actions, change, row))
+    with fresh_databases(backend) as dsn:
+        asyncio.run(property_scenario(backend, dsn, actions, change, row))

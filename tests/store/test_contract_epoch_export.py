@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 
 import pytest
@@ -10,9 +12,10 @@ from chatd.core.errors import ValidationError
 from chatd.core.events import Event, EventKind
 from chatd.store.contract import Store
 from tests.conftest import add_member, create_conv, leave, make_users, post
-from tests.store.conftest import StoreFactory, make_store
+from tests.store.conftest import SERVER_BACKENDS, StoreFactory, make_store
 
 EPOCH = re.compile(r"[0-9a-f]{32}")
+_others = itertools.count(1)
 
 
 async def test_the_epoch_lasts_across_reopening(store_factory: StoreFactory) -> None:
@@ -35,9 +38,19 @@ async def test_a_declared_epoch_is_new_and_durable(store_factory: StoreFactory) 
 
 
 async def test_every_database_has_its_own_epoch(
-    store: Store, tmp_path_factory: pytest.TempPathFactory, store_factory: StoreFactory
+    store: Store,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_factory: StoreFactory,
+    request: pytest.FixtureRequest,
 ) -> None:
-    other = make_store(store_factory.backend, tmp_path_factory.mktemp("other"), store_factory.ring)
+    dsn = None
+    if store_factory.backend in SERVER_BACKENDS:  # another database on the same server
+        server = request.getfixturevalue("postgres_server")
+        name = f"other_{os.getpid()}_{next(_others)}"
+        dsn = server.create_database(name)
+        request.addfinalizer(lambda: server.drop_database(name))
+    directory = tmp_path_factory.mktemp("other")
+    other = make_store(store_factory.backend, directory, store_factory.ring, dsn=dsn)
     async with other:
         assert other.epoch != store.epoch
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from chatd.core.login_throttle import Admission, AttemptLedger, Budget, ThrottleLimits
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
-from tests.store.conftest import BACKENDS, StoreFactory, make_store
+from tests.store.conftest import BACKENDS, FreshDatabases, StoreFactory, make_store
 
 LIMITS = ThrottleLimits(per_login=5, per_address=8, overall=20, window_ms=60_000)
 T0 = 1_700_000_000_000
@@ -32,6 +34,25 @@ async def test_a_parallel_burst_gets_exactly_the_budget_through(store: Store) ->
     assert len(admitted) == LIMITS.per_login
     assert {a.refused_by for a in answers if a.attempt is None} == {Budget.LOGIN}
     assert len({a.attempt for a in admitted}) == LIMITS.per_login  # distinct ids
+
+
+async def test_two_nodes_bursting_at_once_share_one_budget(store_factory: StoreFactory) -> None:
+    """Two stores on one database (two nodes), each racing its own burst: the attempts of
+    both count against the same budgets, however they interleave."""
+    nodes = [await store_factory.open(), await store_factory.open()]
+    logins = [f"user{i % 6}" for i in range(60)]  # 6 logins x 5 > 20 overall
+    answers = await asyncio.gather(
+        *(
+            nodes[i % 2].begin_login_attempt(login, f"10.0.{i % 2}.{i}", LIMITS, T0)
+            for i, login in enumerate(logins)
+        )
+    )
+    admitted = [(login, a.attempt) for login, a in zip(logins, answers, strict=True) if a.attempt]
+    assert len(admitted) == LIMITS.overall
+    assert len({attempt for _, attempt in admitted}) == LIMITS.overall  # distinct ids
+    per_login = Counter(login for login, _ in admitted)
+    assert max(per_login.values()) <= LIMITS.per_login
+    assert {a.refused_by for a in answers if a.attempt is None} <= {Budget.LOGIN, Budget.GLOBAL}
 
 
 async def test_a_success_clears_finished_failures_but_not_those_in_flight(store: Store) -> None:
@@ -94,6 +115,27 @@ async def test_what_was_typed_is_not_kept(store_factory: StoreFactory, tmp_path:
             data = path.read_bytes()
             assert typed.lower().encode() not in data, path
             assert address.encode() not in data, path
+    if store_factory.dsn is not None:  # a server's files are not ours to read: its rows are
+        rows = await every_row_as_text(store_factory.dsn)
+        for secret in (typed.lower().encode(), address.encode()):
+            assert secret not in rows and secret.hex().encode() not in rows
+
+
+async def every_row_as_text(dsn: str) -> bytes:
+    """Every row of every table of the database, as PostgreSQL prints it (BYTEA in hex)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(table_name) FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        )
+        text = [
+            await conn.fetchval(f"SELECT coalesce(string_agg(t::text, ''), '') FROM {name} t")
+            for (name,) in tables
+        ]
+    finally:
+        await conn.close()
+    return "".join(text).encode()
 
 
 # ----------------------------------------------------------------------------- the reference
@@ -116,18 +158,19 @@ script_strategy = st.lists(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=script_strategy)
 def test_the_store_admits_what_the_reference_admits(
-    backend: str, script: list[tuple[str, int, int]]
+    fresh_databases: FreshDatabases, backend: str, script: list[tuple[str, int, int]]
 ) -> None:
-    async def play() -> None:
+    async def play(dsn: str | None) -> None:
         with tempfile.TemporaryDirectory() as directory:
-            store = make_store(backend, Path(directory), RING, durable=False)
+            store = make_store(backend, Path(directory), RING, durable=False, dsn=dsn)
             await store.open()
             try:
                 await compare(store, script)
             finally:
                 await store.close()
 
-    asyncio.run(play())
+    with fresh_databases(backend) as dsn:  # a database of its own per example
+        asyncio.run(play(dsn))
 
 
 async def compare(store: Store, script: list[tuple[str, int, int]]) -> None:

@@ -5,13 +5,20 @@ must say exactly what the reference says.
 
 The store is built inside each example (a fresh temporary directory), because hypothesis
 runs many examples per test function and function-scoped fixtures would be shared by them.
+A server backend gets a fresh database per example too (:func:`example_databases`): a copy of
+a template migrated once per test, so that an example does not pay for the migration; its
+examples are fewer (:data:`EXAMPLES`), each costing a database and a pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +39,15 @@ from chatd.core.records import AppendResult, Interval, ReadState
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
 from tests.conftest import create_conv, make_users
-from tests.store.conftest import BACKENDS, check_rules, make_store
+from tests.servers.postgres import PostgresServer
+from tests.store.conftest import BACKENDS, SERVER_BACKENDS, check_rules, make_store
 
 USERS = 4
 RING = KeyRing.generate()
+# Examples per backend: a server backend's example creates and drops a database.
+EXAMPLES = {"sqlite": 150, "postgres": 25}
+DatabaseFor = Callable[[], AbstractContextManager[str | None]]
+_template_numbers = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -78,11 +90,51 @@ def build_ops(steps: list[Step], users: list[int], conv: int) -> list[Operation]
 # ----------------------------------------------------------------------------- the scenario
 
 
+@pytest.fixture
+def example_databases(request: pytest.FixtureRequest, backend: str) -> Iterator[DatabaseFor]:
+    """``database()`` → a context manager giving one example its own database (its DSN), or
+    None for a backend without a server."""
+    if backend not in SERVER_BACKENDS:
+        yield lambda: nullcontext(None)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    if not server.running:
+        server.start()
+    template = f"prop_template_{os.getpid()}_{next(_template_numbers)}"
+    numbers = itertools.count(1)
+
+    async def migrate(dsn: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="chatd-prop-") as tmp:
+            store = make_store(backend, Path(tmp), RING, dsn=dsn)
+            await store.open()  # migrates
+            await store.close()
+
+    @contextmanager
+    def database() -> Iterator[str | None]:
+        name = f"{template}_{next(numbers)}"
+        dsn = server.create_database(name, template=template)
+        try:
+            yield dsn
+        finally:
+            server.drop_database(name)
+
+    asyncio.run(migrate(server.create_database(template)))
+    try:
+        yield database
+    finally:
+        server.drop_database(template)
+
+
 async def scenario(
-    backend: str, steps: list[Step], window: int, page_limit: int, creator_members: int
+    backend: str,
+    dsn: str | None,
+    steps: list[Step],
+    window: int,
+    page_limit: int,
+    creator_members: int,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="chatd-prop-") as tmp:
-        store = make_store(backend, Path(tmp), RING, visible_window=window, durable=False)
+        store = make_store(backend, Path(tmp), RING, visible_window=window, durable=False, dsn=dsn)
         await store.open()
         try:
             await run_and_check(store, steps, page_limit, creator_members)
@@ -244,24 +296,34 @@ async def check_read_markers(
 
 
 def test_the_window_reads_the_reference_number_of_extra_events() -> None:
+    from chatd.store.postgres import log as postgres_log
     from chatd.store.sqlite import log
 
     assert log.WINDOW_EXTRA_EVENTS is visibility.WINDOW_EXTRA_EVENTS
+    assert postgres_log.WINDOW_EXTRA_EVENTS is visibility.WINDOW_EXTRA_EVENTS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(
-    steps=steps_strategy,
-    window=st.sampled_from([1, 2, 5]),
-    page_limit=st.integers(1, 4),
-    creator_members=st.integers(1, USERS - 1),
-)
 def test_random_interleavings_match_the_reference(
-    backend: str, steps: list[Step], window: int, page_limit: int, creator_members: int
+    backend: str, example_databases: DatabaseFor
 ) -> None:
-    asyncio.run(scenario(backend, steps, window, page_limit, creator_members))
+    # The hypothesis test is built here, so that its number of examples can depend on the
+    # backend, and each example takes its database from the fixture.
+    @settings(
+        max_examples=EXAMPLES[backend],
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(
+        steps=steps_strategy,
+        window=st.sampled_from([1, 2, 5]),
+        page_limit=st.integers(1, 4),
+        creator_members=st.integers(1, USERS - 1),
+    )
+    def interleavings(
+        steps: list[Step], window: int, page_limit: int, creator_members: int
+    ) -> None:
+        with example_databases() as dsn:
+            asyncio.run(scenario(backend, dsn, steps, window, page_limit, creator_members))
+
+    interleavings()

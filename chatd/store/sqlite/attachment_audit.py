@@ -44,7 +44,7 @@ class RowVerdict:
         return AttachmentKey(self.id, self.conv_id, self.seq, self.size, self.dek, self.shredded)
 
 
-def _audit_row(ring: KeyRing, row: Sequence[Any]) -> RowVerdict:
+def audit_row(ring: KeyRing, row: Sequence[Any]) -> RowVerdict:
     aid, size, name, thumb, conv, seq, kek_id, wrapped, has_key, shredded, kind, sender = row[:12]
     uploader, created_at, key_created_at, key_destroyed_at = row[12:16]
     attachment_id = int(aid)
@@ -99,4 +99,4 @@ async def audit_page_txn(
         " WHERE a.id > ? ORDER BY a.id LIMIT ?",
         (after, limit),
     )
-    return [_audit_row(ring, row) for row in rows]
+    return [audit_row(ring, row) for row in rows]

@@ -4,72 +4,37 @@ The claim rules are :mod:`chatd.core.claims`; here is what the writer reads for 
 plans a batch (:func:`load_claimables_txn`) and how it sets the references in the batch's
 transaction (:func:`write_claims_txn`), after the events whose triggers they look up.  The
 row helpers (:data:`ATTACHMENT_COLUMNS`, :data:`LIVE_KEY_JOIN`, :func:`attachment_info`,
-:func:`open_attachment_row`) are public: :mod:`.attachments` reads rows the same way.
+:func:`open_attachment_row`) are shared by every backend (:mod:`chatd.store.attachment_rows`)
+and re-exported here for :mod:`.attachments`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import aiosqlite
 
 from chatd.core.claims import Claimable
 from chatd.core.conversations import Operation, referenced_attachments
 from chatd.core.errors import IntegrityError
-from chatd.core.records import AttachmentInfo
-from chatd.crypto.attachment_keys import open_file_name, unwrap_attachment_key
-from chatd.crypto.envelope import WrappedKey
 from chatd.crypto.keyring import KeyRing
 from chatd.crypto.row_macs import ATTACHMENTS, RowMacs
+from chatd.store.attachment_rows import (
+    ATTACHMENT_COLUMNS,
+    LIVE_KEY_JOIN,
+    attachment_info,
+    open_attachment_row,
+)
 from chatd.store.sqlite.row_macs import update_rows_txn
 
 log = logging.getLogger("chatd.store.attachments")
-
 MAX_VARIABLES = 900  # below SQLite's default limit of 999 bound parameters per statement
-ATTACHMENT_COLUMNS = (
-    "a.id, a.uploader, a.kind, a.mime, a.size, a.name, a.width, a.height,"
-    " a.thumbnail IS NOT NULL, a.created_at, a.expires_at, a.conv_id, a.seq"
-)
-LIVE_KEY_JOIN = (
-    "JOIN data_keys k ON k.scope = 'attachment' AND k.scope_id = a.id AND k.version = 1"
-    " AND k.destroyed_at IS NULL"
-)
 
 
 def chunks(items: Sequence[int], size: int = MAX_VARIABLES) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def attachment_info(row: Sequence[Any], name: str) -> AttachmentInfo:
-    aid, uploader, kind, mime, size, _name, width, height, thumb, created, expires = row[:11]
-    conv, seq = row[11], row[12]
-    return AttachmentInfo(
-        id=int(aid),
-        uploader=int(uploader),
-        kind=str(kind),
-        mime=str(mime),
-        size=int(size),
-        name=name,
-        width=None if width is None else int(width),
-        height=None if height is None else int(height),
-        has_thumbnail=bool(thumb),
-        created_at=int(created),
-        expires_at=int(expires),
-        conv_id=None if conv is None else int(conv),
-        seq=None if seq is None else int(seq),
-    )
-
-
-def open_attachment_row(
-    ring: KeyRing, row: Sequence[Any], kek_id: str, wrapped: bytes
-) -> tuple[bytes, str]:
-    """The data key and the file name of an attachment row."""
-    attachment_id = int(row[0])
-    dek = unwrap_attachment_key(ring, WrappedKey(kek_id, bytes(wrapped)), attachment_id)
-    return dek, open_file_name(dek, attachment_id, bytes(row[5]))
 
 
 # ---------------------------------------------------------------------------- claiming
@@ -126,3 +91,14 @@ async def write_claims_txn(
     if updated != len(claims):
         # Discarded or claimed by another process after the batch was planned.
         raise RuntimeError("an attachment changed while its message was being stored")
+
+
+__all__ = [
+    "ATTACHMENT_COLUMNS",
+    "LIVE_KEY_JOIN",
+    "attachment_info",
+    "chunks",
+    "load_claimables_txn",
+    "open_attachment_row",
+    "write_claims_txn",
+]

@@ -40,7 +40,7 @@ from chatd.crypto.row_macs import (
     RowMacs,
     Verdict,
 )
-from chatd.i18n import N_, Text
+from chatd.store.row_mac_rows import PAGE, VERIFIED_TABLES, columns, row_ok, verify_problem, who
 
 log = logging.getLogger("chatd.store")
 
@@ -50,22 +50,6 @@ BACKFILLED: dict[int, tuple[str, ...]] = {
     ROW_MACS_MIGRATION: (USERS, AUTH_TOKENS, ATTACHMENTS, MEMBERSHIPS),
     11: (IDEMPOTENCY_KEYS,),
 }
-PAGE = 1000
-
-
-def columns(table: str, alias: str = "") -> str:
-    """The covered columns then ``mac``, for a SELECT (``alias.`` before each if given)."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(f"{prefix}{column}" for column in (*COLUMNS[table], "mac"))
-
-
-def row_ok(macs: RowMacs, table: str, fields: Sequence[object], mac: object, who: str) -> bool:
-    """Check a row the server is about to rely on; log a failure (``who``: ids only)."""
-    verdict = macs.check(table, fields, mac)
-    if verdict is Verdict.OK:
-        return True
-    log.error("integrity: the %s row of %s failed its check (%s)", table, who, verdict.value)
-    return False
 
 
 async def update_rows_txn(
@@ -89,7 +73,7 @@ async def update_rows_txn(
         old, mac = tuple(row[:-1]), row[-1]
         fields = dict(zip(covered, old, strict=True))
         pk = tuple(fields[column] for column in keys)
-        if row_ok(macs, table, old, mac, _who(table, fields)):
+        if row_ok(macs, table, old, mac, who(table, fields)):
             fields.update((k, v) for k, v in changes.items() if k in fields)
             mac = macs.mac(table, [fields[column] for column in covered])
         await conn.execute(
@@ -97,19 +81,6 @@ async def update_rows_txn(
         )
         done.append(pk)
     return done
-
-
-def _who(table: str, fields: Mapping[str, Any]) -> str:
-    """A row named by ids only (a token by its user, never by its hash)."""
-    if table == USERS:
-        return f"user {fields['id']}"
-    if table == AUTH_TOKENS:
-        return f"a token of user {fields['user_id']}"
-    if table == IDEMPOTENCY_KEYS:
-        return f"the retry key of user {fields['sender']} in conversation {fields['conv_id']}"
-    if table == ATTACHMENTS:
-        return f"attachment {fields['id']}"
-    return f"user {fields['user_id']} in conversation {fields['conv_id']}"
 
 
 async def remac_all_txn(conn: aiosqlite.Connection, macs: RowMacs) -> tuple[int, int]:
@@ -125,7 +96,7 @@ async def remac_all_txn(conn: aiosqlite.Connection, macs: RowMacs) -> tuple[int,
             fields = dict(zip(covered, old, strict=True))
             if macs.kid_of(mac) == macs.active_id and macs.check(table, old, mac) is Verdict.OK:
                 continue  # already under the active KEK
-            if not row_ok(macs, table, old, mac, _who(table, fields)):
+            if not row_ok(macs, table, old, mac, who(table, fields)):
                 kept += 1
                 continue
             updates.append((macs.mac(table, old), *(fields[column] for column in keys)))
@@ -168,56 +139,11 @@ async def mac_tags_in_use_txn(conn: aiosqlite.Connection) -> set[bytes]:
     return tags
 
 
-# ---------------------------------------------------------------------------- verify
-
-WHY = {
-    Verdict.MISSING: N_("it has no MAC"),
-    Verdict.MALFORMED: N_("its MAC is malformed"),
-    Verdict.UNKNOWN_KEY: N_("its MAC was made with a key that is not in the key file"),
-    Verdict.MISMATCH: N_("its MAC does not match the row"),
-}
-
-
-def _verify_problem(table: str, fields: Mapping[str, Any], verdict: Verdict) -> VerifyProblem:
-    why = Text(WHY[verdict])
-    if table == USERS:
-        text = Text(N_("the account row fails its integrity check: {why}"), {"why": why})
-        return VerifyProblem(0, 0, text, _int(fields["id"]))
-    if table == AUTH_TOKENS:
-        text = Text(N_("a login token row fails its integrity check: {why}"), {"why": why})
-        return VerifyProblem(0, 0, text, _int(fields["user_id"]))
-    if table == ATTACHMENTS:
-        text = Text(N_("its row fails its integrity check: {why}"), {"why": why})
-        return VerifyProblem.of_attachment(
-            _int(fields["id"]), _int_or_none(fields["conv_id"]), _int_or_none(fields["seq"]), text
-        )
-    if table == IDEMPOTENCY_KEYS:
-        text = Text(
-            N_("the retry key of user {user} fails its integrity check: {why}"),
-            {"user": str(fields["sender"]), "why": why},
-        )
-        return VerifyProblem(_int(fields["conv_id"]), _int(fields["first_seq"]), text)
-    text = Text(
-        N_("the membership row of user {user} fails its integrity check: {why}"),
-        {"user": str(fields["user_id"]), "why": why},
-    )
-    return VerifyProblem(_int(fields["conv_id"]), _int(fields["joined_seq"]), text)
-
-
-def _int(value: object) -> int:
-    """An id for a report; 0 for a value that is not one (the row is garbage, still named)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _int_or_none(value: object) -> int | None:
-    return None if value is None else _int(value)
-
-
 async def verify_row_macs_txn(conn: aiosqlite.Connection, macs: RowMacs) -> list[VerifyProblem]:
     """Every MAC'd row's MAC: a NULL, malformed, unknown-key or wrong MAC is a problem naming
     the table and the row by its ids.  Each table is read in one pass, a page at a time."""
     problems: list[VerifyProblem] = []
-    for table in (USERS, AUTH_TOKENS, MEMBERSHIPS, ATTACHMENTS, IDEMPOTENCY_KEYS):
+    for table in VERIFIED_TABLES:
         covered, order = COLUMNS[table], ", ".join(PRIMARY_KEYS[table])
         async with conn.execute(f"SELECT {columns(table)} FROM {table} ORDER BY {order}") as rows:
             while page := await rows.fetchmany(PAGE):
@@ -225,7 +151,7 @@ async def verify_row_macs_txn(conn: aiosqlite.Connection, macs: RowMacs) -> list
                     verdict = macs.check(table, row[:-1], row[-1])
                     if verdict is not Verdict.OK:
                         fields = dict(zip(covered, row[:-1], strict=True))
-                        problems.append(_verify_problem(table, fields, verdict))
+                        problems.append(verify_problem(table, fields, verdict))
     return problems
 
 

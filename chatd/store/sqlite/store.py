@@ -131,6 +131,10 @@ class SqliteStore(Store):
         finally:
             await self._ctx.close()
 
+    async def hold_lease(self, job: str) -> bool:
+        # One server per database file (the server lock): it does every job.
+        return self._opened
+
     async def ping(self) -> None:
         async with self._ctx.read("ping") as conn:
             await conn.execute_fetchall("SELECT epoch FROM store_epoch")
