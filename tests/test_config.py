@@ -80,6 +80,7 @@ VARIABLES_ADDED = (
     "CHATD_REVOCATION_SECONDS",
     # issue 14: the database of several nodes
     "CHATD_DATABASE_URL",
+    "CHATD_HEAD_POLL_SECONDS",
 )
 EVERY_VARIABLE_NAME = VARIABLES_BEFORE_SECTIONS + VARIABLES_ADDED
 
@@ -300,6 +301,7 @@ EVERY_VARIABLE = [
     ("CHATD_BROKER_URL", "nats://10.0.0.5:4222", ("cluster", "broker_url", "nats://10.0.0.5:4222")),
     ("CHATD_NODE_ID", "node-b_2", ("cluster", "node_id", "node-b_2")),
     ("CHATD_REVOCATION_SECONDS", "30", ("gateway", "revocation_seconds", 30)),
+    ("CHATD_HEAD_POLL_SECONDS", "5", ("gateway", "head_poll_seconds", 5)),
     (
         "CHATD_DATABASE_URL",
         "postgresql://chatd@db.example:5432/chatd",

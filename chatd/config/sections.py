@@ -277,6 +277,15 @@ class GatewaySettings(Section):
             " or disabled elsewhere (the broker closes most of them at once)."
         ),
     )
+    head_poll_seconds: int = setting(
+        "CHATD_HEAD_POLL_SECONDS",
+        1,
+        parse_int(1, 3600),
+        N_(
+            "Seconds between two reads of the conversations that moved, which deliver to this"
+            " node's connections what the broker did not bring (the broker brings it at once)."
+        ),
+    )
     trusted_proxies: tuple[Network, ...] = setting(
         "CHATD_TRUSTED_PROXIES",
         (),

@@ -1,5 +1,6 @@
 """What one gateway runs on: its settings, the services, and its node-local delivery (hub,
-fan-out from the broker, revocation sweep), wired once per server by :mod:`chatd.wiring`."""
+fan-out from the broker, the head poll that is the broker's fallback, revocation sweep),
+wired once per server by :mod:`chatd.wiring`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from chatd.core.conversations import (
 from chatd.gateway import protocol as p
 from chatd.gateway.fanout import Fanout
 from chatd.gateway.handlers import Handlers
+from chatd.gateway.head_poll import HeadPoller
 from chatd.gateway.hub import Hub
 from chatd.gateway.presence import Presence
 from chatd.gateway.revocation import RevocationSweeper
@@ -36,6 +38,7 @@ class Gateway:
     attachments: AttachmentService
     revocation: RevocationSweeper
     presence: Presence
+    head_poll: HeadPoller
 
     @classmethod
     def build(
@@ -51,8 +54,17 @@ class Gateway:
         fanout = Fanout(services.broker, services.reading, hub)
         revocation = RevocationSweeper(hub, services.auth, listen.revocation_seconds)
         presence = Presence(services.sessions, hub.node, listen.sessions_per_user, hub.sessions)
+        head_poll = HeadPoller(services.reading, fanout, listen.head_poll_seconds)
         return cls(
-            settings, services, hub, fanout, Handlers(services), attachments, revocation, presence
+            settings,
+            services,
+            hub,
+            fanout,
+            Handlers(services),
+            attachments,
+            revocation,
+            presence,
+            head_poll,
         )
 
     @property
@@ -65,6 +77,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.fanout.start()
+        await self.head_poll.start()
         self.revocation.start()
         await self.presence.forget_previous_life()
         self.presence.start()
@@ -81,6 +94,7 @@ class Gateway:
         await self.revocation.stop()
         await self.attachments.stop()
         await self.services.messaging.drain()
+        await self.head_poll.stop()
         await self.fanout.stop()
 
     def limits(self) -> dict[str, Any]:

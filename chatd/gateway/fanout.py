@@ -17,14 +17,19 @@ Routing never trusts what a client claims: the audience comes from the store.  A
 does not trust the broker either: each connection's cursors (:mod:`chatd.gateway.session`)
 drop what was already sent and fill any gap from the store, so the guarantee "in seq order,
 exactly once, no silent gap" holds even if a publication is lost, repeated or late.
+
+A lost pointer is found by the head poll (:mod:`chatd.gateway.head_poll`): the fan-out
+remembers the last seq it was handed per conversation (the newest :data:`NOTED_LIMIT`
+conversations), and :meth:`Fanout.catch_up` turns each head the store reports beyond it
+into a pointer of its own, for the seqs this node was never told about.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from chatd.broker.base import Broker, Committed, EndSessions, Publication, ReadMarker, SessionEnd
@@ -34,6 +39,12 @@ from chatd.gateway.wire import CloseCode, encode_event, encode_state
 from chatd.services.reading import Reading
 
 log = logging.getLogger("chatd.gateway.fanout")
+
+NOTED_LIMIT = 100_000  # conversations whose last seq handed over is remembered
+# A conversation this node was never told about (or forgot): the head poll reads at most its
+# last UNSEEN_SPAN events, enough for a left or joined event before the last one to reach
+# its audience; a session that was further behind fills the rest from its cursor's gap.
+UNSEEN_SPAN = 50
 
 CLOSE_CODES = {
     SessionEnd.LOGGED_OUT: CloseCode.LOGGED_OUT,
@@ -66,7 +77,9 @@ class Fanout:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._noted: OrderedDict[int, int] = OrderedDict()  # conv → last seq handed over
         self.published = 0  # events dispatched, for tests and metrics
+        self.caught_up = 0  # pointers made by catch_up, for tests and metrics
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chatd-fanout")
@@ -84,8 +97,9 @@ class Fanout:
     def receive(self, publication: Publication) -> None:
         """The broker's receiver: never blocks (events are queued for the dispatcher)."""
         match publication:
-            case Committed():
-                if publication.span is not None:
+            case Committed(conv_id=conv_id):
+                if (span := publication.span) is not None:
+                    self._note(conv_id, span[1])
                     self._pending.append(publication)
                     self._wake.set()
             case ReadMarker(user_id=user, state=state, origin=origin):
@@ -97,6 +111,27 @@ class Fanout:
                     self._hub.close_token(token_hash, code)
                 if user is not None:
                     self._hub.close_user(user, code)
+
+    def catch_up(self, heads: Mapping[int, int]) -> int:
+        """Heads the store reported (conv → last seq): queue a pointer for each conversation
+        whose head is past the last seq this node was handed; how many."""
+        made = 0
+        for conv_id, last_seq in heads.items():
+            noted = self._noted.get(conv_id)
+            if noted is not None and noted >= last_seq:
+                continue
+            first = noted + 1 if noted is not None else max(1, last_seq - UNSEEN_SPAN + 1)
+            self.receive(Committed.pointer(conv_id, first, last_seq))
+            made += 1
+        self.caught_up += made
+        return made
+
+    def _note(self, conv_id: int, last_seq: int) -> None:
+        if self._noted.get(conv_id, 0) < last_seq:
+            self._noted[conv_id] = last_seq
+        self._noted.move_to_end(conv_id)
+        if len(self._noted) > NOTED_LIMIT:
+            self._noted.popitem(last=False)
 
     async def _run(self) -> None:
         while True:

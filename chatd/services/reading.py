@@ -1,5 +1,5 @@
 """What a user may read of the log: history pages, catch-up, sync heads, chain hashes,
-fan-out audiences, the events another node's pointer names.
+fan-out audiences, the events another node's pointer names, the heads that moved.
 
 Visibility is decided by the store's queries (the user's membership intervals and the
 visible window, :mod:`chatd.core.visibility` is the rule they implement); this service is
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from chatd.core.events import Event
 from chatd.core.records import ChainView, ConversationHead, EventPage
 from chatd.store.contract import LogStore
+from chatd.store.head_feed import HeadWatch
 
 
 class Reading:
@@ -64,6 +65,11 @@ class Reading:
     ) -> dict[int, frozenset[int]]:
         """Who may read each of these seqs (the fan-out's routing, never the client's)."""
         return await self._store.audience(conv_id, first_seq, last_seq)
+
+    async def head_watch(self) -> HeadWatch:
+        """A watch of the heads that move from now on, whichever node appends: the head
+        poll's (:mod:`chatd.gateway.head_poll`), the broker's fallback."""
+        return await self._store.head_watch()
 
     async def committed_events(self, conv_id: int, first_seq: int, last_seq: int) -> list[Event]:
         """The events ``first_seq``..``last_seq`` of a conversation, opened, for the fan-out

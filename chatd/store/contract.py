@@ -59,9 +59,10 @@ from chatd.core.records import (
     VerifyReport,
 )
 from chatd.crypto.keyring import KeyRing
+from chatd.store.head_feed import HeadFeed
 
 
-class LogStore(Protocol):
+class LogStore(HeadFeed, Protocol):
     """The conversation log: appends decided by the rules, and reads filtered by visibility.
 
     * **Dense seqs.** A conversation's events are numbered 1, 2, 3 … with no gap and no
@@ -90,6 +91,9 @@ class LogStore(Protocol):
     shredded — or it **re-reads the conversation's head under a row lock in the same
     transaction** as the append (what a PostgreSQL backend behind several nodes must do, with
     ``SELECT … FOR UPDATE`` on the conversation, or no cache at all).
+
+    **Heads that moved** (:class:`~chatd.store.head_feed.HeadFeed`): a watch names every
+    conversation whose head moved since its previous look, whichever node appended.
     """
 
     window_size: int  # CHATD_VISIBLE_WINDOW: messages in a user's visible window

@@ -122,3 +122,46 @@ async def test_an_account_disabled_through_the_services_is_closed_at_once(
         finally:
             for device in (phone, laptop, bystander):
                 await device.close()
+
+
+class DeafBroker(WrappedBroker):
+    """A broker that loses every committed batch (a NATS that never delivers): only the
+    head poll (:mod:`chatd.gateway.head_poll`) can bring events to live sessions."""
+
+    def publish(self, publication: Publication) -> None:
+        if not isinstance(publication, Committed):
+            self._inner.publish(publication)
+
+
+POLL_BOUND_S = 30.0  # the promise is a poll a second; generous on a busy machine
+
+
+async def test_events_the_broker_lost_reach_live_sessions_through_the_head_poll(
+    tmp_path: Path,
+) -> None:
+    async with serving(tmp_path, DeafBroker()) as server:
+        (_, anne_token), (bruno, bruno_token) = [
+            await server.user(name) for name in ("Anne", "Bruno")
+        ]
+        sender = await WsClient.open(server.ws_url, anne_token)
+        others = [
+            await WsClient.open(server.ws_url, bruno_token),
+            await WsClient.open(server.ws_url, anne_token),  # the sender's other device
+        ]
+        try:
+            for device in (sender, *others):
+                await device.sync()
+            conv = await sender.create([bruno], "Sans courtier")
+            for i in range(5):
+                await sender.send(conv, f"message {i}")
+            last = 7  # created, the creation's message, 5 messages
+            looks = server.gateway.head_poll.looks
+            for device in others:
+                await device.wait_seq(conv, last, timeout=POLL_BOUND_S)
+                await device.flush()
+                assert device.seqs(conv) == list(range(1, last + 1))  # once each, in order
+            assert server.gateway.head_poll.looks > looks
+            assert server.gateway.fanout.caught_up >= 1
+        finally:
+            for device in (sender, *others):
+                await device.close()

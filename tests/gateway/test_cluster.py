@@ -41,7 +41,13 @@ def shared(tmp_path: Path) -> Path:
 
 
 def start_nodes(
-    tmp_path: Path, shared: Path, dsn: str, broker_url: str, names: tuple[str, ...]
+    tmp_path: Path,
+    shared: Path,
+    dsn: str,
+    broker_url: str | None,
+    names: tuple[str, ...],
+    *,
+    head_poll_seconds: int = 3600,  # only NATS can bring an event in time, unless a test says
 ) -> list[ServerProcess]:
     env = {"CHATD_DATABASE_URL": dsn}
     migrated = run_chatd(shared, "migrate", env=env)
@@ -52,11 +58,13 @@ def start_nodes(
             (tmp_path / name).mkdir()
             extra = {
                 **env,
-                "CHATD_BROKER_URL": broker_url,
                 "CHATD_NODE_ID": f"noeud-{name}",
                 "CHATD_DATA_DIR": str(shared),
                 "CHATD_REVOCATION_SECONDS": "3600",  # only NATS can close a socket in time
+                "CHATD_HEAD_POLL_SECONDS": str(head_poll_seconds),
             }
+            if broker_url is not None:
+                extra["CHATD_BROKER_URL"] = broker_url
             started.append(start_server(tmp_path / name, extra))
     except BaseException:
         for node in started:
@@ -166,6 +174,12 @@ async def test_a_logout_on_one_node_closes_the_tokens_socket_on_the_other(
     assert time.monotonic() - started < CLOSE_WITHIN_S
 
 
+async def broker_is_back(node: ServerProcess, within: float) -> None:
+    async with httpx.AsyncClient(base_url=node.base_url) as http, asyncio.timeout(within):
+        while (await http.get("/healthz")).json()["broker"] != "ok":
+            await asyncio.sleep(0.2)  # a probe's pace: the node's state has no event to await
+
+
 NATS_DOWN_S = 10.0  # the fault's length (issue 14), not a synchronisation
 PACE_S = 0.1  # each sender's pace: some 20 messages a second in all
 
@@ -178,7 +192,9 @@ async def test_nats_down_for_ten_seconds_under_load_loses_nothing_and_delivery_c
     nats_factory: Callable[..., NatsServer],
 ) -> None:
     nats = nats_factory()
-    started = start_nodes(tmp_path, shared, postgres_dsn, nats.url, ("a", "b"))
+    # The head poll is what finds the pointers lost while NATS was away, or published by one
+    # node before the other had subscribed again.
+    started = start_nodes(tmp_path, shared, postgres_dsn, nats.url, ("a", "b"), head_poll_seconds=1)
     store = PostgresStore(
         postgres_dsn,
         load_key_file(shared / "master.keys"),
@@ -219,6 +235,42 @@ async def test_nats_down_for_ten_seconds_under_load_loses_nothing_and_delivery_c
             await device.flush()
             assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
         assert len(set(acked)) == len(acked) and max(acked) < last  # every ack is in the log
+        for node in started:  # and NATS is back too: each node reconnected and subscribed
+            await broker_is_back(node, within=60)
+    finally:
+        await admin.close()
+        for node in started:
+            stop_server(node)
+
+
+async def test_two_nodes_without_a_broker_deliver_through_the_head_poll_alone(
+    tmp_path: Path, shared: Path, postgres_dsn: str, password_hash: str
+) -> None:
+    """No NATS at all: the head poll of each node still brings the other node's events to
+    its sessions, in order and once each, within its bound (here a poll a second)."""
+    started = start_nodes(tmp_path, shared, postgres_dsn, None, ("a", "b"), head_poll_seconds=1)
+    store = PostgresStore(
+        postgres_dsn,
+        load_key_file(shared / "master.keys"),
+        checkpoint_log=shared / "chatd.checkpoints",
+        migrate=False,
+    )
+    await store.open()
+    admin = Admin(started[0], store, password_hash)
+    cluster = Cluster(started, admin)
+    try:
+        alice, bob = await admin.users(2)
+        a_alice = await connect(cluster, 0, alice.token)
+        b_bob = await connect(cluster, 1, bob.token)
+        conv = await a_alice.create([bob.id], text="sans courtier")
+        for i in range(5):
+            await a_alice.send(conv, f"de A {i}")
+            await b_bob.send(conv, f"de B {i}")
+        last = 2 + 10
+        for device in (a_alice, b_bob):
+            await device.wait_seq(conv, last, timeout=60)
+            await device.flush()
+            assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
     finally:
         await admin.close()
         for node in started:

@@ -40,9 +40,11 @@ from chatd.core.records import (
 )
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
+from chatd.store.head_feed import HeadWatch
 from chatd.store.postgres.attachments import PostgresAttachments
 from chatd.store.postgres.audit import PostgresAdminAudit
 from chatd.store.postgres.context import PostgresContext
+from chatd.store.postgres.head_watch import PostgresHeadWatch
 from chatd.store.postgres.heads import chain_views_txn
 from chatd.store.postgres.history import PostgresHistory
 from chatd.store.postgres.inbox import PostgresInbox
@@ -128,6 +130,9 @@ class PostgresStore(Store):
                 await self._history.close()
         finally:
             await self._ctx.close()
+
+    async def head_watch(self) -> HeadWatch:
+        return await PostgresHeadWatch.start(self._ctx)
 
     async def hold_lease(self, job: str) -> bool:
         return await self._leases.hold(job) if self._opened else False

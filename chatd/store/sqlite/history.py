@@ -73,7 +73,7 @@ class SqliteHistory:
         await self.checkpoints.open(expects_log=self._expects_log)
 
     def start(self) -> None:
-        self._ctx.writer.on_commit = self.checkpoints.note
+        self._ctx.writer.on_commit.append(self.checkpoints.note)
         self.checkpoints.start()
 
     async def close(self) -> None:

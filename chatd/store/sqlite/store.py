@@ -45,9 +45,11 @@ from chatd.core.records import (
 )
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
+from chatd.store.head_feed import HeadWatch
 from chatd.store.sqlite.attachments import SqliteAttachments
 from chatd.store.sqlite.audit import SqliteAdminAudit
 from chatd.store.sqlite.context import SqliteContext
+from chatd.store.sqlite.head_watch import HeadJournal, SqliteHeadWatch
 from chatd.store.sqlite.heads import chain_views_txn
 from chatd.store.sqlite.history import SqliteHistory
 from chatd.store.sqlite.inbox import SqliteInbox
@@ -101,6 +103,7 @@ class SqliteStore(Store):
             interval=checkpoint_seconds,
             clock_ms=clock_ms,
         )
+        self._journal = HeadJournal()
         self._opened = False
 
     @property
@@ -121,6 +124,7 @@ class SqliteStore(Store):
             await self._ctx.close()
             raise
         self._history.start()
+        self._ctx.writer.on_commit.append(self._journal.note)
         self._opened = True
 
     async def close(self) -> None:
@@ -130,6 +134,9 @@ class SqliteStore(Store):
                 await self._history.close()
         finally:
             await self._ctx.close()
+
+    async def head_watch(self) -> HeadWatch:
+        return SqliteHeadWatch(self._journal)
 
     async def hold_lease(self, job: str) -> bool:
         # One server per database file (the server lock): it does every job.

@@ -103,8 +103,9 @@ class GroupCommitWriter:
         self._inflight: _InFlight | None = None
         self._closing = False
         self.batches = 0  # group commits so far (benchmarks report the mean batch size)
-        # Told the heads each commit left, once committed (the checkpointer's feed).
-        self.on_commit: Callable[[dict[int, tuple[int, bytes]]], None] | None = None
+        # Told the heads each commit left, once committed: the checkpointer's feed and the
+        # head journal's (:mod:`.head_watch`).
+        self.on_commit: list[Callable[[dict[int, tuple[int, bytes]]], None]] = []
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chatd-writer")
@@ -277,8 +278,10 @@ class GroupCommitWriter:
             self._planner.reset(plan.new_convs)
             return False
         self.batches += 1
-        if self.on_commit is not None and plan.heads:
-            self.on_commit({conv: (head[0], head[1]) for conv, head in plan.heads.items()})
+        if plan.heads:
+            heads = {conv: (head[0], head[1]) for conv, head in plan.heads.items()}
+            for listener in self.on_commit:
+                listener(heads)
         for request, outcome in zip(requests, plan.outcomes, strict=True):
             if request.future.done():  # the caller was cancelled; the write stands
                 continue
