@@ -7,20 +7,22 @@ has a French sentence; numbers are written as each language writes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
+from babel.messages.pofile import read_po
 
 from chatd.core import conversations
 from chatd.core.conversations import MAX_ATTACHMENTS, MAX_MEMBERS, MAX_NAME_CHARS, MAX_TEXT_CHARS
-from chatd.core.errors import ChatdError, ClientError, ValidationError
+from chatd.core.errors import ChatdError, ClientError, ServerRunningError, ValidationError
 from chatd.core.records import VerifyProblem
 from chatd.gateway import protocol as p
 from chatd.gateway.session import SessionStateError
 from chatd.i18n import Text, server_catalogue
-from chatd.store.sqlite.lock import ServerRunningError
 
 NNBSP = "\u202f"  # the thousands separator of French numbers
 NBSP = "\u00a0"  # before : ; ? ! in French
@@ -228,3 +230,22 @@ def test_client_errors_default_to_a_finished_french_sentence() -> None:
     for cls in client_errors:
         french = cls().message_in("fr")
         assert french.endswith(".") and "{" not in french, (cls.__name__, french)
+
+
+CATALOGUES = (
+    Path(__file__).parent.parent / "chatd/locale/fr/LC_MESSAGES/chatd.po",
+    Path(__file__).parent.parent / "clients/cli/locale/fr/LC_MESSAGES/chatd_cli.po",
+)
+
+
+@pytest.mark.parametrize("path", CATALOGUES, ids=lambda p: p.name)
+def test_french_puts_a_no_break_space_before_colons_semicolons_and_marks(path: Path) -> None:
+    """French typography: ``:``, ``;``, ``?`` and ``!`` follow a no-break space, so that a
+    line never starts with one (a plain space there is a slip of the translator's keyboard)."""
+    with path.open("rb") as source:
+        catalogue = read_po(source)
+    slips = []
+    for message in catalogue:
+        texts = [message.string] if isinstance(message.string, str) else list(message.string)
+        slips += [text for text in texts if message.id and re.search(r"[ \t][;:!?]", text)]
+    assert slips == []

@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime
 
 from chatd.admin_voice import ADMIN
+from chatd.cli.claims import sole_use
 from chatd.cli.common import EXIT_PROBLEM, _, ngettext, out
 from chatd.config import Settings
 from chatd.core.checkpoint_audit import Departure
@@ -24,7 +25,6 @@ from chatd.i18n import N_
 from chatd.services.maintenance import Maintenance, os_operator
 from chatd.store.checkpoint_log import CheckpointLog
 from chatd.store.contract import Store
-from chatd.store.sqlite.lock import ServerLock
 from chatd.wiring import open_store
 
 SHOWN = 20  # departures listed one by one; the rest are counted
@@ -146,12 +146,14 @@ def _append(path: str, data: bytes) -> None:
 
 async def cmd_checkpoints_declare_rewind(settings: Settings, args: argparse.Namespace) -> int:
     # Like a new epoch: a running server would go on with the epoch and heads it holds.
-    with ServerLock(settings.store.database_path, N_("declare a restored database")):
-        async with open_store(settings) as store:
-            state = store.checkpoint_state()
-            departures = [] if state.problems else await store.checkpoint_departures()
-            _say_departures(departures)
-            record = await Maintenance(store).declare_rewind(len(departures), by=os_operator())
+    async with (
+        sole_use(settings, N_("declare a restored database")),
+        open_store(settings) as store,
+    ):
+        state = store.checkpoint_state()
+        departures = [] if state.problems else await store.checkpoint_departures()
+        _say_departures(departures)
+        record = await Maintenance(store).declare_rewind(len(departures), by=os_operator())
     out(
         args,
         _(

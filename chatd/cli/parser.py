@@ -54,11 +54,11 @@ from chatd.core.errors import (
     DatabaseDamaged,
     HistoryRewound,
     KeyFileError,
+    ServerRunningError,
     ValidationError,
 )
 from chatd.core.password_policy import rule
 from chatd.i18n import LANGUAGES
-from chatd.store.sqlite.lock import ServerRunningError
 
 Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
 

@@ -5,13 +5,13 @@ retention, the store epoch, the settings.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 
 from chatd.admin_voice import ADMIN
 from chatd.cli.checkpoint_commands import refuse_a_rewound_history
+from chatd.cli.claims import serving_use, sole_use
 from chatd.cli.common import (
     EXIT_DAMAGED,
     EXIT_KEYS,
@@ -33,7 +33,6 @@ from chatd.core.records import VerifyProblem, VerifyReport
 from chatd.crypto.keyring import KeyRing, load_key_file, write_key_file
 from chatd.i18n import N_
 from chatd.services.maintenance import Maintenance, os_operator
-from chatd.store.sqlite.lock import ServerLock
 from chatd.wiring import attachment_files, build_gateway, open_store, running
 
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
@@ -69,16 +68,10 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         write_key_file(path, KeyRing.generate(), replace=False)
         print(_(KEY_FILE_CREATED, path=str(path)))
-    # One server per SQLite file; PostgreSQL is made for several nodes.
-    lock = (
-        ServerLock(settings.store.database_path, N_("start another server"))
-        if settings.store.backend == "sqlite"
-        else contextlib.nullcontext()
-    )
-    with lock:
-        async with running(settings, serving=True) as process:
-            await refuse_a_rewound_history(process.store)
-            await serve(settings, build_gateway(process))
+    # One server per SQLite file; any number of nodes on PostgreSQL (chatd.cli.claims).
+    async with serving_use(settings), running(settings, serving=True) as process:
+        await refuse_a_rewound_history(process.store)
+        await serve(settings, build_gateway(process))
     return 0
 
 
@@ -143,7 +136,7 @@ def _say_verify(args: argparse.Namespace, report: VerifyReport) -> int:
 
 async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.store.key_file_path
-    with ServerLock(settings.store.database_path, N_("rotate the master key")):
+    async with sole_use(settings, N_("rotate the master key")):
         old = load_key_file(path)
         new = old.with_new_active()
         # The file first: if we crash after it, the old KEK is still in it and all opens.
@@ -164,7 +157,7 @@ async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> int:
     path = settings.store.key_file_path
-    with ServerLock(settings.store.database_path, N_("retire a master key")):
+    async with sole_use(settings, N_("retire a master key")):
         return await _retire_locked(settings, args, path)
 
 
@@ -250,9 +243,11 @@ async def cmd_retention_run(settings: Settings, args: argparse.Namespace) -> int
 async def cmd_store_new_epoch(settings: Settings, args: argparse.Namespace) -> int:
     # A running server would go on announcing the epoch it read at start: refuse while one
     # holds the database, as for a key rotation.
-    with ServerLock(settings.store.database_path, N_("declare a new store epoch")):
-        async with open_store(settings) as store:
-            epoch = await Maintenance(store).declare_new_epoch(by=os_operator())
+    async with (
+        sole_use(settings, N_("declare a new store epoch")),
+        open_store(settings) as store,
+    ):
+        epoch = await Maintenance(store).declare_new_epoch(by=os_operator())
     out(args, _("New store epoch: {epoch}", epoch=epoch), {"epoch": epoch})
     return 0
 

@@ -282,8 +282,8 @@ class GatewaySettings(Section):
         1,
         parse_int(1, 3600),
         N_(
-            "Seconds between two reads of the conversations that moved, which deliver to this"
-            " node's connections what the broker did not bring (the broker brings it at once)."
+            "Seconds between two reads of the conversations that moved, which deliver to the"
+            " connections of this node what the broker did not bring (it brings it at once)."
         ),
     )
     trusted_proxies: tuple[Network, ...] = setting(

@@ -123,6 +123,16 @@ class BrokerUnavailable(ChatdError):
     default_message = N_("The broker cannot be reached.")
 
 
+class ServerRunningError(ChatdError):
+    """A command that needs the database to itself found a server (or a node, or another
+    such command) using it: on SQLite the server lock's flock
+    (:mod:`chatd.store.sqlite.lock`), on PostgreSQL the serving nodes' shared advisory lock
+    (:mod:`chatd.store.postgres.serving_lock`)."""
+
+    code = "server_running"
+    default_message = N_("A chatd server is using this database.")
+
+
 class MigrationError(ChatdError):
     """The database schema is newer than this code, or a migration failed."""
 

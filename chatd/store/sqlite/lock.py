@@ -19,13 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from chatd.core.errors import ChatdError
+from chatd.core.errors import ServerRunningError
 from chatd.i18n import N_, Text
 
-
-class ServerRunningError(ChatdError):
-    code = "server_running"
-    default_message = N_("A chatd server is using this database.")
+__all__ = ["ServerLock", "ServerRunningError"]
 
 
 class ServerLock:
