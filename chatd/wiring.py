@@ -75,7 +75,12 @@ def make_broker(settings: Settings, *, required: bool = True, node: str | None =
         return MemoryBroker()
     from chatd.broker.nats import NatsBroker  # nats-py is loaded only where it is used
 
-    return NatsBroker(cluster.broker_url, node or node_id(settings), required=required)
+    tls = None
+    if cluster.broker_url.startswith("tls://"):
+        from chatd.broker.tls import tls_context
+
+        tls = tls_context(cluster.broker_ca_file, cluster.broker_cert_file, cluster.broker_key_file)
+    return NatsBroker(cluster.broker_url, node or node_id(settings), required=required, tls=tls)
 
 
 def build_services(settings: Settings, store: Store, broker: Broker) -> Services:

@@ -81,6 +81,9 @@ VARIABLES_ADDED = (
     # issue 14: the database of several nodes
     "CHATD_DATABASE_URL",
     "CHATD_HEAD_POLL_SECONDS",
+    "CHATD_BROKER_CA_FILE",
+    "CHATD_BROKER_CERT_FILE",
+    "CHATD_BROKER_KEY_FILE",
 )
 EVERY_VARIABLE_NAME = VARIABLES_BEFORE_SECTIONS + VARIABLES_ADDED
 
@@ -326,6 +329,24 @@ def test_cluster_values_that_would_misroute_stop_the_start(variable: str, raw: s
         Settings.from_env({variable: raw})
 
 
+def test_the_broker_tls_files_go_with_a_tls_address() -> None:
+    cluster = Settings.from_env(
+        {
+            "CHATD_BROKER_URL": "tls://nats.example:4222",
+            "CHATD_BROKER_CA_FILE": "/etc/chatd/nats-ca.pem",
+            "CHATD_BROKER_CERT_FILE": "/etc/chatd/node.pem",
+            "CHATD_BROKER_KEY_FILE": "/etc/chatd/node.key",
+        }
+    ).cluster
+    assert (cluster.broker_ca_file, cluster.broker_cert_file, cluster.broker_key_file) == (
+        Path("/etc/chatd/nats-ca.pem"),
+        Path("/etc/chatd/node.pem"),
+        Path("/etc/chatd/node.key"),
+    )
+    with pytest.raises(ConfigError, match="CHATD_BROKER_KEY_FILE"):
+        Settings.from_env({"CHATD_BROKER_KEY_FILE": "/etc/chatd/node.key"})
+
+
 def test_the_database_url_chooses_the_backend_and_agrees_with_chatd_database() -> None:
     pg = Settings.from_env(
         {"CHATD_DATABASE_URL": "postgresql://chatd@db:5432/chatd", "CHATD_DATA_DIR": "/srv"}
@@ -389,9 +410,10 @@ def test_every_sections_variables_are_read(
 
 
 def test_the_table_above_covers_every_variable() -> None:
-    """The TLS pair and CHATD_DEBUG are read by the tests above (they go with others)."""
+    """The TLS pairs and CHATD_DEBUG are read by the tests above (they go with others)."""
     tested = {variable for variable, _, _ in EVERY_VARIABLE}
     tested |= {"CHATD_TLS_CERT_FILE", "CHATD_TLS_KEY_FILE", "CHATD_DEBUG"}
+    tested |= {"CHATD_BROKER_CA_FILE", "CHATD_BROKER_CERT_FILE", "CHATD_BROKER_KEY_FILE"}
     assert tested == set(EVERY_VARIABLE_NAME)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -63,8 +64,10 @@ class NatsBroker:
         reconnect_seconds: float = 1.0,
         drain_seconds: float = 5.0,
         required: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._tls = tls  # for a tls:// URL (chatd.broker.tls); None: Python's default
         self.node_id = node_id
         self.subject = subject
         self._limit = queue_limit
@@ -127,6 +130,7 @@ class NatsBroker:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
+                    tls=self._tls,
                 )
                 await client.subscribe(self.subject, cb=self._on_message)
                 await self._probe(client)

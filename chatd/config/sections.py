@@ -487,3 +487,46 @@ class ClusterSettings(Section):
         parse_node_id,
         N_("Name of this node among the others (empty: a new random one at each start)."),
     )
+    broker_ca_file: Path | None = setting(
+        "CHATD_BROKER_CA_FILE",
+        None,
+        parse_path,
+        N_(
+            "Certificates (PEM) of the authorities that must have signed the certificate of a"
+            " tls:// broker (default: those of the system)."
+        ),
+    )
+    broker_cert_file: Path | None = setting(
+        "CHATD_BROKER_CERT_FILE",
+        None,
+        parse_path,
+        N_("Certificate (PEM) of this node, for a tls:// broker that asks for one."),
+    )
+    broker_key_file: Path | None = setting(
+        "CHATD_BROKER_KEY_FILE",
+        None,
+        parse_path,
+        N_("The private key (PEM) of CHATD_BROKER_CERT_FILE."),
+    )
+
+    def problems(self) -> list[Text]:
+        found: list[Text] = []
+        tls_files = {
+            "CHATD_BROKER_CA_FILE": self.broker_ca_file,
+            "CHATD_BROKER_CERT_FILE": self.broker_cert_file,
+            "CHATD_BROKER_KEY_FILE": self.broker_key_file,
+        }
+        if not self.broker_url.startswith("tls://"):
+            found += [
+                Text(
+                    N_("{variable} is only for a broker at a tls:// address (CHATD_BROKER_URL)."),
+                    {"variable": variable},
+                )
+                for variable, path in tls_files.items()
+                if path is not None
+            ]
+        if (self.broker_cert_file is None) != (self.broker_key_file is None):
+            found.append(
+                Text(N_("CHATD_BROKER_CERT_FILE and CHATD_BROKER_KEY_FILE go together: set both."))
+            )
+        return found

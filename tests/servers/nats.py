@@ -21,6 +21,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from tests.servers.certs import Certificates
 from tests.servers.processes import (
     ManagedServer,
     ServerFailed,
@@ -56,20 +57,25 @@ class NatsServer(ManagedServer):
     STOP_SIGNALS = _STOP_SIGNALS
     DEFAULT_STOP = "graceful"
 
-    def __init__(self, base_dir: Path, binary: Path, *, jetstream: bool) -> None:
+    def __init__(
+        self, base_dir: Path, binary: Path, *, jetstream: bool, tls: Certificates | None = None
+    ) -> None:
         self.base_dir = base_dir
         self.binary = binary
         self.jetstream = jetstream
+        self.tls = tls  # TLS required of every client, with this certificate
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_start_seconds = 0.0
 
     @classmethod
-    def create(cls, *, jetstream: bool = False, parent: Path | None = None) -> NatsServer:
-        """Start a server on a free loopback port."""
+    def create(
+        cls, *, jetstream: bool = False, parent: Path | None = None, tls: Certificates | None = None
+    ) -> NatsServer:
+        """Start a server on a free loopback port (``tls``: clients must speak TLS)."""
         binary = installed_binary()
         base_dir = Path(tempfile.mkdtemp(prefix="chatd-nats-", dir=parent))
-        server = cls(base_dir, binary, jetstream=jetstream)
+        server = cls(base_dir, binary, jetstream=jetstream, tls=tls)
         try:
             server.start()
         except BaseException:
@@ -104,6 +110,8 @@ class NatsServer(ManagedServer):
         argv += ["--name", f"chatd-test-{self.port}"]
         if self.jetstream:
             argv += ["--jetstream", "--store_dir", str(self.base_dir / "jetstream")]
+        if self.tls is not None:
+            argv += ["--tls", "--tlscert", str(self.tls.cert), "--tlskey", str(self.tls.key)]
         return argv
 
     def _greets(self) -> bool:
@@ -121,8 +129,9 @@ class NatsServer(ManagedServer):
 
     @property
     def url(self) -> str:
-        """``nats://127.0.0.1:PORT`` (nats-py and ``CHATD_BROKER_URL`` take it)."""
-        return f"nats://{HOST}:{self.port}"
+        """``nats://127.0.0.1:PORT``, or ``tls://…`` (nats-py and ``CHATD_BROKER_URL`` take
+        it)."""
+        return f"{'tls' if self.tls is not None else 'nats'}://{HOST}:{self.port}"
 
     @property
     def log_path(self) -> Path:
