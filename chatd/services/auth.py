@@ -187,7 +187,9 @@ class AuthService:
                 raise InvalidCredentialsError()
             attempt.succeeded = True
         log.debug("login: user %d", user.id)
-        return await self.start_session(user, device)
+        # The hash checked goes with the token: a reset or a change of the password while
+        # Argon2 ran must not leave this login's token behind its revocation.
+        return await self.start_session(user, device, checked_hash=user.password_hash)
 
     @asynccontextmanager
     async def _password_attempt(self, key: str, address: str) -> AsyncIterator[_Attempt]:
@@ -209,9 +211,13 @@ class AuthService:
                 admission.attempt, succeeded=attempt.succeeded, now_ms=self._clock_ms()
             )
 
-    async def start_session(self, user: User, device: str | None = None) -> LoginResult:
+    async def start_session(
+        self, user: User, device: str | None = None, *, checked_hash: str | None = None
+    ) -> LoginResult:
         """A new session for ``user``, whose credentials were checked (a login, or an
-        operator's tool that seeds accounts: the benchmarks, the chaos harness)."""
+        operator's tool that seeds accounts: the benchmarks, the chaos harness).
+        ``checked_hash``: the password hash a login verified (see
+        :meth:`~chatd.store.contract.AccountStore.create_session_token`)."""
         if user.disabled:
             raise UserDisabledError()
         token = new_token()
@@ -219,7 +225,7 @@ class AuthService:
         record = SessionToken(
             token_digest(token), user.id, now, now + self._session_ms, device=device
         )
-        await self._store.create_session_token(record)
+        await self._store.create_session_token(record, password_hash=checked_hash)
         return LoginResult(
             token, self.principal(user, record.token_hash, record.expires_at), self.terms_version
         )

@@ -271,8 +271,18 @@ class AccountStore(Protocol):
         for an unknown user."""
         ...
 
-    async def create_session_token(self, token: SessionToken) -> None:
-        """Record a login token.  Only its SHA-256 digest is given, and only that is kept."""
+    async def create_session_token(
+        self, token: SessionToken, *, password_hash: str | None = None
+    ) -> None:
+        """Record a login token.  Only its SHA-256 digest is given, and only that is kept.
+
+        ``password_hash``: the hash a login checked the password against.  The token is then
+        recorded only if the account still has that hash and is enabled, in a transaction
+        that a password change, a reset or a disabling (which revoke the user's tokens)
+        cannot interleave with: else :class:`~chatd.core.errors.InvalidCredentialsError`
+        (the password changed during the check) or
+        :class:`~chatd.core.errors.UserDisabledError`, and nothing is recorded.  Without
+        it (an operator's tool seeding sessions) the token is recorded as given."""
         ...
 
     async def find_session_token(self, token_hash: bytes) -> SessionToken | None:

@@ -12,7 +12,12 @@ import hashlib
 
 import pytest
 
-from chatd.core.errors import ConflictError, UserNotFound
+from chatd.core.errors import (
+    ConflictError,
+    InvalidCredentialsError,
+    UserDisabledError,
+    UserNotFound,
+)
 from chatd.core.records import SessionToken
 from chatd.store.contract import Store
 from tests.conftest import FAKE_PASSWORD_HASH, make_user, make_users
@@ -144,3 +149,37 @@ async def test_the_flag_and_hash_survive_a_reopen(store_factory: StoreFactory) -
     user = await again.get_user(a)
     assert (user.password_hash, user.must_change_password) == (ONE_TIME_HASH, True)
     assert [u.must_change_password for u in await again.list_users()] == [True]
+
+
+async def test_a_login_whose_password_changed_during_its_check_records_no_token(
+    store: Store,
+) -> None:
+    """A login checks the password against the hash it read (Argon2 takes a while); a reset
+    that lands meanwhile revokes every token.  The login's token, recorded with the hash it
+    checked, is refused rather than left live behind the revocation."""
+    alice = await make_user(store, "alice")
+    checked = alice.password_hash
+    await store.reset_password(alice.id, ONE_TIME_HASH, now_ms=1)
+    late = SessionToken(digest("late"), alice.id, 2, 8 * HOUR)
+    with pytest.raises(InvalidCredentialsError):
+        await store.create_session_token(late, password_hash=checked)
+    assert await store.find_session_token(digest("late")) is None
+    fresh = SessionToken(digest("fresh"), alice.id, 3, 8 * HOUR)
+    await store.create_session_token(fresh, password_hash=ONE_TIME_HASH)  # the current hash
+    assert await store.find_session_token(digest("fresh")) is not None
+
+
+async def test_a_login_of_an_account_disabled_during_its_check_records_no_token(
+    store: Store,
+) -> None:
+    bob = await make_user(store, "bob")
+    await store.set_user_disabled(bob.id, True)
+    with pytest.raises(UserDisabledError):
+        await store.create_session_token(
+            SessionToken(digest("b"), bob.id, 1, 8 * HOUR), password_hash=bob.password_hash
+        )
+    assert await store.find_session_token(digest("b")) is None
+    with pytest.raises(InvalidCredentialsError):  # an account that does not exist
+        await store.create_session_token(
+            SessionToken(digest("x"), bob.id + 1000, 1, 8 * HOUR), password_hash=FAKE_PASSWORD_HASH
+        )

@@ -268,8 +268,10 @@ class PostgresStore(Store):
     ) -> int:
         return await self._users.reset_password(user_id, password_hash, now_ms=now_ms, audit=audit)
 
-    async def create_session_token(self, token: SessionToken) -> None:
-        await self._tokens.create_session_token(token)
+    async def create_session_token(
+        self, token: SessionToken, *, password_hash: str | None = None
+    ) -> None:
+        await self._tokens.create_session_token(token, password_hash=password_hash)
 
     async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
         return await self._tokens.find_session_token(token_hash)

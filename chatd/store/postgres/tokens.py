@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chatd.core.errors import InvalidCredentialsError, UserDisabledError
 from chatd.core.records import SessionToken
 from chatd.crypto.row_macs import AUTH_TOKENS, COLUMNS, USERS, RowMacs
 from chatd.store.postgres.context import PostgresContext
@@ -66,6 +67,22 @@ async def insert_token_txn(conn: Connection, macs: RowMacs, token: SessionToken)
         token.last_seen_at,
         mac,
     )
+
+
+async def check_credentials_unchanged_txn(
+    conn: Connection, user_id: int, password_hash: str
+) -> None:
+    """The account still has the hash a login checked, and is enabled.  ``FOR SHARE``: a
+    password change, a reset or a disabling (each updates the row, then revokes the tokens)
+    waits for this transaction, or this one waits for it and reads the new row; either way
+    the new token is never left behind by a revocation."""
+    row = await conn.fetchrow(
+        "SELECT password_hash, disabled FROM users WHERE id = $1 FOR SHARE", user_id
+    )
+    if row is None or row["password_hash"] != password_hash:
+        raise InvalidCredentialsError()
+    if row["disabled"]:
+        raise UserDisabledError()
 
 
 async def live_tokens_txn(conn: Connection, user_id: int, now_ms: int) -> list[SessionToken]:
@@ -166,12 +183,15 @@ class PostgresTokens:
     def __init__(self, ctx: PostgresContext) -> None:
         self._ctx = ctx
 
-    async def create_session_token(self, token: SessionToken) -> None:
-        await self._ctx.write(
-            "create_session_token",
-            lambda conn: insert_token_txn(conn, self._ctx.row_macs, token),
-            keeps_conversation_cache=True,
-        )
+    async def create_session_token(
+        self, token: SessionToken, *, password_hash: str | None = None
+    ) -> None:
+        async def run(conn: Connection) -> None:
+            if password_hash is not None:
+                await check_credentials_unchanged_txn(conn, token.user_id, password_hash)
+            await insert_token_txn(conn, self._ctx.row_macs, token)
+
+        await self._ctx.write("create_session_token", run, keeps_conversation_cache=True)
 
     async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
         async with self._ctx.read("read_session_token") as conn:

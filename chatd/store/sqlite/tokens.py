@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 
+from chatd.core.errors import InvalidCredentialsError, UserDisabledError
 from chatd.core.records import SessionToken
 from chatd.crypto.row_macs import AUTH_TOKENS, COLUMNS, USERS, RowMacs
 from chatd.store.sqlite.context import SqliteContext
@@ -57,6 +58,22 @@ async def insert_token_txn(conn: aiosqlite.Connection, macs: RowMacs, token: Ses
             mac,
         ),
     )
+
+
+async def check_credentials_unchanged_txn(
+    conn: aiosqlite.Connection, user_id: int, password_hash: str
+) -> None:
+    """The account still has the hash a login checked, and is enabled (in the write
+    transaction of the insert: SQLite's single writer orders it with a password change, a
+    reset or a disabling, so the new token is never left behind by their revocation)."""
+    cursor = await conn.execute(
+        "SELECT password_hash, disabled FROM users WHERE id = ?", (user_id,)
+    )
+    row = await cursor.fetchone()
+    if row is None or row[0] != password_hash:
+        raise InvalidCredentialsError()
+    if row[1]:
+        raise UserDisabledError()
 
 
 async def live_tokens_txn(
@@ -156,12 +173,15 @@ class SqliteTokens:
     def __init__(self, ctx: SqliteContext) -> None:
         self._ctx = ctx
 
-    async def create_session_token(self, token: SessionToken) -> None:
-        await self._ctx.write(
-            "create_session_token",
-            lambda conn: insert_token_txn(conn, self._ctx.row_macs, token),
-            keeps_conversation_cache=True,
-        )
+    async def create_session_token(
+        self, token: SessionToken, *, password_hash: str | None = None
+    ) -> None:
+        async def run(conn: aiosqlite.Connection) -> None:
+            if password_hash is not None:
+                await check_credentials_unchanged_txn(conn, token.user_id, password_hash)
+            await insert_token_txn(conn, self._ctx.row_macs, token)
+
+        await self._ctx.write("create_session_token", run, keeps_conversation_cache=True)
 
     async def find_session_token(self, token_hash: bytes) -> SessionToken | None:
         async with self._ctx.read("read_session_token") as conn:
