@@ -8,8 +8,8 @@ audit_row`, whose module says what each rule guards); only the page's read diffe
 from __future__ import annotations
 
 from chatd.crypto.keyring import KeyRing
+from chatd.store.attachment_verdicts import AUDIT_PAGE, RowVerdict, audit_row
 from chatd.store.postgres.db import Connection
-from chatd.store.sqlite.attachment_audit import AUDIT_PAGE, RowVerdict, audit_row
 
 
 async def audit_page_txn(

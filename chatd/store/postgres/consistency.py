@@ -16,14 +16,14 @@ from typing import Any
 from chatd.core.records import VerifyProblem
 from chatd.i18n import N_, Text
 from chatd.store.data_keys import AUDIT_SCOPE, CONV_SCOPE
-from chatd.store.postgres.db import Connection
-from chatd.store.sqlite.consistency import (
+from chatd.store.log_consistency import (
     IdemRow,
     KeyRow,
     LogFacts,
     OperationCheck,
     conversation_problem,
 )
+from chatd.store.postgres.db import Connection
 
 # A conversation's operation rows in seq order, a page at a time.  Keyset pages on the whole
 # primary key rather than a cursor: verify walks every conversation in one transaction, and

@@ -59,16 +59,13 @@ from chatd.store.data_keys import (
     PROFILE_DOMAIN,
     DataKeys,
 )
+from chatd.store.log_consistency import IdemRow, LogFacts, OperationCheck, conversation_problem
 from chatd.store.sqlite.attachment_audit import AUDIT_PAGE, audit_page_txn
 from chatd.store.sqlite.audit import verify_audit_chain_txn
 from chatd.store.sqlite.consistency import (
     OPERATIONS_QUERY,
-    IdemRow,
-    LogFacts,
-    OperationCheck,
     audit_key_problem_txn,
     conv_keys_txn,
-    conversation_problem,
     creations_txn,
 )
 from chatd.store.sqlite.damage import said
