@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.accounts import Account, seed_accounts
@@ -66,11 +66,12 @@ class ChaosServer:
         extra_env: Mapping[str, str] | None = None,
         *,
         profile: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
         # cProfile the server (each incarnation overwrites the file; written at SIGTERM).
         self._python_args = ("-m", "cProfile", "-o", str(profile)) if profile else ()
-        self.data_dir = workdir / "var"
+        self.data_dir = data_dir or workdir / "var"  # a cluster's nodes share theirs
         self.log_path = workdir / "server.log"
         self._extra = dict(extra_env or {})
         self.port = 0
@@ -84,6 +85,11 @@ class ChaosServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def urls_for(self, client: int) -> tuple[str, ...]:
+        """The URLs a client connects to (one node: this one)."""
+        del client
+        return (self.ws_url,)
 
     @property
     def running(self) -> bool:
@@ -176,8 +182,11 @@ class ChaosServer:
         self.exit_codes.append(code)
         return code
 
-    async def crash_and_restart(self) -> float:
-        """kill -9, then start again on the same data dir and port; seconds it was down."""
+    async def crash_and_restart(self, on_kill: Callable[[str], None] | None = None) -> float:
+        """kill -9, then start again on the same data dir and port; seconds it was down.
+        ``on_kill`` is told which process is about to be killed (the history's record)."""
+        if on_kill is not None:
+            on_kill(f"pid {self.pid}")
         started = time.monotonic()
         self.kill9()
         await self.wait_exit(10)
