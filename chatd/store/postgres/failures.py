@@ -12,6 +12,10 @@ SQLSTATE class, and so does :func:`classify`:
   there: the server, the network or the settings must be fixed.
 * **Damaged** (:class:`DatabaseDamaged`): PostgreSQL found its own data corrupt (XX001
   ``data_corrupted``, XX002 ``index_corrupted``).
+* A connection that asyncpg cannot hand back to its pool (``InternalClientError`` from the
+  release's reset) while an error of the transaction was being raised: that error decides
+  (a PostgreSQL fast shutdown ends the sessions under their transactions, and the reset of
+  the broken connection then fails in its turn).
 * **Neither**: a rule's refusal (class 23, the append-only triggers among them), a
   serialization failure or deadlock (40, which the caller retries), the code's own mistakes
   (42): left as they are for the code that expects them.
@@ -77,6 +81,8 @@ def classify(
         return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))  # the connection went away
+    if isinstance(exc, asyncpg.InternalClientError) and exc.__context__ is not None:
+        return classify(exc.__context__, dsn)  # the pool's release failed on a broken session
     return None
 
 
@@ -85,7 +91,13 @@ async def translating(dsn: str | None = None) -> AsyncIterator[None]:
     """Raise our error in place of an asyncpg or socket error about the database."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         ours = classify(exc, dsn)
         if ours is None:
             raise

@@ -16,7 +16,7 @@ import pytest
 
 from chatd.core.errors import DatabaseUnavailable
 from chatd.store.postgres import db
-from chatd.store.postgres.failures import address, classify
+from chatd.store.postgres.failures import address, classify, translating
 from tests.servers.postgres import PostgresServer
 from tests.servers.processes import free_port
 
@@ -155,3 +155,21 @@ async def test_a_lost_server_is_unavailable_inside_a_transaction(
                 await conn.execute("SELECT 2")
     finally:
         conn.terminate()
+
+
+async def test_a_connection_the_pool_cannot_take_back_after_an_outage_is_unavailable() -> None:
+    """A fast shutdown of PostgreSQL ends a session under its transaction (57P01); asyncpg's
+    reset of that broken connection, when the pool takes it back, then fails with an
+    ``InternalClientError`` that hides the shutdown.  Found by the cluster chaos run
+    (``tests/chaos/test_chaos_cluster.py``), where it surfaced as an internal error."""
+    shutdown = asyncpg.PostgresError.new({"C": "57P01", "M": "terminating connection"})
+    with pytest.raises(DatabaseUnavailable):
+        async with translating():
+            try:
+                raise shutdown
+            except asyncpg.PostgresError:  # the pool's release, while the error is raised
+                raise asyncpg.InternalClientError("cannot switch to state 15") from None
+    # With nothing about the database behind it, it is left as it is (the code's mistake).
+    with pytest.raises(asyncpg.InternalClientError):
+        async with translating():
+            raise asyncpg.InternalClientError("cannot switch to state 15")
