@@ -10,12 +10,11 @@ SQLSTATE class, and so does :func:`classify`:
   statement), out of resources (53: disk full, too many connections), an I/O error (58), the
   login refused (28) or the database does not exist (3D).  Restoring a backup would not help
   there: the server, the network or the settings must be fixed.
+  So is a connection whose protocol asyncpg marked *failed* (``InternalClientError``: the
+  server ended the session with an error, e.g. 57P01 at a fast shutdown, before the socket's
+  close was seen): the pool may still hand it out, or try to reset it on release.
 * **Damaged** (:class:`DatabaseDamaged`): PostgreSQL found its own data corrupt (XX001
   ``data_corrupted``, XX002 ``index_corrupted``).
-* A connection that asyncpg cannot hand back to its pool (``InternalClientError`` from the
-  release's reset) while an error of the transaction was being raised: that error decides
-  (a PostgreSQL fast shutdown ends the sessions under their transactions, and the reset of
-  the broken connection then fails in its turn).
 * **Neither**: a rule's refusal (class 23, the append-only triggers among them), a
   serialization failure or deadlock (40, which the caller retries), the code's own mistakes
   (42): left as they are for the code that expects them.
@@ -81,8 +80,8 @@ def classify(
         return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))  # the connection went away
-    if isinstance(exc, asyncpg.InternalClientError) and exc.__context__ is not None:
-        return classify(exc.__context__, dsn)  # the pool's release failed on a broken session
+    if isinstance(exc, asyncpg.InternalClientError) and '"failed" state' in str(exc):
+        return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))  # the session was ended
     return None
 
 
