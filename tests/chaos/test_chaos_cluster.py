@@ -2,7 +2,7 @@
 a real nats-server (``tests/servers/``), for CI.
 
 About 40 s of ~120 messages/s from 16 real WebSocket clients in 6 conversations, the clients
-spread over the two nodes, while: one node at a time is killed with SIGKILL (every 6–10 s,
+spread over the two nodes, while: one node at a time is killed with SIGKILL (every 3–6 s,
 seeded) and restarted on its port with its node id (its clients reconnect to the other
 node, or to it once it is back, and resume with ``sync``); NATS is stopped for 2 s and
 started again (every 10–14 s: the head poll must deliver what the broker lost);
@@ -41,7 +41,7 @@ async def test_node_kill9_nats_and_postgres_restarts_drops_slow_consumer_churn(
         nodes=2,
         backend="postgres",
         kill=True,
-        kill_every=(6.0, 10.0),
+        kill_every=(3.0, 6.0),
         nats_restart=True,
         nats_every=(10.0, 14.0),
         nats_down=2.0,
