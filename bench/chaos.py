@@ -7,6 +7,16 @@ Long run (docs/reliability.md):
 (the defaults: 200 clients, 50 conversations, 500 msg/s, every fault on; the CI run is
 ``tests/chaos/test_chaos_short.py``).
 
+Cluster run (N ``chatd serve`` nodes on a real PostgreSQL and a real nats-server, started by
+the project's own classes in ``tests/servers/``; the clients spread over the nodes):
+
+    .venv/bin/python -m bench.chaos --nodes 3 --backend postgres --duration 120
+
+adds to the faults a ``kill -9`` of one node at a time (then its restart on the same port and
+node id), a NATS restart (stopped ``--nats-down`` seconds) and a PostgreSQL restart (a fast
+stop and a start); ``chatd verify`` and the ground truth then read the PostgreSQL database.
+The defaults, ``--nodes 1 --backend sqlite``, are the single-node run.
+
 Resume storm (1,000 clients × 50 missed events each, time until all have resumed):
 
     .venv/bin/python -m bench.chaos --resume-storm
@@ -74,6 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--storm", action=on_off, default=d.storm, help="cut all at once")
     ap.add_argument("--storm-every", type=_span, default=d.storm_every, metavar="LOW,HIGH")
     ap.add_argument("--no-faults", action="store_true", help="load only (churn stays)")
+    cluster = ap.add_argument_group("cluster (--nodes > 1 or --backend postgres)")
+    cluster.add_argument("--nodes", type=int, default=d.nodes, help="chatd serve nodes")
+    cluster.add_argument("--backend", choices=("sqlite", "postgres"), default=d.backend)
+    cluster.add_argument("--nats-restart", action=on_off, default=d.nats_restart)
+    cluster.add_argument("--nats-every", type=_span, default=d.nats_every, metavar="LOW,HIGH")
+    cluster.add_argument("--nats-down", type=float, default=d.nats_down, help="seconds")
+    cluster.add_argument("--pg-restart", action=on_off, default=d.pg_restart)
+    cluster.add_argument("--pg-every", type=_span, default=d.pg_every, metavar="LOW,HIGH")
     ap.add_argument("--rss-limit-mb", type=float, default=d.rss_limit_mb)
     ap.add_argument("--op-timeout", type=float, default=ClientConfig().op_timeout)
     ap.add_argument("--no-fresh-read", dest="fresh_read", action="store_false")
@@ -124,11 +142,20 @@ def config_of(args: argparse.Namespace) -> ChaosConfig:
         history_out=args.history,
         server_profile=args.server_profile,
         client=ClientConfig(op_timeout=args.op_timeout),
+        nodes=args.nodes,
+        backend=args.backend,
+        nats_restart=args.nats_restart and faults,
+        nats_every=args.nats_every,
+        nats_down=args.nats_down,
+        pg_restart=args.pg_restart and faults,
+        pg_every=args.pg_every,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.nodes > 1 and args.backend != "postgres":
+        raise SystemExit("several nodes share one database: add --backend postgres")
     if args.resume_storm:
         config = StormConfig(
             clients=args.storm_clients,

@@ -9,7 +9,10 @@ duplicated or leaked, end to end, through the real WebSocket protocol (Jepsen st
   restarted on the same data directory and port, its RSS sampled;
 * :mod:`.client` — a simulated client: real WebSocket, ``client_msg_id`` retries,
   ``sync`` resume, optionally a slow consumer;
-* :mod:`.runner` — the load generator, the nemesis (faults), the final read, the report;
+* :mod:`.cluster` — N ``chatd serve`` nodes on a real PostgreSQL and NATS (``tests/servers/``),
+  with a node's kill -9 and the restarts of NATS and PostgreSQL;
+* :mod:`.runner` — the load generator, the nemesis (faults), the final read;
+* :mod:`.report` — a run's settings and its printed table;
 * :mod:`.storm` — the resume-storm measurement.
 
 ``python -m bench.chaos`` is the command line; ``tests/chaos/`` runs a short scenario in CI.

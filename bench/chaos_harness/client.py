@@ -11,7 +11,10 @@ then the client works through its outbox while a reader task takes every frame.
   ``unavailable``, ``internal_error``) → ``fail`` for that attempt, then again.  Any other
   error → ``fail``, final.
 * On every close: reconnect with a short exponential backoff and jitter (at once after 4005,
-  as the protocol asks), and resume with ``sync``.
+  as the protocol asks), and resume with ``sync``.  Given several nodes' URLs (a cluster),
+  it connects to the first (its home node) and, while a connection cannot even be opened
+  (the node is down), to the next one in turn; once connected, its next reconnect tries
+  home first again, so it goes back when its node is back.
 * A *slow* client reads normally for a while, then stops reading for a while (a small socket
   receive buffer, a one-frame library queue), so that the server's outbound queue for it
   overflows and the server closes it with 4005 ``slow_consumer``.
@@ -27,6 +30,7 @@ import itertools
 import random
 import socket
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +94,7 @@ class SimClient:
         process: int,
         user_id: int,
         token: str,
-        ws_url: str,
+        ws_url: str | Sequence[str],
         history: History,
         config: ClientConfig,
         rng: random.Random,
@@ -100,7 +104,8 @@ class SimClient:
         self.process = process
         self.user_id = user_id
         self.token = token
-        self.ws_url = ws_url
+        self.urls = (ws_url,) if isinstance(ws_url, str) else tuple(ws_url)
+        self._away = 0  # connections that could not be opened in a row: try the next node
         self.history = history
         self.config = config
         self.rng = rng
@@ -109,6 +114,7 @@ class SimClient:
         self.sendable: set[int] = set()  # conversations the harness lets it send to
         self.outbox: deque[PendingOp] = deque()
         self.closes: Counter[int] = Counter()  # close codes seen
+        self.connected_to: Counter[str] = Counter()  # connections opened, per node URL
         self.sessions = 0
         self.window = 200
         self._cmids = itertools.count(1)
@@ -212,6 +218,21 @@ class SimClient:
 
     # ------------------------------------------------------------------ one session
 
+    @property
+    def ws_url(self) -> str:
+        """The node to connect to now: home, or the next one while that cannot be reached."""
+        return self.urls[self._away % len(self.urls)]
+
+    async def _connect(self) -> ClientConnection:
+        try:
+            ws = await self._open()
+        except BaseException:
+            self._away += 1
+            raise
+        self.connected_to[self.ws_url] += 1
+        self._away = 0
+        return ws
+
     async def _open(self) -> ClientConnection:
         sock = None
         if self.slow:
@@ -242,7 +263,7 @@ class SimClient:
         self, *, positions: dict[int, int] | None = None, final: bool = False, work: bool = True
     ) -> int | None:
         """One connection from handshake to close; the close code seen (None: ours)."""
-        ws = await self._open()
+        ws = await self._connect()
         self._ws = ws
         self.sessions += 1
         session = next(_sessions)

@@ -13,6 +13,10 @@
    (it must get its whole window of every conversation).
 5. The server stops (SIGTERM); ``chatd verify`` runs; the log is read with the key file; the
    checker compares; the report adds restarts, RSS, latency.
+
+In cluster mode (``ChaosConfig.cluster``) "the server" is a :class:`~.cluster.ChaosCluster`:
+the clients are spread over its nodes, a kill is of one node, and NATS and PostgreSQL
+restarts join the faults; the steps are the same.
 """
 
 from __future__ import annotations
@@ -22,189 +26,18 @@ import random
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checker import Result, check, percentile
-from .client import ClientConfig, PendingOp, SimClient
+from .checker import Result, check
+from .client import PendingOp, SimClient
+from .cluster import ChaosCluster
 from .history import Fault, History
+from .report import ChaosConfig, Report, Span
 from .server import ChaosServer, create_accounts
 from .truth import read_log
 
-Span = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class ChaosConfig:
-    # Defaults: the long run of docs/reliability.md (the CI test sets its own).
-    duration: float = 600.0
-    clients: int = 200
-    conversations: int = 50
-    convs_per_user: int = 3
-    rate: float = 500.0  # messages/s offered, all clients together
-    text_bytes: int = 160
-    seed: int = 1
-    kill: bool = True
-    kill_every: Span = (5.0, 15.0)
-    drops: bool = True
-    drop_every: Span = (0.3, 1.0)
-    slow: bool = True  # client 0 is a slow consumer, member of every conversation
-    churn: bool = True
-    churn_every: Span = (0.3, 1.0)
-    storm: bool = True  # every few seconds, drop every connection at once
-    storm_every: Span = (8.0, 15.0)
-    max_outbox: int = 20
-    rss_limit_mb: float = 512.0
-    drain_timeout: float = 60.0
-    final_timeout: float = 120.0
-    fresh_read: bool = True
-    server_env: tuple[tuple[str, str], ...] = ()
-    workdir: Path | None = None  # kept after the run if given; a temporary one otherwise
-    history_out: Path | None = None
-    server_profile: Path | None = None
-    client: ClientConfig = field(default_factory=ClientConfig)
-
-
-@dataclass
-class Report:
-    config: ChaosConfig
-    result: Result
-    elapsed: float = 0.0
-    offered: int = 0
-    not_offered: int = 0  # outbox full: the generator skipped the message
-    kills: int = 0
-    restarts: int = 0
-    downtime: list[float] = field(default_factory=list)
-    drops: int = 0
-    storms: int = 0
-    joins: int = 0
-    leaves: int = 0
-    closes: Counter[int] = field(default_factory=Counter)
-    slow_closes: Counter[int] = field(default_factory=Counter)  # the slow consumer's only
-    max_rss_mb: float = 0.0
-    server_exit: int = 0
-    server_log_problems: list[str] = field(default_factory=list)
-    verify_code: int = 0
-    verify_output: str = ""
-    final_incomplete: int = 0  # clients whose final resume or fresh read never completed
-    # Operations still unanswered when the drain ended (server up, no faults, for
-    # drain_timeout): a liveness failure, e.g. a batch that fails on every retry.
-    unanswered: int = 0
-    client_errors: Counter[str] = field(default_factory=Counter)
-    workdir: Path | None = None
-    phases: list[tuple[str, float]] = field(default_factory=list)  # (name, seconds)
-
-    def bad(self) -> dict[str, int]:
-        return {
-            **self.result.bad(),
-            "verify": int(self.verify_code != 0),
-            "rss_over_limit": int(self.max_rss_mb > self.config.rss_limit_mb),
-            "server_errors": len(self.server_log_problems) + int(self.server_exit != 0),
-            "final_incomplete": self.final_incomplete,
-            "unanswered": self.unanswered,
-            "harness_errors": sum(self.client_errors.values()),
-        }
-
-    @property
-    def ok(self) -> bool:
-        return not any(self.bad().values())
-
-    def rows(self) -> list[tuple[str, str]]:
-        r, c = self.result, self.config
-        lat = r.latencies
-        faults = [
-            f"kill -9 every {c.kill_every[0]:g}-{c.kill_every[1]:g} s" if c.kill else "",
-            f"drops every {c.drop_every[0]:g}-{c.drop_every[1]:g} s" if c.drops else "",
-            "1 slow consumer" if c.slow else "",
-            "join/leave churn" if c.churn else "",
-            f"reconnect storms every {c.storm_every[0]:g}-{c.storm_every[1]:g} s"
-            if c.storm
-            else "",
-        ]
-        down = sorted(self.downtime)
-        return [
-            (
-                "load",
-                f"{c.clients} clients, {c.conversations} conversations,"
-                f" {c.rate:g} msg/s offered, {c.duration:g} s, seed {c.seed}",
-            ),
-            ("faults", ", ".join(f for f in faults if f) or "none"),
-            (
-                "messages offered / not offered (outbox full)",
-                f"{self.offered} / {self.not_offered}",
-            ),
-            ("messages sent (distinct client_msg_id)", str(r.sent)),
-            ("acked", str(r.acked)),
-            (
-                "indeterminate (never answered) / of which in the log",
-                f"{r.indeterminate} / {r.indeterminate_present}",
-            ),
-            ("**unanswered after the drain**", str(self.unanswered)),
-            ("refused (error answer)", str(r.failed)),
-            ("joins / leaves acked", f"{self.joins} / {self.leaves}"),
-            ("**lost**", str(r.lost)),
-            ("**duplicated**", str(r.duplicated)),
-            ("**leaked**", str(r.leaked)),
-            ("**gaps**", str(r.gaps)),
-            ("**phantom / diverged / order**", f"{r.phantom} / {r.diverged} / {r.order}"),
-            ("events received (all sessions)", str(r.received)),
-            (
-                "archived markers / seqs covered by them",
-                f"{r.archived_markers} / {r.archived_seqs}",
-            ),
-            ("log: conversations / events", f"{r.conversations} / {r.log_events}"),
-            ("restarts (kill -9)", str(self.kills)),
-            (
-                "server down per restart p50 / max",
-                f"{percentile(down, 0.5):.2f} s / {max(down, default=0):.2f} s",
-            ),
-            ("connections cut / storms", f"{self.drops} / {self.storms}"),
-            (
-                "sessions / closes 4005 (slow reader: 4005, 1006)",
-                f"{r.sessions} / {self.closes.get(4005, 0)}"
-                f" ({self.slow_closes.get(4005, 0)}, {self.slow_closes.get(1006, 0)})",
-            ),
-            ("max server RSS", f"{self.max_rss_mb:.0f} MiB (limit {c.rss_limit_mb:g})"),
-            (
-                "ack latency p50 / p99 (user action → ack)",
-                f"{percentile(lat, 0.5) * 1000:.0f} ms / {percentile(lat, 0.99) * 1000:.0f} ms",
-            ),
-            ("chatd verify", f"exit {self.verify_code}: {self._verify_summary()}"),
-            (
-                "server log errors / final exit code",
-                f"{len(self.server_log_problems)} / {self.server_exit}",
-            ),
-            (
-                "final reads incomplete / harness errors",
-                f"{self.final_incomplete} / {sum(self.client_errors.values())}",
-            ),
-            (
-                "wall time",
-                f"{self.elapsed:.1f} s ("
-                + ", ".join(f"{name} {secs:.1f}" for name, secs in self.phases)
-                + ")",
-            ),
-            (
-                "verdict",
-                "PASS" if self.ok else "FAIL " + str({k: v for k, v in self.bad().items() if v}),
-            ),
-        ]
-
-    def _verify_summary(self) -> str:
-        lines = self.verify_output.splitlines()
-        summary = [line for line in lines if "checked" in line or "BROKEN" in line]
-        return "; ".join(summary[:3]) or (lines[-1] if lines else "")
-
-    def table(self) -> str:
-        rows = self.rows()
-        width = max(len(k) for k, _ in rows)
-        lines = [f"| {'':{width}} | |", f"|{'-' * (width + 2)}|---|"]
-        lines += [f"| {k:{width}} | {v} |" for k, v in rows]
-        lines += [f"  {p}" for p in self.result.problems[:20]]
-        lines += [f"  server: {p}" for p in self.server_log_problems[:5]]
-        return "\n".join(lines)
+__all__ = ["ChaosConfig", "Report", "Run", "run_chaos"]
 
 
 class Run:
@@ -214,9 +47,20 @@ class Run:
         self.history = History()
         self._tmp = config.workdir is None
         self.workdir = config.workdir or Path(tempfile.mkdtemp(prefix="chatd-chaos-"))
-        self.server = ChaosServer(
-            self.workdir, dict(config.server_env), profile=config.server_profile
-        )
+        self.server: ChaosServer | ChaosCluster
+        if config.cluster:
+            cluster_rng = random.Random(self.rng.getrandbits(64))
+            self.server = ChaosCluster(
+                self.workdir,
+                config.nodes,
+                dict(config.server_env),
+                cluster_rng,
+                profile=config.server_profile,
+            )
+        else:
+            self.server = ChaosServer(
+                self.workdir, dict(config.server_env), profile=config.server_profile
+            )
         self.clients: list[SimClient] = []
         self.members: dict[int, set[int]] = {}  # conv -> users, as acked
         self.pending_change: set[int] = set()
@@ -248,14 +92,17 @@ class Run:
 
     async def _execute(self) -> None:
         c = self.config
-        accounts = await create_accounts(self.server.data_dir, c.clients)
+        if isinstance(self.server, ChaosCluster):
+            accounts = await self.server.create_accounts(c.clients)
+        else:
+            accounts = await create_accounts(self.server.data_dir, c.clients)
         await self.server.start()
         for i, account in enumerate(accounts):
             client = SimClient(
                 i,
                 account.user_id,
                 account.token,
-                self.server.ws_url,
+                self.server.urls_for(i),
                 self.history,
                 c.client,
                 random.Random(self.rng.getrandbits(64)),
@@ -275,6 +122,10 @@ class Run:
             tasks.append(self._spawn(self._every(c.drop_every, self._drop)))
         if c.storm:
             tasks.append(self._spawn(self._every(c.storm_every, self._storm)))
+        if isinstance(self.server, ChaosCluster) and c.nats_restart:
+            tasks.append(self._spawn(self._every(c.nats_every, self._restart_nats)))
+        if isinstance(self.server, ChaosCluster) and c.pg_restart:
+            tasks.append(self._spawn(self._every(c.pg_every, self._restart_postgres)))
         await asyncio.sleep(c.duration)
         self.stop.set()
         await asyncio.gather(*tasks)
@@ -397,10 +248,24 @@ class Run:
     # ------------------------------------------------------------------ nemesis
 
     async def _kill(self) -> None:
-        self.history.add(Fault(self.history.now(), "kill9", f"pid {self.server.pid}"))
-        down = await self.server.crash_and_restart()
+        def killed(what: str) -> None:
+            self.history.add(Fault(self.history.now(), "kill9", what))
+
+        down = await self.server.crash_and_restart(killed)
         self.report.downtime.append(down)
         self.history.add(Fault(self.history.now(), "restart", f"down {down:.2f} s"))
+
+    async def _restart_nats(self) -> None:
+        assert isinstance(self.server, ChaosCluster)
+        self.history.add(Fault(self.history.now(), "nats_stop", ""))
+        await self.server.restart_nats(self.config.nats_down)
+        self.history.add(Fault(self.history.now(), "nats_start", ""))
+
+    async def _restart_postgres(self) -> None:
+        assert isinstance(self.server, ChaosCluster)
+        self.history.add(Fault(self.history.now(), "postgres_stop", "fast"))
+        down = await self.server.restart_postgres()
+        self.history.add(Fault(self.history.now(), "postgres_start", f"down {down:.2f} s"))
 
     async def _drop(self) -> None:
         client = self.rng.choice(self.clients)
@@ -453,6 +318,15 @@ class Run:
         self.report.restarts = self.server.starts - 1
         self.report.max_rss_mb = self.server.max_rss_kb / 1024
         self.report.server_log_problems = self.server.log_problems()
+        if isinstance(self.server, ChaosCluster):
+            self.report.kills_per_node = self.server.kills_per_node
+            for client in self.clients:
+                for url, count in client.connected_to.items():
+                    self.report.sessions_per_node[self.server.node_of(url)] += count
+            self.report.clients_moved = sum(1 for cl in self.clients if len(cl.connected_to) > 1)
+            self.report.nats_restarts = self.server.nats_restarts
+            self.report.pg_restarts = len(self.server.pg_downtime)
+            self.report.pg_downtime = self.server.pg_downtime
         self.phase("stop")
         code, output = await asyncio.to_thread(self.server.verify)
         self.report.verify_code, self.report.verify_output = code, output

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.accounts import Account, seed_accounts
@@ -34,6 +34,8 @@ TERMS = "chaos-terms-1"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 RSS_EVERY = 0.2
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d [\d:,]+ ([A-Z]+) ")  # chatd's log format
+UVICORN_RECORD = re.compile(r"([A-Z]+):\s")  # uvicorn's: "INFO:     connection open"
 
 
 def chatd_env(data_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
@@ -66,11 +68,12 @@ class ChaosServer:
         extra_env: Mapping[str, str] | None = None,
         *,
         profile: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
         # cProfile the server (each incarnation overwrites the file; written at SIGTERM).
         self._python_args = ("-m", "cProfile", "-o", str(profile)) if profile else ()
-        self.data_dir = workdir / "var"
+        self.data_dir = data_dir or workdir / "var"  # a cluster's nodes share theirs
         self.log_path = workdir / "server.log"
         self._extra = dict(extra_env or {})
         self.port = 0
@@ -84,6 +87,11 @@ class ChaosServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    def urls_for(self, client: int) -> tuple[str, ...]:
+        """The URLs a client connects to (one node: this one)."""
+        del client
+        return (self.ws_url,)
 
     @property
     def running(self) -> bool:
@@ -176,8 +184,11 @@ class ChaosServer:
         self.exit_codes.append(code)
         return code
 
-    async def crash_and_restart(self) -> float:
-        """kill -9, then start again on the same data dir and port; seconds it was down."""
+    async def crash_and_restart(self, on_kill: Callable[[str], None] | None = None) -> float:
+        """kill -9, then start again on the same data dir and port; seconds it was down.
+        ``on_kill`` is told which process is about to be killed (the history's record)."""
+        if on_kill is not None:
+            on_kill(f"pid {self.pid}")
         started = time.monotonic()
         self.kill9()
         await self.wait_exit(10)
@@ -212,15 +223,22 @@ class ChaosServer:
             await asyncio.sleep(RSS_EVERY)
 
     def log_problems(self) -> list[str]:
-        """Lines of the log that show a server bug (an internal error, a traceback)."""
+        """Lines of the log that show a server bug: an internal error, an ERROR record, a
+        traceback — except one printed with a WARNING record (asyncpg's pool says "Failed to
+        restore the pool connection floor; retrying" with its traceback while PostgreSQL
+        restarts: an outage the warning reports, not a bug)."""
         if not self.log_path.exists():
             return []
-        text = self.log_path.read_text(errors="replace")
-        return [
-            line
-            for line in text.splitlines()
-            if "internal error" in line or "Traceback" in line or " ERROR " in line
-        ]
+        problems: list[str] = []
+        level = ""  # the level of the last log record seen: a traceback belongs to it
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            record = LOG_RECORD.match(line) or UVICORN_RECORD.match(line)
+            if record:
+                level = record.group(1)
+            bug = "internal error" in line or " ERROR " in line
+            if bug or ("Traceback" in line and level not in ("WARNING", "INFO", "DEBUG")):
+                problems.append(line)
+        return problems
 
     def verify(self) -> tuple[int, str]:
         """``chatd verify`` on the data directory (server stopped): exit code and output."""

@@ -16,6 +16,9 @@ Three tasks per connection, supervised together:
 
 Nothing here knows a business rule.  Unexpected exceptions become ``internal_error`` frames
 (or close 1011), logged by type and stack only: never a message text, a name or a token.
+A database that does not answer (PostgreSQL restarting, failing over) is not unexpected:
+the request is answered ``unavailable`` (retry the same request), or, where it broke a
+push or the handshake, the connection closes 1001 (reconnect and ``sync``), with a warning.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from chatd.core.errors import (
     ClientError,
     ConversationNotFound,
     ConversationShreddedError,
+    DatabaseUnavailable,
     RateLimitedError,
     StoreClosedError,
     TokenExpiredError,
     TooManySessionsError,
+    UnavailableError,
     UserDisabledError,
 )
 from chatd.gateway import protocol as p
@@ -84,6 +89,10 @@ class Connection:
             await self._run()
         except _Gone:
             pass
+        except DatabaseUnavailable:
+            log.warning("connection closed: the database is unavailable")
+            if not self._gone:
+                await self._close(CloseCode.GOING_AWAY)
         except Exception as exc:  # never let uvicorn log a message that may hold content
             log_internal("connection", exc)
             if not self._gone:
@@ -134,7 +143,10 @@ class Connection:
             self._session.close()
         code = sub.close_code
         for result in results[:2]:
-            if isinstance(result, BaseException) and not isinstance(
+            if isinstance(result, DatabaseUnavailable):
+                log.warning("connection closed: the database is unavailable")
+                code = code or CloseCode.GOING_AWAY
+            elif isinstance(result, BaseException) and not isinstance(
                 result, (asyncio.CancelledError, _Gone)
             ):
                 log_internal("connection", result)
@@ -271,6 +283,9 @@ class Connection:
             return await self._gw.handlers.handle(self._session, sub, request)
         except ClientError as exc:  # StoreClosedError too: the server is stopping
             return p.encode_error(request.rid, exc, self._session.language)
+        except DatabaseUnavailable:
+            log.warning("op %s: the database is unavailable", type(request).__name__)
+            return p.encode_error(request.rid, UnavailableError(), self._session.language)
         except Exception as exc:
             log_internal(f"op {type(request).__name__}", exc)
             return p.encode_error(request.rid, ChatdError(), self._session.language)

@@ -10,6 +10,12 @@ SQLSTATE class, and so does :func:`classify`:
   statement), out of resources (53: disk full, too many connections), an I/O error (58), the
   login refused (28) or the database does not exist (3D).  Restoring a backup would not help
   there: the server, the network or the settings must be fixed.
+  So is a connection whose protocol asyncpg finds in a state it cannot go on from
+  (``InternalClientError`` "cannot switch to state …": *failed*, or still inside an
+  operation the server ended, e.g. with 57P01 at a fast shutdown, before the socket's close
+  was seen): the pool may still hand it out, or try to reset it when it is released (and
+  then terminates it).  chatd never runs two operations on one connection, and asyncpg
+  refuses that before its protocol with an ``InterfaceError``, so this is the connection.
 * **Damaged** (:class:`DatabaseDamaged`): PostgreSQL found its own data corrupt (XX001
   ``data_corrupted``, XX002 ``index_corrupted``).
 * **Neither**: a rule's refusal (class 23, the append-only triggers among them), a
@@ -34,6 +40,7 @@ from chatd.i18n import N_
 UNAVAILABLE_CLASSES = frozenset({"08", "28", "3D", "53", "57", "58"})
 NOT_UNAVAILABLE = frozenset({"57014"})  # query_canceled: a statement timeout, the caller's
 DAMAGE_STATES = frozenset({"XX001", "XX002"})
+BROKEN_PROTOCOL = "cannot switch to state"  # asyncpg's words for a connection it cannot use
 
 NO_SERVER = N_("database unavailable: no PostgreSQL server answers at {address}")
 UNAVAILABLE = N_("database unavailable: {reason}")
@@ -77,6 +84,8 @@ def classify(
         return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))  # the connection went away
+    if isinstance(exc, asyncpg.InternalClientError) and BROKEN_PROTOCOL in str(exc):
+        return DatabaseUnavailable(UNAVAILABLE, reason=said(exc))  # the session was ended
     return None
 
 
@@ -85,7 +94,13 @@ async def translating(dsn: str | None = None) -> AsyncIterator[None]:
     """Raise our error in place of an asyncpg or socket error about the database."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         ours = classify(exc, dsn)
         if ours is None:
             raise

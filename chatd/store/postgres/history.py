@@ -55,7 +55,7 @@ from pathlib import Path
 from chatd.core.audit import AdminAction
 from chatd.core.checkpoint_audit import CheckpointState, Departure
 from chatd.core.checkpoints import Checkpoint
-from chatd.core.errors import StoreClosedError
+from chatd.core.errors import DatabaseUnavailable, StoreClosedError
 from chatd.core.records import VerifyReport
 from chatd.crypto.keyring import KeyRing
 from chatd.store.checkpoint_log import CheckpointLog
@@ -213,6 +213,8 @@ class PostgresHistory:
             await asyncio.sleep(self._interval)
             try:
                 await self._tick()
+            except DatabaseUnavailable:  # PostgreSQL restarting: as the other periodic tasks
+                log.warning("checkpoint skipped: the database is unavailable; next interval")
             except Exception:
                 log.exception("taking a checkpoint failed; retrying at the next interval")
 

@@ -29,7 +29,17 @@ log = logging.getLogger("chatd.store")
 CHECK_TIMEOUT_S = 5.0
 # pg_try_advisory_lock's key for the checkpoints: the bytes "chatdckp" as a signed 64-bit int.
 CHECKPOINT_LEASE = int.from_bytes(b"chatdckp", "big", signed=True)
-LOST = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ChatdError)
+# Any of these on the lease's connection: the session is gone or unusable, so is the lease.
+# asyncpg's InternalClientError ("cannot switch to state …") is a connection the server ended
+# (a fast shutdown) inside an operation, before its socket's close was seen.
+LOST = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+    ChatdError,
+)
 
 
 class AdvisoryLease:

@@ -10,8 +10,10 @@ append-only triggers, edits rows, and enables them again.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -19,12 +21,13 @@ import pytest
 from chatd.core.audit import ActionKind, Actor, AdminAction
 from chatd.core.checkpoint_audit import DepartureKind, audit_records
 from chatd.core.checkpoints import ADMIN_AUDIT_CHAIN, Checkpoint, conversation_chain
+from chatd.core.errors import DatabaseUnavailable
 from chatd.crypto.keyring import KeyRing
 from chatd.store.checkpoint_log import CheckpointLog
 from chatd.store.checkpointer import checkpoint_key
 from chatd.store.postgres.chain_reads import changed_heads_txn
 from chatd.store.postgres.db import transaction
-from chatd.store.postgres.history import Watermark
+from chatd.store.postgres.history import PostgresHistory, Watermark
 from chatd.store.postgres.migrations import migrate
 from chatd.store.postgres.store import PostgresStore
 from tests.conftest import create_conv, make_users, post
@@ -370,3 +373,26 @@ def test_checkpoints_name_the_schema_on_sqlites_scale() -> None:
     from chatd.store.sqlite import migrations as sqlite
 
     assert postgres.LATEST_VERSION + SQLITE_SCALE == sqlite.LATEST_VERSION
+
+
+async def test_a_checkpoint_interval_during_a_database_outage_is_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL restarting is an outage the next interval recovers from, as the head poll
+    and the revocation sweep say with a warning; it was an ERROR with a traceback (found by
+    the cluster chaos run, ``tests/chaos/test_chaos_cluster.py``)."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 1:
+            raise DatabaseUnavailable()
+        raise asyncio.CancelledError  # the store closes: the loop ends
+
+    history = SimpleNamespace(_interval=0, _tick=tick)
+    caplog.set_level(logging.WARNING, logger="chatd.store")
+    with pytest.raises(asyncio.CancelledError):
+        await PostgresHistory._every_interval(history)  # type: ignore[arg-type]
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert levels == [("WARNING", "checkpoint skipped: the database is unavailable; next interval")]

@@ -16,7 +16,7 @@ import pytest
 
 from chatd.core.errors import DatabaseUnavailable
 from chatd.store.postgres import db
-from chatd.store.postgres.failures import address, classify
+from chatd.store.postgres.failures import address, classify, translating
 from tests.servers.postgres import PostgresServer
 from tests.servers.processes import free_port
 
@@ -155,3 +155,22 @@ async def test_a_lost_server_is_unavailable_inside_a_transaction(
                 await conn.execute("SELECT 2")
     finally:
         conn.terminate()
+
+
+async def test_a_connection_ended_by_the_server_is_unavailable() -> None:
+    """A fast shutdown of PostgreSQL ends every session with 57P01; a pooled connection that
+    was inside an operation then, or got the error before its socket's close was seen, is in
+    a protocol state asyncpg cannot go on from, and its next use (a BEGIN, the reset when the
+    pool takes it back) raises an ``InternalClientError``.  Found by the cluster chaos run
+    (``tests/chaos/test_chaos_cluster.py``), where PostgreSQL restarts gave internal errors."""
+    for words in (
+        "cannot switch to state 15; another operation (1) is in progress",
+        'cannot switch to state 15; protocol is in the "failed" state',
+    ):
+        with pytest.raises(DatabaseUnavailable):
+            async with translating():
+                raise asyncpg.InternalClientError(words)
+    # Any other of asyncpg's internal errors is left as it is.
+    with pytest.raises(asyncpg.InternalClientError):
+        async with translating():
+            raise asyncpg.InternalClientError("unexpected codec")

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from chatd.crypto.keyring import KeyRing
-from chatd.store.postgres.lease import job_key
+from chatd.store.postgres.lease import CHECKPOINT_LEASE, AdvisoryLease, job_key
 from chatd.store.postgres.store import PostgresStore
 
 
@@ -46,3 +46,38 @@ async def test_one_node_holds_a_job_until_it_stops_or_its_session_dies(
 
     async with _node(postgres_dsn, ring, tmp_path, "c") as c:
         assert await c.hold_lease("attachment_sweep")  # b stopped: its leases went with it
+
+
+class _BrokenSession:
+    """A lease connection whose session PostgreSQL ended inside an operation (a fast
+    shutdown) before asyncpg saw the socket close: every use raises InternalClientError."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def fetchval(self, *args: object) -> object:
+        raise asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        )
+
+    async def close(self) -> None:
+        raise asyncpg.InternalClientError("cannot switch to state 12")
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+async def test_a_lease_on_a_session_the_server_ended_is_lost_and_its_connection_dropped() -> None:
+    """Found by the cluster chaos run (``bench.chaos --nodes 3 --backend postgres``): after a
+    PostgreSQL restart the checkpoint lease's connection raised InternalClientError, which
+    escaped as an ERROR and kept the dead connection for the next interval."""
+    broken = _BrokenSession()
+    for held in (True, False):  # checking a held lease, or trying to take it
+        lease = AdvisoryLease("postgresql://unused", CHECKPOINT_LEASE, "checkpoint")
+        lease._conn, lease.held = broken, held  # type: ignore[assignment]
+        assert await lease.hold() is False
+        assert lease._conn is None and broken.terminated
+        broken.terminated = False
