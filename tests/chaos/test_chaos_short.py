@@ -63,7 +63,9 @@ async def test_kill9_drops_slow_consumer_churn(tmp_path: Path) -> None:
     assert (r.lost, r.duplicated, r.leaked, r.gaps) == (0, 0, 0, 0), table
     assert report.verify_code == 0, report.verify_output
     # The faults did happen, and the load was real.
-    assert report.kills >= 5, table
+    # Kills come every 2-5 s once the server is back; on a loaded machine a restart takes
+    # seconds, so 30 s may hold only a few: three still make the fault real.
+    assert report.kills >= 3, table
     assert report.drops >= 5, table
     assert report.joins + report.leaves >= 5, table
     assert r.acked >= 2000, table
