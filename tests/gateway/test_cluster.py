@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +84,13 @@ def nodes(
         stop_server(node)
 
 
-@pytest.fixture
-async def cluster(
-    nodes: list[ServerProcess], shared: Path, postgres_dsn: str, password_hash: str
+@asynccontextmanager
+async def administered(
+    nodes: list[ServerProcess], shared: Path, dsn: str, password_hash: str
 ) -> AsyncIterator[Cluster]:
+    """The nodes with an administrator: a store of its own on their database."""
     store = PostgresStore(
-        postgres_dsn,
+        dsn,
         load_key_file(shared / "master.keys"),
         checkpoint_log=shared / "chatd.checkpoints",
         migrate=False,
@@ -99,6 +101,14 @@ async def cluster(
         yield Cluster(nodes, admin)
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def cluster(
+    nodes: list[ServerProcess], shared: Path, postgres_dsn: str, password_hash: str
+) -> AsyncIterator[Cluster]:
+    async with administered(nodes, shared, postgres_dsn, password_hash) as ready:
+        yield ready
 
 
 async def connect(cluster: Cluster, node: int, token: str) -> WsClient:
@@ -195,52 +205,50 @@ async def test_nats_down_for_ten_seconds_under_load_loses_nothing_and_delivery_c
     # The head poll is what finds the pointers lost while NATS was away, or published by one
     # node before the other had subscribed again.
     started = start_nodes(tmp_path, shared, postgres_dsn, nats.url, ("a", "b"), head_poll_seconds=1)
-    store = PostgresStore(
-        postgres_dsn,
-        load_key_file(shared / "master.keys"),
-        checkpoint_log=shared / "chatd.checkpoints",
-        migrate=False,
-    )
-    await store.open()
-    admin = Admin(started[0], store, password_hash)
-    cluster = Cluster(started, admin)
     try:
-        alice, bob = await admin.users(2)
-        a_alice = await connect(cluster, 0, alice.token)
-        b_bob = await connect(cluster, 1, bob.token)
-        b_alice = await connect(cluster, 1, await admin.token(alice.id))
-        conv = await a_alice.create([bob.id], text="avant la panne")
-        await b_bob.wait_seq(conv, 2)
-        acked: list[int] = []
-        up = asyncio.Event()
-
-        async def sender(client: WsClient, tag: str) -> None:
-            while not up.is_set():  # under load, before, during and after the outage
-                sent = await client.send(conv, f"{tag} {len(acked)}")
-                acked.append(int(sent["first_seq"]))
-                await asyncio.sleep(PACE_S)  # the load's pace (under the rate limit)
-
-        senders = [asyncio.create_task(sender(c, t)) for c, t in ((a_alice, "A"), (b_bob, "B"))]
-        await asyncio.to_thread(nats.stop)
-        started_down = time.monotonic()
-        await asyncio.sleep(NATS_DOWN_S)  # the outage lasts this long (a fault, not a wait)
-        assert time.monotonic() - started_down >= NATS_DOWN_S
-        await asyncio.to_thread(nats.start)
-        up.set()
-        await asyncio.gather(*senders)
-        # Live delivery comes back: a message after the outage reaches the other node.
-        last = int((await a_alice.send(conv, "après la panne"))["first_seq"])
-        for device in (a_alice, b_bob, b_alice):
-            await device.wait_seq(conv, last, timeout=60)
-            await device.flush()
-            assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
-        assert len(set(acked)) == len(acked) and max(acked) < last  # every ack is in the log
-        for node in started:  # and NATS is back too: each node reconnected and subscribed
-            await broker_is_back(node, within=60)
+        async with administered(started, shared, postgres_dsn, password_hash) as cluster:
+            await nats_down_scenario(cluster, nats, started)
     finally:
-        await admin.close()
         for node in started:
             stop_server(node)
+
+
+async def nats_down_scenario(
+    cluster: Cluster, nats: NatsServer, started: list[ServerProcess]
+) -> None:
+    admin = cluster.admin
+    alice, bob = await admin.users(2)
+    a_alice = await connect(cluster, 0, alice.token)
+    b_bob = await connect(cluster, 1, bob.token)
+    b_alice = await connect(cluster, 1, await admin.token(alice.id))
+    conv = await a_alice.create([bob.id], text="avant la panne")
+    await b_bob.wait_seq(conv, 2)
+    acked: list[int] = []
+    up = asyncio.Event()
+
+    async def sender(client: WsClient, tag: str) -> None:
+        while not up.is_set():  # under load, before, during and after the outage
+            sent = await client.send(conv, f"{tag} {len(acked)}")
+            acked.append(int(sent["first_seq"]))
+            await asyncio.sleep(PACE_S)  # the load's pace (under the rate limit)
+
+    senders = [asyncio.create_task(sender(c, t)) for c, t in ((a_alice, "A"), (b_bob, "B"))]
+    await asyncio.to_thread(nats.stop)
+    started_down = time.monotonic()
+    await asyncio.sleep(NATS_DOWN_S)  # the outage lasts this long (a fault, not a wait)
+    assert time.monotonic() - started_down >= NATS_DOWN_S
+    await asyncio.to_thread(nats.start)
+    up.set()
+    await asyncio.gather(*senders)
+    # Live delivery comes back: a message after the outage reaches the other node.
+    last = int((await a_alice.send(conv, "après la panne"))["first_seq"])
+    for device in (a_alice, b_bob, b_alice):
+        await device.wait_seq(conv, last, timeout=60)
+        await device.flush()
+        assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
+    assert len(set(acked)) == len(acked) and max(acked) < last  # every ack is in the log
+    for node in started:  # and NATS is back too: each node reconnected and subscribed
+        await broker_is_back(node, within=60)
 
 
 async def test_two_nodes_without_a_broker_deliver_through_the_head_poll_alone(
@@ -249,29 +257,25 @@ async def test_two_nodes_without_a_broker_deliver_through_the_head_poll_alone(
     """No NATS at all: the head poll of each node still brings the other node's events to
     its sessions, in order and once each, within its bound (here a poll a second)."""
     started = start_nodes(tmp_path, shared, postgres_dsn, None, ("a", "b"), head_poll_seconds=1)
-    store = PostgresStore(
-        postgres_dsn,
-        load_key_file(shared / "master.keys"),
-        checkpoint_log=shared / "chatd.checkpoints",
-        migrate=False,
-    )
-    await store.open()
-    admin = Admin(started[0], store, password_hash)
-    cluster = Cluster(started, admin)
     try:
-        alice, bob = await admin.users(2)
-        a_alice = await connect(cluster, 0, alice.token)
-        b_bob = await connect(cluster, 1, bob.token)
-        conv = await a_alice.create([bob.id], text="sans courtier")
-        for i in range(5):
-            await a_alice.send(conv, f"de A {i}")
-            await b_bob.send(conv, f"de B {i}")
-        last = 2 + 10
-        for device in (a_alice, b_bob):
-            await device.wait_seq(conv, last, timeout=60)
-            await device.flush()
-            assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
+        async with administered(started, shared, postgres_dsn, password_hash) as cluster:
+            await converse_without_a_broker(cluster)
     finally:
-        await admin.close()
         for node in started:
             stop_server(node)
+
+
+async def converse_without_a_broker(cluster: Cluster) -> None:
+    admin = cluster.admin
+    alice, bob = await admin.users(2)
+    a_alice = await connect(cluster, 0, alice.token)
+    b_bob = await connect(cluster, 1, bob.token)
+    conv = await a_alice.create([bob.id], text="sans courtier")
+    for i in range(5):
+        await a_alice.send(conv, f"de A {i}")
+        await b_bob.send(conv, f"de B {i}")
+    last = 2 + 10
+    for device in (a_alice, b_bob):
+        await device.wait_seq(conv, last, timeout=60)
+        await device.flush()
+        assert device.seqs(conv) == list(range(1, last + 1)), "a gap or a duplicate"
