@@ -68,7 +68,7 @@ from typing import Any, cast
 import msgpack
 import uvloop
 from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
@@ -391,7 +391,8 @@ class BenchClient(asyncio.Protocol):
                 if event.opcode is Opcode.BINARY:
                     self._on_message(event.data, now)
                 elif event.opcode is Opcode.CLOSE and not self.closing:
-                    self.load.on_close(self.ws.close_code or 1005)
+                    # The frame's own code: ``ws.close_code`` is only set once closed.
+                    self.load.on_close(Close.parse(event.data).code if event.data else 1005)
             elif isinstance(event, Response) and not self.opened.done():
                 if self.ws.handshake_exc is not None:
                     self.opened.set_exception(ConnectionError("handshake refused"))
