@@ -1,7 +1,7 @@
 """Cluster benchmark: send→deliver latency across two chatd nodes on PostgreSQL + NATS,
 beside ceilings measured in the same run.
 
-Run:  .venv/bin/python -m bench.cluster_bench                 (full: about 5 minutes)
+Run:  .venv/bin/python -m bench.cluster_bench                 (full: 6–10 minutes)
       .venv/bin/python -m bench.cluster_bench --quick         (smoke: well under a minute)
       … --rates 200,1000 --duration 20 --clients 1000 --json FILE
 
@@ -36,6 +36,7 @@ processes used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -95,6 +96,7 @@ def run_target(
             placement=placement,
             backing_cpu=servers.cpu_seconds if servers is not None else None,
         )
+        deployed.keep = bool(result.problems)
     result.problems.extend(deployed.problems)
     return result
 
@@ -147,6 +149,7 @@ def summary(measured: RateResult) -> dict[str, Any]:
         out[target] = {
             "other_node": latency(r.remote_deliver_ms),
             "same_node": latency(r.deliver_ms),
+            "ack": latency(r.ack_ms),
             "sent": r.sent,
             "acked": r.acked,
             "errors": r.errors,
@@ -197,6 +200,7 @@ def render(summaries: list[dict[str, Any]], header: list[str]) -> str:
 
         line("other node: deliver p50 / p99 / max ms", lambda t: _ms(t["other_node"]))
         line("same node:  deliver p50 / p99 / max ms", lambda t: _ms(t["same_node"]))
+        line("send→ack p50 / p99 / max ms", lambda t: _ms(t["ack"]))
         line("delivered / expected", lambda t: f"{t['delivered']:,} / {t['expected']:,}")
         line(
             "missing / duplicate / stray",
@@ -243,6 +247,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each window, wait up to this many seconds for the machine to go quiet",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="run here and keep the directory (nodes' logs) of any run that went wrong; "
+        "default: a temporary directory, removed",
+    )
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     if args.quick:
@@ -282,8 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     jitter_p99, jitter_max = gb.timer_jitter()
     load_average = os.getloadavg()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="chatd-cluster-bench-") as tmp, backing() as servers:
-        summaries = run(args, Path(tmp), servers)
+    with contextlib.ExitStack() as stack:
+        if args.workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chatd-")))
+        else:
+            workdir = args.workdir
+            workdir.mkdir(parents=True, exist_ok=True)
+        summaries = run(args, workdir, stack.enter_context(backing()))
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = [
         f"chatd cluster benchmark — {now}, {time.monotonic() - started:.0f} s",

@@ -44,6 +44,7 @@ class Deployment:
     servers: list[gb.Server]  # the nodes clients connect to
     world: gb.World
     problems: list[str]  # filled when the nodes stop: exit codes, errors in their logs
+    keep: bool = False  # keep the directory and the nodes' logs (the run went wrong)
 
 
 @dataclass
@@ -155,5 +156,5 @@ def deployment(
     finally:
         for server in deployed.servers:
             deployed.problems.extend(server.stop())
-        if not deployed.problems:
+        if not deployed.problems and not deployed.keep:
             shutil.rmtree(rundir, ignore_errors=True)

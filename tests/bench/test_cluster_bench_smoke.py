@@ -35,6 +35,7 @@ def test_quick_run_delivers_every_message_once_on_both_nodes(
         assert run["missing"] == run["duplicates"] == run["stray"] == 0
         assert run["accounting_ok"]
         assert run["same_node"]["count"] > 0 and math.isfinite(run["same_node"]["p99_ms"])
+        assert run["ack"]["count"] > 0
     cross = figures["cluster"]["other_node"]
     assert cross["count"] > 0 and 0 < cross["p50_ms"] <= cross["p99_ms"] <= cross["max_ms"]
     assert figures["sqlite"]["other_node"]["count"] == 0  # one node: nothing crosses
