@@ -1,7 +1,7 @@
 """Cluster benchmark: send→deliver latency across two chatd nodes on PostgreSQL + NATS,
 beside ceilings measured in the same run.
 
-Run:  .venv/bin/python -m bench.cluster_bench                 (full: 6–10 minutes)
+Run:  .venv/bin/python -m bench.cluster_bench                 (full: about 10 minutes)
       .venv/bin/python -m bench.cluster_bench --quick         (smoke: well under a minute)
       … --rates 200,1000 --duration 20 --clients 1000 --json FILE
 

@@ -34,6 +34,11 @@ load to CPU 1.  Everything is bounded in count and time and stops by itself; the
 workers are always stopped.  Each scenario checks its own accounting: after sending stops,
 every acked message must reach every member exactly once (deliveries = acked × members).
 
+The load generator also drives several nodes (:mod:`bench.cluster_bench`): a client spec
+names the node it connects to, and a push to a device on another node than the sender's is
+timed apart (``remote_deliver_ms``).  Each (message, device) pair is tracked, so a push
+repeated to one device and missing on another shows as one duplicate and one missing.
+
 The machine may be a shared VM: the run reports timer jitter, hypervisor steal and the CPU
 other processes used during each window, waits (bounded) for quiet before each window, and
 flags a window that was disturbed.
