@@ -4,15 +4,15 @@ Before the server under test starts, its data directory gets a key file, a datab
 ``count`` users, each with an open session: the accounts are created by the account service,
 the tokens minted by the auth service (the same code as a login, without the password check,
 which would cost tens of milliseconds of Argon2id per account), and the current terms of use
-accepted.  Nothing here knows the backend or the token format: when the cluster issue brings
-PostgreSQL, the same code seeds it through the settings.
+accepted.  Nothing here knows the backend or the token format: with ``database_url`` the same
+code seeds a PostgreSQL database (migrated beforehand by ``chatd migrate``, as for the nodes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,26 +35,39 @@ class Account:
     token: str  # a live session's bearer token
 
 
-def setup_settings(data_dir: Path, terms_version: str, synchronous: str) -> Settings:
+def setup_settings(
+    data_dir: Path, terms_version: str, synchronous: str, database_url: str | None = None
+) -> Settings:
     """The settings of a setup process on ``data_dir``.  ``synchronous`` is the setup's
     own durability (``OFF`` or ``NORMAL`` to go fast); closing the store checkpoints the WAL,
     so everything is on disk before the server under test opens the files with its own."""
-    environ: Mapping[str, str] = {
+    environ: dict[str, str] = {
         "CHATD_DATA_DIR": str(data_dir),
         "CHATD_TERMS_VERSION": terms_version,
         "CHATD_SQLITE_SYNCHRONOUS": synchronous,
     }
+    if database_url is not None:
+        environ["CHATD_DATABASE_URL"] = database_url
     return Settings.from_env(environ)
 
 
 @asynccontextmanager
 async def setup_process(
-    data_dir: Path, terms_version: str, *, synchronous: str = "NORMAL"
+    data_dir: Path,
+    terms_version: str,
+    *,
+    synchronous: str = "NORMAL",
+    database_url: str | None = None,
 ) -> AsyncIterator[Process]:
-    """A fresh data directory (new master key, new database), opened with its services."""
+    """A data directory opened with its services: a fresh one gets a new master key and a
+    new SQLite database; on PostgreSQL the key file ``chatd migrate`` needed is already there
+    and is kept (the nodes share it)."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # noqa: ASYNC240 - set-up
-    write_key_file(data_dir / "master.keys", KeyRing.generate(), replace=False)
-    async with running(setup_settings(data_dir, terms_version, synchronous)) as process:
+    key_file = data_dir / "master.keys"
+    if database_url is None or not key_file.exists():
+        write_key_file(key_file, KeyRing.generate(), replace=False)
+    settings = setup_settings(data_dir, terms_version, synchronous, database_url)
+    async with running(settings) as process:
         yield process
 
 

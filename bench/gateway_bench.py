@@ -34,6 +34,11 @@ load to CPU 1.  Everything is bounded in count and time and stops by itself; the
 workers are always stopped.  Each scenario checks its own accounting: after sending stops,
 every acked message must reach every member exactly once (deliveries = acked × members).
 
+The load generator also drives several nodes (:mod:`bench.cluster_bench`): a client spec
+names the node it connects to, and a push to a device on another node than the sender's is
+timed apart (``remote_deliver_ms``).  Each (message, device) pair is tracked, so a push
+repeated to one device and missing on another shows as one duplicate and one missing.
+
 The machine may be a shared VM: the run reports timer jitter, hypervisor steal and the CPU
 other processes used during each window, waits (bounded) for quiet before each window, and
 flags a window that was disturbed.
@@ -60,7 +65,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -68,7 +73,7 @@ from typing import Any, cast
 import msgpack
 import uvloop
 from websockets.client import ClientProtocol
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
@@ -102,6 +107,7 @@ class ClientSpec:
     token: str
     convs: tuple[tuple[int, int], ...]  # (conv, last seq held) for sync
     send_conv: int | None  # the conversation this client posts into
+    node: int = 0  # the server it connects to, among a plan's ``node_urls`` (several nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,10 @@ class LoadPlan:
     rate: float = 0.0  # open loop: messages/s offered by this worker
     drain_timeout: float = 10.0
     connect_concurrency: int = 100
+    node_urls: tuple[str, ...] = ()  # several nodes: client ``node`` connects to its URL
+
+    def url_of(self, spec: ClientSpec) -> str:
+        return self.node_urls[spec.node] if self.node_urls else self.url
 
 
 @dataclass(slots=True)
@@ -138,6 +148,9 @@ class LoadResult:
     drained: bool = True
     max_send_lag_ms: float = 0.0  # open loop: how late the generator wrote a message
     deliver_ms: list[float] = field(default_factory=list)  # send→push, messages sent in window
+    # The same, for pushes to a device on another node than the sender's (several nodes);
+    # deliver_ms then holds the pushes on the sender's node.
+    remote_deliver_ms: list[float] = field(default_factory=list)
     ack_ms: list[float] = field(default_factory=list)  # send→ack, messages sent in window
     closes: dict[int, int] = field(default_factory=dict)  # unexpected close codes seen
 
@@ -162,11 +175,18 @@ class LoadResult:
         self.drained = self.drained and other.drained
         self.max_send_lag_ms = max(self.max_send_lag_ms, other.max_send_lag_ms)
         self.deliver_ms.extend(other.deliver_ms)
+        self.remote_deliver_ms.extend(other.remote_deliver_ms)
         self.ack_ms.extend(other.ack_ms)
         for code, count in other.errors.items():
             self.errors[code] = self.errors.get(code, 0) + count
         for close, count in other.closes.items():
             self.closes[close] = self.closes.get(close, 0) + count
+
+    @property
+    def missing_deliveries(self) -> int:
+        """(acked message, member device) pairs never delivered: each pair is counted once
+        (a second push of a message to one device is a duplicate, not a delivery)."""
+        return max(0, self.expected_deliveries - (self.deliveries - self.duplicate_deliveries))
 
 
 class Load:
@@ -181,24 +201,36 @@ class Load:
         self.window_start = 0.0
         self.window_end = 0.0
         # Per message, numbered from 0 in this worker (the number leads the text): send
-        # time, conversation, deliveries so far.  Fixed-size chunks, so that recording never
-        # pauses to resize a large table while frames are being timestamped.
+        # time, conversation, sender's node, the devices it reached (a bit per device's slot
+        # in its conversation).  Fixed-size chunks, so that recording never pauses to resize
+        # a large table while frames are being timestamped.
         self.sent_at: list[list[float]] = []
         self.conv_of: list[list[int]] = []
+        self.node_of: list[list[int]] = []
         self.delivered: list[list[int]] = []
         self.count = 0
+        # Each client's bit in ``delivered``: its rank among its conversation's clients (all
+        # of a conversation's clients are in one worker).
+        self.slots: list[int] = []
+        ranks: dict[int, int] = {}
+        for spec in plan.clients:
+            conv = spec.convs[0][0] if spec.convs else 0
+            self.slots.append(ranks.get(conv, 0))
+            ranks[conv] = self.slots[-1] + 1
 
     # ------------------------------------------------------------------ callbacks
 
-    def on_sent(self, conv: int, now: float) -> int:
+    def on_sent(self, conv: int, now: float, node: int = 0) -> int:
         number = self.count
         chunk, slot = divmod(number, CHUNK)
         if chunk == len(self.sent_at):
             self.sent_at.append([0.0] * CHUNK)
             self.conv_of.append([0] * CHUNK)
+            self.node_of.append([0] * CHUNK)
             self.delivered.append([0] * CHUNK)
         self.sent_at[chunk][slot] = now
         self.conv_of[chunk][slot] = conv
+        self.node_of[chunk][slot] = node
         self.count += 1
         self.result.sent += 1
         if self.measuring:
@@ -218,7 +250,7 @@ class Load:
     def on_error(self, number: int, code: str) -> None:
         self.result.errors[code] = self.result.errors.get(code, 0) + 1
 
-    def on_delivery(self, text: str, now: float) -> None:
+    def on_delivery(self, text: str, now: float, client: BenchClient) -> None:
         head = text.split(" ", 1)[0]
         number = int(head) if head.isdigit() else -1
         if not 0 <= number < self.count:
@@ -226,14 +258,19 @@ class Load:
             return
         chunk, slot = divmod(number, CHUNK)
         sent_at = self.sent_at[chunk][slot]
-        self.delivered[chunk][slot] += 1
-        if self.delivered[chunk][slot] > self.plan.conv_members[self.conv_of[chunk][slot]]:
+        device = 1 << self.slots[client.index]
+        if self.delivered[chunk][slot] & device:
             self.result.duplicate_deliveries += 1
+        self.delivered[chunk][slot] |= device
         self.result.deliveries += 1
         if self.measuring:
             self.result.window_deliveries += 1
         if self.window_start <= sent_at < self.window_end:
-            self.result.deliver_ms.append((now - sent_at) * 1000)
+            latency = (now - sent_at) * 1000
+            if client.spec.node == self.node_of[chunk][slot]:
+                self.result.deliver_ms.append(latency)
+            else:
+                self.result.remote_deliver_ms.append(latency)
 
     def on_close(self, code: int) -> None:
         self.result.closes[code] = self.result.closes.get(code, 0) + 1
@@ -241,7 +278,6 @@ class Load:
     # ------------------------------------------------------------------ phases
 
     async def connect_all(self) -> None:
-        host, port = _host_port(self.plan.url)
         loop = asyncio.get_running_loop()
         limit = asyncio.Semaphore(self.plan.connect_concurrency)
         started = time.monotonic()
@@ -251,6 +287,7 @@ class Load:
                 client = None
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT):
+                        host, port = _host_port(self.plan.url_of(spec))
                         _, client = await loop.create_connection(
                             lambda: BenchClient(self, index, spec), host, port
                         )
@@ -335,7 +372,7 @@ class BenchClient(asyncio.Protocol):
         self.load = load
         self.index = index
         self.spec = spec
-        self.ws = ClientProtocol(parse_uri(load.plan.url), max_size=16 * 1024 * 1024)
+        self.ws = ClientProtocol(parse_uri(load.plan.url_of(spec)), max_size=16 * 1024 * 1024)
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
@@ -359,7 +396,8 @@ class BenchClient(asyncio.Protocol):
                 if event.opcode is Opcode.BINARY:
                     self._on_message(event.data, now)
                 elif event.opcode is Opcode.CLOSE and not self.closing:
-                    self.load.on_close(self.ws.close_code or 1005)
+                    # The frame's own code: ``ws.close_code`` is only set once closed.
+                    self.load.on_close(Close.parse(event.data).code if event.data else 1005)
             elif isinstance(event, Response) and not self.opened.done():
                 if self.ws.handshake_exc is not None:
                     self.opened.set_exception(ConnectionError("handshake refused"))
@@ -399,7 +437,7 @@ class BenchClient(asyncio.Protocol):
         op = msg["op"]
         if op == "event":
             if msg["kind"] == "message":
-                self.load.on_delivery(msg["text"], now)
+                self.load.on_delivery(msg["text"], now, self)
             return
         rid = msg.get("rid")
         number = self.inflight.pop(rid, None)
@@ -434,7 +472,7 @@ class BenchClient(asyncio.Protocol):
         conv = self.spec.send_conv
         if conv is None or self.transport is None or self.transport.is_closing():
             return
-        number = self.load.on_sent(conv, time.monotonic())
+        number = self.load.on_sent(conv, time.monotonic(), self.spec.node)
         rid = self._write(
             {"op": "send", "client_msg_id": f"b{number}", "conv": conv, "text": f"{number} {PAD}"}
         )
@@ -716,11 +754,13 @@ def ceiling_world(users: int, conv_size: int, *, senders: bool) -> World:
     return World(tuple(clients), conv_members, 0.0)
 
 
-async def _populate_chatd(data_dir: Path, users: int, conv_size: int, senders: bool) -> World:
+async def _populate_chatd(
+    data_dir: Path, users: int, conv_size: int, senders: bool, database_url: str | None
+) -> World:
     started = time.monotonic()
     # Setup only, through chatd's own services: the server under test reopens these files
-    # with synchronous=FULL.
-    async with setup_process(data_dir, TERMS) as process:
+    # with synchronous=FULL (or the PostgreSQL database, already migrated).
+    async with setup_process(data_dir, TERMS, database_url=database_url) as process:
         accounts = await create_accounts(
             process,
             [f"bench{i}" for i in range(users)],
@@ -747,9 +787,11 @@ async def _populate_chatd(data_dir: Path, users: int, conv_size: int, senders: b
     return World(tuple(clients), conv_members, time.monotonic() - started)
 
 
-def chatd_world(data_dir: Path, users: int, conv_size: int, *, senders: bool) -> World:
+def chatd_world(
+    data_dir: Path, users: int, conv_size: int, *, senders: bool, database_url: str | None = None
+) -> World:
     data_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_populate_chatd(data_dir, users, conv_size, senders))
+    return asyncio.run(_populate_chatd(data_dir, users, conv_size, senders, database_url))
 
 
 # =============================================================================== scenarios
@@ -941,17 +983,25 @@ def _target(
             shutil.rmtree(rundir, ignore_errors=True)
 
 
-def _load_run(
+def load_run(
     target: str,
     scenario: str,
-    server: Server,
+    servers: Sequence[Server],
     world: World,
     plan_args: dict[str, Any],
     *,
     procs: int,
     placement: Placement,
     profile: Path | None = None,
+    backing_cpu: Callable[[], float] | None = None,
 ) -> RunResult:
+    """Open or closed loop against ``servers`` (several nodes: each client connects to the
+    one its spec names).  ``backing_cpu``: the CPU seconds so far of the processes behind them
+    (a database, a broker), counted with the servers' CPU rather than as other processes'."""
+
+    def server_cpu() -> float:
+        return sum(s.cpu_seconds() for s in servers) + (backing_cpu() if backing_cpu else 0.0)
+
     parts = _split(world, procs)
     total_clients = len(world.clients)
     plans = []
@@ -961,7 +1011,11 @@ def _load_run(
             args["rate"] = args["rate"] * len(specs) / total_clients
         plans.append(
             LoadPlan(
-                url=server.ws_url, clients=tuple(specs), conv_members=world.conv_members, **args
+                url=servers[0].ws_url,
+                clients=tuple(specs),
+                conv_members=world.conv_members,
+                node_urls=tuple(s.ws_url for s in servers) if len(servers) > 1 else (),
+                **args,
             )
         )
     warmup, duration = plans[0].warmup, plans[0].duration
@@ -974,11 +1028,11 @@ def _load_run(
         go_at = time.monotonic() + 0.5
         workers.go(go_at)
         time.sleep(max(0.0, go_at + warmup - time.monotonic()))
-        cpu0 = server.cpu_seconds()
+        cpu0 = server_cpu()
         ticks0 = cpu_ticks()
-        spy = _py_spy(server, profile, f"{scenario}-{target}", duration)
+        spy = _py_spy(servers[0], profile, f"{scenario}-{target}", duration)
         time.sleep(max(0.0, go_at + warmup + duration - time.monotonic()))
-        cpu1 = server.cpu_seconds()
+        cpu1 = server_cpu()
         ticks1 = cpu_ticks()
         load = workers.results(warmup + duration + plans[0].drain_timeout + 60)
     finally:
@@ -1069,10 +1123,10 @@ def run_throughput(
     with _target(
         target, workdir, clients, conv_size, senders=True, placement=placement, chatd_extra=extra
     ) as (server, world, problems):
-        result = _load_run(
+        result = load_run(
             target,
             "throughput",
-            server,
+            [server],
             world,
             {"mode": "closed", "warmup": warmup, "duration": duration, "window": window},
             procs=procs,
@@ -1105,10 +1159,10 @@ def run_latency(
         world,
         problems,
     ):
-        result = _load_run(
+        result = load_run(
             target,
             "latency",
-            server,
+            [server],
             world,
             {"mode": "open", "warmup": warmup, "duration": duration, "rate": rate},
             procs=procs,
