@@ -3,8 +3,9 @@ to the sessions connected here.
 
 The fan-out subscribes to the broker (:mod:`chatd.broker`).  Committed events enter a queue
 in the order the broker hands them over — on the in-memory broker, the order the writer
-resolved them, seq order within each conversation — and one dispatcher task takes them in
-that order, asks who may read each event (:meth:`~chatd.services.reading.Reading.audience`:
+resolved them, seq order within each conversation — and one dispatcher task takes them a
+batch at a time (the conversations of a batch at once, each in seq order), asks who may
+read each event (:meth:`~chatd.services.reading.Reading.audience`:
 the users whose membership intervals contain its seq, so a ``left`` event reaches the leaver
 and nothing after it does, a ``joined`` event reaches the added user), encodes each event once
 and offers it to every session of each of those users through the hub.
@@ -152,21 +153,34 @@ class Fanout:
                 first, last = committed.span
                 low, high = pointed.get(committed.conv_id, (first, last))
                 pointed[committed.conv_id] = (min(low, first), max(high, last))
-        for conv_id, events in by_conv.items():
-            try:
-                if conv_id in pointed:  # one read per conversation per batch
-                    read = await self._reading.committed_events(conv_id, *pointed[conv_id])
-                    events.update((event.seq, event) for event in read)
-                if not events:
-                    continue
-                audience = await self._reading.audience(conv_id, min(events), max(events))
-            except Exception as exc:
-                # Sessions that miss these resume (their cursors see the gap); log no content.
-                log.warning("fan-out of conversation %d failed: %s", conv_id, type(exc).__name__)
-                continue
-            for seq in sorted(events):
-                event = events[seq]
-                push = EventPush(conv_id, seq, encode_event(event))
-                for user in audience.get(seq, ()):
-                    self._hub.deliver(user, push)
-                self.published += 1
+        # The conversations of a batch are independent: their reads run at once (bounded by
+        # the store's pool), so one slow read no longer queues every other conversation's
+        # behind it.  Within a conversation, events still go out in seq order, and batches
+        # one after another.
+        await asyncio.gather(
+            *(
+                self._dispatch_conversation(conv_id, events, pointed.get(conv_id))
+                for conv_id, events in by_conv.items()
+            )
+        )
+
+    async def _dispatch_conversation(
+        self, conv_id: int, events: dict[int, Event], pointed: tuple[int, int] | None
+    ) -> None:
+        try:
+            if pointed is not None:  # one read per conversation per batch
+                read = await self._reading.committed_events(conv_id, *pointed)
+                events.update((event.seq, event) for event in read)
+            if not events:
+                return
+            audience = await self._reading.audience(conv_id, min(events), max(events))
+        except Exception as exc:
+            # Sessions that miss these resume (their cursors see the gap); log no content.
+            log.warning("fan-out of conversation %d failed: %s", conv_id, type(exc).__name__)
+            return
+        for seq in sorted(events):
+            event = events[seq]
+            push = EventPush(conv_id, seq, encode_event(event))
+            for user in audience.get(seq, ()):
+                self._hub.deliver(user, push)
+            self.published += 1
