@@ -1,7 +1,8 @@
 """Cluster benchmark: send→deliver latency across two chatd nodes on PostgreSQL + NATS,
 beside ceilings measured in the same run.
 
-Run:  .venv/bin/python -m bench.cluster_bench                 (full: about 10 minutes)
+Run:  .venv/bin/python -m bench.gateway_bench --backend postgres --nodes 2   (the same)
+      .venv/bin/python -m bench.cluster_bench                 (full: about 10 minutes)
       .venv/bin/python -m bench.cluster_bench --quick         (smoke: well under a minute)
       … --rates 200,1000 --duration 20 --clients 1000 --json FILE
 
@@ -23,6 +24,11 @@ For each offered rate, three measures, each on fresh servers (:mod:`bench.cluste
 3. **nats** — a raw NATS publish→receive at the same rate (:mod:`bench.nats_ceiling`): the
    hop no change to chatd can remove.
 
+And once per run, the PostgreSQL store's ceiling on the same server: rows/s of
+``executemany`` of pre-sealed events (:func:`bench.postgres_store_bench.bench_ceiling`).
+Throughput (acked messages/s, deliveries/s) is read at the rate the cluster cannot keep:
+"sent / acked per s" and the delivered count over the window.
+
 Accounting: after sending stops (and a bounded drain), every acked message must have reached
 every member device exactly once; each (message, device) pair is tracked, so a message that
 reached one device twice and another never is seen as one duplicate and one missing.
@@ -36,6 +42,7 @@ processes used.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import json
@@ -51,6 +58,7 @@ from typing import Any
 from bench import gateway_bench as gb
 from bench.cluster_nodes import Backing, backing, deployment
 from bench.nats_ceiling import NatsRoundTrip, nats_round_trip
+from bench.postgres_store_bench import bench_ceiling
 
 DRAIN_TIMEOUT = 30.0  # a saturated cluster may owe seconds of pushes when sending stops
 
@@ -298,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             workdir = args.workdir
             workdir.mkdir(parents=True, exist_ok=True)
-        summaries = run(args, workdir, stack.enter_context(backing()))
+        servers = stack.enter_context(backing())
+        summaries = run(args, workdir, servers)
+        # The PostgreSQL store's ceiling, on the same server: executemany of pre-sealed rows.
+        ceiling = asyncio.run(
+            bench_ceiling(servers.postgres, workdir, transactions=20 if args.quick else 200)
+        )
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = [
         f"chatd cluster benchmark — {now}, {time.monotonic() - started:.0f} s",
@@ -308,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         f"noise:   a 1 ms sleep wakes p99 {jitter_p99:.1f} ms / max {jitter_max:.1f} ms late",
         f"clients: {args.clients} over conversations of {args.conv_size}, alternating between "
         f"the nodes; {args.warmup:g} s warm-up, {args.duration:g} s window per run",
+        f"ceiling: the PostgreSQL store, executemany of pre-sealed rows: {ceiling:,.0f} rows/s",
     ]
     print(render(summaries, header))
     if args.json is not None:

@@ -1484,8 +1484,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    command = " ".join([".venv/bin/python", "-m", "bench.gateway_bench", *(argv or sys.argv[1:])])
+    given = sys.argv[1:] if argv is None else argv
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    backend.add_argument("--nodes", type=int, default=1)
+    chosen, rest = backend.parse_known_args(given)
+    if chosen.backend == "postgres" or chosen.nodes > 1:
+        # Several nodes on PostgreSQL + NATS: the cluster benchmark, beside one SQLite node
+        # and its ceilings in the same run (bench/cluster_bench.py, which uses this module).
+        if (chosen.backend, chosen.nodes) != ("postgres", 2):
+            print("several nodes: --backend postgres --nodes 2", file=sys.stderr)
+            return 2
+        from bench import cluster_bench
+
+        return cluster_bench.main(rest)
+    args = parse_args(rest)
+    command = " ".join([".venv/bin/python", "-m", "bench.gateway_bench", *given])
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     placement = Placement.detect(args.quiet_wait)
     raise_nofile(args.idle + 4096)
