@@ -18,7 +18,9 @@ a row, applies :func:`admit` or :func:`settle`, and writes it back in one transa
 Levels are integers, in **token-milliseconds**: a bucket of ``amount`` a minute holds at most
 ``amount × 60 000`` and gains ``amount`` each millisecond, so the arithmetic is exact and the
 same on every backend.  A user whose buckets are full again (:func:`is_full`) is what a new
-user is: the row may be deleted.
+user is: the row may be deleted.  Times are the wall clock of whichever node asks; a clock
+behind the row's time refills nothing (the later time is kept), so nodes whose clocks differ
+by ``d`` give a user at most ``d``'s refill more.
 
 :class:`QuotaLedger` is the reference: the rule over states held in memory, which the
 property tests check and the store's behaviour must match.
