@@ -9,7 +9,8 @@ An upload, in order (design §6–§7; each step is what makes the next one safe
 
 0. the user's upload quota (:mod:`chatd.core.upload_quota`: ``CHATD_UPLOADS_PER_MINUTE``,
    ``CHATD_UPLOAD_BYTES_PER_MINUTE``) counts the upload as it starts, or refuses it
-   (``rate_limited``) before a byte is read;
+   (``rate_limited``) before a byte is read; its buckets are the store's
+   (:class:`~chatd.store.contract.UploadBudgets`), so they hold across nodes and restarts;
 1. the request body is spooled to ``ROOT/spool/`` by :func:`~.spool.spool_limited`, which stops
    reading at ``max_bytes + 1`` (HTTP 413) — the whole body is never held in memory; the
    quota is settled to the bytes received;
@@ -67,11 +68,11 @@ from chatd.core.records import (
     VerifyProblem,
     VerifyReport,
 )
-from chatd.core.upload_quota import UploadQuota
+from chatd.core.upload_quota import Reservation, UploadLimits
 from chatd.crypto.attachment_keys import new_attachment_id
 from chatd.crypto.envelope import new_data_key
 from chatd.i18n import N_, Text
-from chatd.store.contract import AttachmentRows, ClusterJobs, KeyStore
+from chatd.store.contract import AttachmentRows, ClusterJobs, KeyStore, UploadBudgets
 
 __all__ = ["AttachmentService", "AttachmentStore", "FileAudit", "wall_clock_ms"]
 
@@ -84,9 +85,9 @@ ORPHAN_GRACE_SECONDS = 3600  # a file without a row younger than this may be an 
 MISSING_FILE = Text(N_("its file is missing"))
 
 
-class AttachmentStore(AttachmentRows, KeyStore, ClusterJobs, Protocol):
-    """What the service needs of the store: the attachment rows, the row audit, and the
-    sweep's lease."""
+class AttachmentStore(AttachmentRows, KeyStore, ClusterJobs, UploadBudgets, Protocol):
+    """What the service needs of the store: the attachment rows, the row audit, the
+    sweep's lease, and the upload quota's buckets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class AttachmentService:
         sweep_seconds: int,
         image_limits: ImageLimits | None = None,
         decoders: ImageDecoders | None = None,
-        quota: UploadQuota | None = None,
+        quota: UploadLimits | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.store = store
@@ -139,7 +140,7 @@ class AttachmentService:
             decoders=ImageDecoders(
                 workers=settings.image_workers, budget_pixels=settings.image_decode_pixels
             ),
-            quota=UploadQuota(
+            quota=UploadLimits(
                 settings.uploads_per_minute, settings.upload_bytes_per_minute, settings.max_bytes
             ),
         )
@@ -163,15 +164,16 @@ class AttachmentService:
         """
         reservation = None
         if self.quota is not None:
-            reservation = self.quota.admit(uploader, self._seconds(), declared_bytes)
+            reservation = await self.store.admit_upload(
+                uploader, declared_bytes, self.quota, self._clock_ms()
+            )
         spool = await asyncio.to_thread(self.blobs.spool_path)
         try:
             try:
                 await spool_limited(body, spool, self.max_bytes)
             finally:
-                if reservation is not None and self.quota is not None:
-                    received = await asyncio.to_thread(_size, spool)
-                    self.quota.settle(reservation, received, self._seconds())
+                if reservation is not None:
+                    await self._settle(reservation, spool)
             ingested = await self._ingest(spool, original_name)
             async with self._ingesting:
                 attachment_id, dek = await asyncio.to_thread(self._seal, ingested)
@@ -199,8 +201,15 @@ class AttachmentService:
             await asyncio.to_thread(self.blobs.delete, attachment_id)
             raise
 
-    def _seconds(self) -> float:
-        return self._clock_ms() / 1000
+    async def _settle(self, reservation: Reservation, spool: Path) -> None:
+        """Charge the upload what it made the server receive.  Shielded: a client gone
+        away now must not leave its whole reservation spent (nor a store error hide why the
+        upload failed: the next admission refills the buckets anyway)."""
+        received = await asyncio.to_thread(_size, spool)
+        try:
+            await asyncio.shield(self.store.settle_upload(reservation, received, self._clock_ms()))
+        except ChatdError as exc:
+            log.warning("could not settle an upload's quota: %s", type(exc).__name__)
 
     async def _ingest(self, spool: Path, original_name: str) -> IngestedFile:
         async with self._ingesting:

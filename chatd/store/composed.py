@@ -40,6 +40,7 @@ from chatd.core.records import (
     SessionToken,
     User,
 )
+from chatd.core.upload_quota import Reservation, UploadLimits
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import (
     AdminAuditStore,
@@ -47,6 +48,7 @@ from chatd.store.contract import (
     LiveSessionStore,
     LoginAttempts,
     Store,
+    UploadBudgets,
 )
 from chatd.store.parts import (
     AttachmentPart,
@@ -71,6 +73,7 @@ class ComposedStore(Store):
     _users: UserPart
     _tokens: TokenPart
     _attempts: LoginAttempts
+    _uploads: UploadBudgets
     _live: LiveSessionStore
     _inbox: InboxStore
     _keys: KeyPart
@@ -254,6 +257,18 @@ class ComposedStore(Store):
 
     async def end_login_attempt(self, attempt_id: int, *, succeeded: bool, now_ms: int) -> None:
         await self._attempts.end_login_attempt(attempt_id, succeeded=succeeded, now_ms=now_ms)
+
+    # ----------------------------------------------------------------- upload quota
+
+    async def admit_upload(
+        self, user_id: int, declared_bytes: int | None, limits: UploadLimits, now_ms: int
+    ) -> Reservation:
+        return await self._uploads.admit_upload(user_id, declared_bytes, limits, now_ms)
+
+    async def settle_upload(
+        self, reservation: Reservation, received_bytes: int, now_ms: int
+    ) -> None:
+        await self._uploads.settle_upload(reservation, received_bytes, now_ms)
 
     # ----------------------------------------------------------------- read state, inbox
 

@@ -2,7 +2,8 @@
 
 One :class:`typing.Protocol` per concern — the log (:class:`LogStore`), accounts and login
 tokens (:class:`AccountStore`), the login throttle's attempts (:class:`LoginAttempts`), the
-live connections of every node (:class:`LiveSessionStore`), read state and the inbox
+upload quota's buckets (:class:`UploadBudgets`), the live connections of every node
+(:class:`LiveSessionStore`), read state and the inbox
 (:class:`InboxStore`), keys and retention (:class:`KeyStore`), attachment rows
 (:class:`AttachmentRows`), the administrators' audit log (:class:`AdminAuditStore`) — and
 :class:`Store`,
@@ -58,6 +59,7 @@ from chatd.core.records import (
     User,
     VerifyReport,
 )
+from chatd.core.upload_quota import Reservation, UploadLimits
 from chatd.crypto.keyring import KeyRing
 from chatd.store.head_feed import HeadFeed
 
@@ -356,6 +358,39 @@ class LoginAttempts(Protocol):
         ...
 
 
+class UploadBudgets(Protocol):
+    """The upload quota's state: each user's two token buckets (uploads, bytes a minute).
+
+    The rule is :mod:`chatd.core.upload_quota` (:class:`~chatd.core.upload_quota.QuotaLedger`
+    is its reference); the store makes it hold across tasks, restarts and nodes.
+
+    * **Counted when it starts.** :meth:`admit_upload` reads the user's buckets, decides and
+      writes them back in one atomic step: however many uploads race, on one node or on
+      several sharing the store, over any span of ``T`` seconds a user is admitted at most
+      ``amount × (1 + T / 60)`` of each budget.
+    * **Durable and shared.** The buckets survive a restart and are seen by every process on
+      the same database.
+    * **User ids only.** A row holds a user id, two levels and a time; rows of users whose
+      buckets are full again may be deleted (a full bucket is what a missing row means).
+    """
+
+    async def admit_upload(
+        self, user_id: int, declared_bytes: int | None, limits: UploadLimits, now_ms: int
+    ) -> Reservation:
+        """Count one upload of ``user_id`` starting at ``now_ms`` and reserve the bytes it
+        declares (None: the largest upload), or raise
+        :class:`~chatd.core.errors.RateLimitedError` (``rate_limited``, with the seconds to
+        wait) if either bucket is short; nothing is then counted."""
+        ...
+
+    async def settle_upload(
+        self, reservation: Reservation, received_bytes: int, now_ms: int
+    ) -> None:
+        """The body of an admitted upload was read: ``received_bytes`` is what it cost (the
+        rest of its reservation comes back).  Idempotence is not promised: settle once."""
+        ...
+
+
 class LiveSessionStore(Protocol):
     """The live WebSocket connections of every node: what ``CHATD_SESSIONS_PER_USER`` counts.
 
@@ -610,6 +645,7 @@ class Store(
     LogStore,
     AccountStore,
     LoginAttempts,
+    UploadBudgets,
     LiveSessionStore,
     InboxStore,
     KeyStore,

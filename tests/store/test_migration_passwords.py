@@ -46,6 +46,7 @@ async def test_existing_users_need_not_change_their_password(tmp_path: Path, rin
         conn.execute("DROP TABLE store_epoch")
         conn.execute("DROP TABLE login_attempts")
         conn.execute("DROP TABLE admin_audit")
+        conn.execute("DROP TABLE upload_budgets")  # migration 12
         conn.execute("DROP TABLE live_sessions")  # migration 8
         conn.execute("DROP TRIGGER auth_tokens_revoke_once")
         for column in ("device", "last_seen_at"):

@@ -40,6 +40,7 @@ TABLES = (
     "read_markers",
     "attachments",
     "login_attempts",
+    "upload_budgets",
     "admin_audit",
 )
 ORDER = {"events": "conv_id, seq", "admin_audit": "seq", "memberships": "conv_id, joined_seq"}

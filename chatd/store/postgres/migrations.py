@@ -3,7 +3,8 @@
 The numbering is PostgreSQL's own and starts at 1: a fresh backend has no history, so
 migration 1 (:mod:`.migration_1`) creates today's whole schema, SQLite's migrations 1-11 as
 they stand, plus ``conversations.head_version``.  From there on the two backends change
-together: a schema change is a migration in each, with its own number in each.
+together: a schema change is a migration in each, with its own number in each (migration 2
+is SQLite's 12: the upload quota's ``upload_budgets``).
 
 How they run (:func:`migrate`), with the **owner role's** URL (the role that will own every
 table, function and sequence; the application role only gets privileges, :mod:`.privileges`):
@@ -66,6 +67,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the whole schema of SQLite's migrations 1-11 (append-only triggers in PL/pgSQL),"
         " ids from sequences, conversations.head_version",
         migration_1.SQL,
+    ),
+    Migration(
+        2,
+        "upload quota: each user's buckets, shared by the nodes and kept across restarts"
+        " (SQLite's migration 12)",
+        """
+        -- One row per user whose buckets are not full (chatd.core.upload_quota.BudgetState):
+        -- levels in token-milliseconds (negative: bytes owed), at updated_at (ms since the
+        -- Unix epoch).  full_at: when both are full again, after which the row may go.
+        CREATE TABLE upload_budgets (
+            user_id       BIGINT PRIMARY KEY,
+            upload_tokens BIGINT NOT NULL,
+            byte_tokens   BIGINT NOT NULL,
+            updated_at    BIGINT NOT NULL,
+            full_at       BIGINT NOT NULL CHECK (full_at >= updated_at)
+        );
+        CREATE INDEX upload_budgets_by_full ON upload_budgets (full_at);
+        """,
     ),
 )
 

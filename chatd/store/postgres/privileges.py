@@ -12,8 +12,8 @@ Two roles, so that append-only is enforced twice by the database itself:
   more (no UPDATE, DELETE or TRUNCATE: the privileges refuse before any trigger runs), and
   elsewhere only the statements the store makes — UPDATE limited to the columns the store
   changes (a token's ``revoked_at``, never its ``user_id``), DELETE only where rows do
-  leave (expired tokens, unsent attachments, login attempts, live sessions), TRUNCATE
-  nowhere.  The sequences it draws ids from are granted USAGE.
+  leave (expired tokens, unsent attachments, login attempts, full upload budgets, live
+  sessions), TRUNCATE nowhere.  The sequences it draws ids from are granted USAGE.
 
 :func:`grant_txn` makes the role's privileges exactly these (it revokes first, so a privilege
 granted by hand does not linger); :func:`.migrations.migrate` calls it after the migrations
@@ -83,6 +83,11 @@ GRANTS: tuple[Grant, ...] = (
     Grant("read_markers", update=("read_seq", "updated_at")),
     Grant("store_epoch", insert=False, update=("epoch", "declared_at")),
     Grant("login_attempts", update=("finished_at",), delete=True),
+    Grant(
+        "upload_budgets",
+        update=("upload_tokens", "byte_tokens", "updated_at", "full_at"),
+        delete=True,
+    ),
     Grant("live_sessions", update=("seen_at",), delete=True),
     Grant("schema_migrations", insert=False),
 )

@@ -36,6 +36,7 @@ from chatd.store.postgres.live_sessions import PostgresLiveSessions
 from chatd.store.postgres.log import PostgresLog
 from chatd.store.postgres.login_attempts import PostgresLoginAttempts
 from chatd.store.postgres.tokens import PostgresTokens
+from chatd.store.postgres.upload_budgets import PostgresUploadBudgets
 from chatd.store.postgres.users import PostgresUsers
 from chatd.store.postgres.verify import verify_txn
 
@@ -75,6 +76,7 @@ class PostgresStore(ComposedStore):
         self._users = PostgresUsers(ctx)
         self._tokens = PostgresTokens(ctx)
         self._attempts = PostgresLoginAttempts(ctx)
+        self._uploads = PostgresUploadBudgets(ctx)
         self._live = PostgresLiveSessions(ctx)
         self._inbox = PostgresInbox(ctx)
         self._keys = PostgresKeys(ctx)

@@ -53,6 +53,10 @@ Design notes that live in the schema:
   operation its ``client_msg_id`` was and what it got; nothing else repeats the key, so an
   edited one would make a retry apply twice or answer another action as done.  Its trigger
   now allows an update of ``mac`` alone.
+* ``upload_budgets`` (migration 12): the upload quota's state (:mod:`chatd.core.upload_quota`),
+  so that it survives a restart and is shared by every node of one database: one row per
+  user who uploaded lately, their two token buckets and when they are full again.  A user
+  id and numbers, nothing personal; rows whose buckets are full again are deleted.
 """
 
 from __future__ import annotations
@@ -456,6 +460,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         BEGIN SELECT RAISE(ABORT, 'idempotency keys are append-only'); END;
         """,
         backfill=True,
+    ),
+    Migration(
+        12,
+        "upload quota: each user's buckets, shared by the nodes and kept across restarts",
+        """
+        -- One row per user whose buckets are not full (chatd.core.upload_quota.BudgetState):
+        -- levels in token-milliseconds (negative: bytes owed), at updated_at (ms since the
+        -- Unix epoch).  full_at: when both are full again, after which the row may go.
+        CREATE TABLE upload_budgets (
+            user_id       INTEGER PRIMARY KEY,
+            upload_tokens INTEGER NOT NULL,
+            byte_tokens   INTEGER NOT NULL,
+            updated_at    INTEGER NOT NULL,
+            full_at       INTEGER NOT NULL CHECK (full_at >= updated_at)
+        );
+        CREATE INDEX upload_budgets_by_full ON upload_budgets (full_at);
+        """,
     ),
 )
 

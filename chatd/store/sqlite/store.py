@@ -2,15 +2,15 @@
 
 :class:`SqliteStore` owns a :class:`~chatd.store.sqlite.context.SqliteContext` (connections,
 the single writer, data keys, clock) and hands it to each part — :mod:`.log`, :mod:`.users`,
-:mod:`.tokens`, :mod:`.login_attempts`, :mod:`.live_sessions`, :mod:`.inbox`, :mod:`.keys`,
-:mod:`.attachments`, :mod:`.audit`, :mod:`.heads`, :mod:`.history` (the epoch and the
-checkpoints), :mod:`.verify`.  :class:`~chatd.store.composed.ComposedStore` forwards most
-contract methods to the part that owns them; what stays here is SQLite's own: opening and
-closing, the writer, the reads in a transaction of its own (``ping``, ``chain_views``,
-``verify``) and the lease of the one server.  Writes go through the single
-:class:`~chatd.store.sqlite.writer.GroupCommitWriter`; reads use a small pool of read
-connections (WAL lets them read while the writer commits), each read in one named read
-transaction so its queries see one snapshot.
+:mod:`.tokens`, :mod:`.login_attempts`, :mod:`.upload_budgets`, :mod:`.live_sessions`,
+:mod:`.inbox`, :mod:`.keys`, :mod:`.attachments`, :mod:`.audit`, :mod:`.heads`,
+:mod:`.history` (the epoch and the checkpoints), :mod:`.verify`.
+:class:`~chatd.store.composed.ComposedStore` forwards most contract methods to the part that
+owns them; what stays here is SQLite's own: opening and closing, the writer, the reads in a
+transaction of its own (``ping``, ``chain_views``, ``verify``) and the lease of the one
+server.  Writes go through the single :class:`~chatd.store.sqlite.writer.GroupCommitWriter`;
+reads use a small pool of read connections (WAL lets them read while the writer commits),
+each read in one named read transaction so its queries see one snapshot.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from chatd.store.sqlite.live_sessions import SqliteLiveSessions
 from chatd.store.sqlite.log import SqliteLog
 from chatd.store.sqlite.login_attempts import SqliteLoginAttempts
 from chatd.store.sqlite.tokens import SqliteTokens
+from chatd.store.sqlite.upload_budgets import SqliteUploadBudgets
 from chatd.store.sqlite.users import SqliteUsers
 from chatd.store.sqlite.verify import verify_txn
 
@@ -76,6 +77,7 @@ class SqliteStore(ComposedStore):
         self._users = SqliteUsers(ctx)
         self._tokens = SqliteTokens(ctx)
         self._attempts = SqliteLoginAttempts(ctx)
+        self._uploads = SqliteUploadBudgets(ctx)
         self._live = SqliteLiveSessions(ctx)
         self._inbox = SqliteInbox(ctx)
         self._keys = SqliteKeys(ctx)

@@ -69,6 +69,7 @@ INSERT INTO admin_audit VALUES
 INSERT INTO login_attempts (login_key, address_key, started_at)
     VALUES ('\\x{"00" * 16}', '\\x{"00" * 16}', 1);
 INSERT INTO live_sessions VALUES ('n.1', 'n', {ALICE}, '\\x00', 1, 1);
+INSERT INTO upload_budgets VALUES ({ALICE}, 0, 0, 1, 60001);
 -- Explicit ids do not move a sequence: whoever inserts them (an import) moves it after.
 SELECT setval('user_ids', (SELECT MAX(id) FROM users));
 SELECT setval('conversation_ids', (SELECT MAX(id) FROM conversations));

@@ -76,7 +76,7 @@ async def postgres_schema(conn: db.Connection) -> tuple[Columns, set[str], set[s
 async def test_migrate_creates_sqlite_s_whole_schema_then_does_nothing(postgres_dsn: str) -> None:
     conn = await db.connect(postgres_dsn)
     try:
-        assert await migrations.migrate(conn) == migrations.LATEST_VERSION == 1
+        assert await migrations.migrate(conn) == migrations.LATEST_VERSION == 2
         tables, indexes, triggers = await postgres_schema(conn)
         want_tables, want_indexes, want_triggers = await sqlite_reference()
 
@@ -100,7 +100,7 @@ async def test_migrate_creates_sqlite_s_whole_schema_then_does_nothing(postgres_
         assert len(epoch) == 32 and int(epoch, 16) >= 0
         applied = await conn.fetch("SELECT version FROM schema_migrations")
 
-        assert await migrations.migrate(conn) == 1  # a second run changes nothing
+        assert await migrations.migrate(conn) == 2  # a second run changes nothing
         assert await postgres_schema(conn) == (tables, indexes, triggers)
         assert await conn.fetch("SELECT version FROM schema_migrations") == applied
         assert await conn.fetchval("SELECT epoch FROM store_epoch") == epoch
@@ -110,7 +110,7 @@ async def test_migrate_creates_sqlite_s_whole_schema_then_does_nothing(postgres_
 
 async def test_concurrent_migrates_end_with_one_schema_and_no_error(postgres_dsn: str) -> None:
     """Three nodes migrate at the same instant, two of them granting the same role: the
-    advisory lock makes them take turns; each finds version 1 and none fails."""
+    advisory lock makes them take turns; each ends at the latest version and none fails."""
     role = "chatd_app_" + postgres_dsn.rsplit("/", 1)[-1]
     setup = await db.connect(postgres_dsn)
     await setup.execute(f"CREATE ROLE {role} LOGIN")
@@ -127,10 +127,12 @@ async def test_concurrent_migrates_end_with_one_schema_and_no_error(postgres_dsn
         ]
         await asyncio.sleep(0)
         start.set()
-        assert await asyncio.gather(*tasks) == [1, 1, 1]
+        latest = migrations.LATEST_VERSION
+        assert await asyncio.gather(*tasks) == [latest] * 3
         assert [
-            r["version"] for r in await setup.fetch("SELECT version FROM schema_migrations")
-        ] == [1]
+            r["version"]
+            for r in await setup.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        ] == list(range(1, latest + 1))
         assert await setup.fetchval("SELECT COUNT(*) FROM store_epoch") == 1
         _, _, triggers = await postgres_schema(setup)
         assert "events_append_only_update" in triggers
@@ -151,7 +153,7 @@ async def test_a_newer_database_is_refused_with_the_sentence(postgres_dsn: str) 
         with pytest.raises(MigrationError) as refused:
             await migrations.migrate(conn)
         assert refused.value.message == (
-            "The database is at schema version 7, newer than this chatd (1); upgrade chatd."
+            "The database is at schema version 7, newer than this chatd (2); upgrade chatd."
         )
         assert "version 7" in refused.value.message_in("fr")
     finally:
