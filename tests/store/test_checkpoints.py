@@ -329,7 +329,7 @@ async def test_the_first_open_after_the_upgrade_starts_the_log(
     db = tmp_path / "chatd.sqlite3"
     first, _ = await build(db, ring)
     log_of(db).unlink()
-    rewind_to_9(db)  # migrations 10 and 11 undone: the schema of the code before
+    rewind_to_9(db)  # migrations 10 to 12 undone: the schema of the code before
     async with SqliteStore(db, ring) as store:
         state = store.checkpoint_state()
         assert state.problems == () and state.last is not None

@@ -289,9 +289,10 @@ async def test_retire_is_refused_while_a_row_is_maced_under_the_key(tmp_path: Pa
 
 
 def rewind_to_9(db: Path) -> None:
-    """The schema as migration 9 left it: no mac columns, the triggers as they were
-    (migrations 10 and 11 undone)."""
+    """The schema as migration 9 left it: no mac columns, the triggers as they were, no
+    upload budgets (migrations 10 to 12 undone)."""
     with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE upload_budgets")  # migration 12 (its index goes with it)
         for table in (*MAC_TABLES, "idempotency_keys"):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN mac")
         for name, version in (
