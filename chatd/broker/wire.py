@@ -53,8 +53,10 @@ class Received:
 
 def encode(publication: Publication, node_id: str) -> bytes | None:
     """The message for ``publication``; None for a batch with nothing in it."""
-    if not node_id or len(node_id) > MAX_NODE_ID:
-        raise ValueError("a node id is 1 to 64 characters")
+    # ASCII only (CHATD_NODE_ID's letters, digits, - and _; session ids are the node id and a
+    # number): a string's length is then its size, under the decoder's byte limit.
+    if not node_id or len(node_id) > MAX_NODE_ID or not node_id.isascii():
+        raise ValueError("a node id is 1 to 64 ASCII characters")
     fields: list[Any]
     match publication:
         case Committed():
@@ -63,6 +65,8 @@ def encode(publication: Publication, node_id: str) -> bytes | None:
                 return None
             fields = [COMMITTED, publication.conv_id, span[0], span[1]]
         case ReadMarker(user_id=user, state=state, origin=origin):
+            if origin is not None and (len(origin) > MAX_ORIGIN or not origin.isascii()):
+                raise ValueError("a session id is at most 128 ASCII characters")
             fields = [READ_MARKER, user, state.conv_id, state.read_seq, state.unread, origin]
         case EndSessions(reason=reason, token_hashes=tokens, user_id=user):
             fields = [END_SESSIONS, reason.value, list(tokens), user]
@@ -95,6 +99,8 @@ def decode(data: bytes) -> Received:
         raise WireError("other_version")
     if not isinstance(node_id, str) or not 1 <= len(node_id) <= MAX_NODE_ID:
         raise WireError("no_node_id")
+    if not node_id.isascii():
+        raise WireError("no_node_id")
     return Received(node_id, _publication(kind, fields))
 
 
@@ -107,7 +113,7 @@ def _publication(kind: object, fields: list[Any]) -> Publication:
     if kind == READ_MARKER and type(kind) is int and len(fields) == 5:
         user, conv = _count(fields[0], 1), _count(fields[1], 1)
         read_seq, unread, origin = _count(fields[2], 0), _count(fields[3], 0), fields[4]
-        if origin is not None and not (isinstance(origin, str) and origin):
+        if origin is not None and not (isinstance(origin, str) and origin and origin.isascii()):
             raise WireError("bad_origin")
         return ReadMarker(user, ReadState(conv, read_seq, unread), origin)
     if kind == END_SESSIONS and type(kind) is int and len(fields) == 3:
