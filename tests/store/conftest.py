@@ -8,9 +8,11 @@ the same database or choose options (window size, clock, key ring), ``store_fact
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -187,6 +189,28 @@ class FreshDatabases:
 @pytest.fixture(scope="session")
 def fresh_databases(request: pytest.FixtureRequest) -> FreshDatabases:
     return FreshDatabases(request)
+
+
+def on_a_fresh_store(
+    fresh_databases: FreshDatabases,
+    backend: str,
+    ring: KeyRing,
+    body: Callable[[Store], Awaitable[None]],
+) -> None:
+    """Run ``body`` on an opened store of ``backend`` with a database of its own (one
+    hypothesis example), in an event loop of its own; the store is closed whatever happens."""
+
+    async def play(dsn: str | None) -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            store = make_store(backend, Path(directory), ring, durable=False, dsn=dsn)
+            await store.open()
+            try:
+                await body(store)
+            finally:
+                await store.close()
+
+    with fresh_databases(backend) as dsn:
+        asyncio.run(play(dsn))
 
 
 def check_rules(log: list[Event]) -> set[int]:

@@ -8,7 +8,6 @@ never keep what was typed.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +19,12 @@ from hypothesis import strategies as st
 from chatd.core.login_throttle import Admission, AttemptLedger, Budget, ThrottleLimits
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
-from tests.store.conftest import BACKENDS, FreshDatabases, StoreFactory, make_store
+from tests.store.conftest import (
+    BACKENDS,
+    FreshDatabases,
+    StoreFactory,
+    on_a_fresh_store,
+)
 
 LIMITS = ThrottleLimits(per_login=5, per_address=8, overall=20, window_ms=60_000)
 T0 = 1_700_000_000_000
@@ -160,17 +164,10 @@ script_strategy = st.lists(
 def test_the_store_admits_what_the_reference_admits(
     fresh_databases: FreshDatabases, backend: str, script: list[tuple[str, int, int]]
 ) -> None:
-    async def play(dsn: str | None) -> None:
-        with tempfile.TemporaryDirectory() as directory:
-            store = make_store(backend, Path(directory), RING, durable=False, dsn=dsn)
-            await store.open()
-            try:
-                await compare(store, script)
-            finally:
-                await store.close()
+    async def body(store: Store) -> None:
+        await compare(store, script)
 
-    with fresh_databases(backend) as dsn:  # a database of its own per example
-        asyncio.run(play(dsn))
+    on_a_fresh_store(fresh_databases, backend, RING, body)  # a database per example
 
 
 async def compare(store: Store, script: list[tuple[str, int, int]]) -> None:

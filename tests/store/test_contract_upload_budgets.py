@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import tempfile
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -21,7 +19,12 @@ from chatd.core.errors import RateLimitedError
 from chatd.core.upload_quota import MINUTE_MS, QuotaLedger, Reservation, UploadLimits
 from chatd.crypto.keyring import KeyRing
 from chatd.store.contract import Store
-from tests.store.conftest import BACKENDS, FreshDatabases, StoreFactory, make_store
+from tests.store.conftest import (
+    BACKENDS,
+    FreshDatabases,
+    StoreFactory,
+    on_a_fresh_store,
+)
 
 LIMITS = UploadLimits(uploads_per_minute=5, bytes_per_minute=10_000, max_upload_bytes=4_000)
 T0 = 1_700_000_000_000
@@ -174,18 +177,10 @@ script_strategy = st.lists(
 def test_the_store_admits_what_the_reference_admits_and_no_more_than_the_rate(
     fresh_databases: FreshDatabases, backend: str, script: list[tuple[str, int, int]]
 ) -> None:
-    async def play(dsn: str | None) -> None:
-        with tempfile.TemporaryDirectory() as directory:
-            store = make_store(backend, Path(directory), RING, durable=False, dsn=dsn)
-            await store.open()
-            try:
-                charges = await compare(store, script)
-            finally:
-                await store.close()
-        within_the_rate(charges)
+    async def body(store: Store) -> None:
+        within_the_rate(await compare(store, script))
 
-    with fresh_databases(backend) as dsn:  # a database of its own per example
-        asyncio.run(play(dsn))
+    on_a_fresh_store(fresh_databases, backend, RING, body)  # a database per example
 
 
 # What one event did to a user's buckets: (user, time, admission?, bytes charged).  An
